@@ -1,0 +1,46 @@
+-- The Spanner schema of redis-spanner: the outbox, the relay's leases, and the demo's tables.
+-- `redis-spanner provision` applies every statement whose table or index does not exist yet.
+-- Statements end with a semicolon; comments start with "--".
+
+-- One row per changed business row, written in the same read-write transaction as the change.
+-- Shard leads the key so concurrent writers spread over splits instead of appending to one;
+-- EventId is a random UUID minted by the producer. The relay deletes a row once Pub/Sub holds it.
+CREATE TABLE Outbox (
+  Shard INT64 NOT NULL,
+  EventId STRING(64) NOT NULL,
+  EventType STRING(64) NOT NULL,
+  TableName STRING(128) NOT NULL,
+  KeyJson STRING(MAX) NOT NULL,
+  Payload STRING(MAX),
+  SchemaVersion INT64 NOT NULL,
+  CommitTs TIMESTAMP NOT NULL OPTIONS (allow_commit_timestamp = true),
+  CONSTRAINT OutboxShardInRange CHECK (Shard >= 0 AND Shard < 16),
+) PRIMARY KEY (Shard, EventId);
+
+-- A relay publishes a shard only while it holds that shard's lease.
+CREATE TABLE OutboxLease (
+  Shard INT64 NOT NULL,
+  Owner STRING(64) NOT NULL,
+  ExpiresAt TIMESTAMP NOT NULL,
+) PRIMARY KEY (Shard);
+
+-- Demo: one cached row per account.
+CREATE TABLE Accounts (
+  AccountId STRING(64) NOT NULL,
+  Owner STRING(64) NOT NULL,
+  Balance INT64 NOT NULL,
+  UpdatedAt TIMESTAMP NOT NULL OPTIONS (allow_commit_timestamp = true),
+) PRIMARY KEY (AccountId);
+
+-- Demo: a team row, and a derived key (the member list) built from many Members rows.
+CREATE TABLE Teams (
+  TeamId INT64 NOT NULL,
+  Name STRING(128) NOT NULL,
+) PRIMARY KEY (TeamId);
+
+CREATE TABLE Members (
+  TeamId INT64 NOT NULL,
+  MemberId STRING(64) NOT NULL,
+  Role STRING(32) NOT NULL,
+) PRIMARY KEY (TeamId, MemberId),
+  INTERLEAVE IN PARENT Teams ON DELETE CASCADE;

@@ -1,0 +1,1 @@
+"""The contract shared by producers and consumers: envelope, event types, cache keys, settings."""

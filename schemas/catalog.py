@@ -1,0 +1,52 @@
+"""Key templates: the demo's declaration, and loading a service's own from settings.
+
+A service declares its templates in a module of its own and points ``REDIS_SPANNER_CATALOG``
+at it as ``package.module:NAME`` (a ``Catalog`` or a sequence of ``KeyTemplate``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+from schemas.keys import Action, Catalog, KeyTemplate, Trigger
+
+ACCOUNT = KeyTemplate(
+    name="account",
+    entity="Accounts",
+    key_columns=("AccountId",),
+    triggers=(Trigger("Accounts", arity=1, parts=(0,)),),
+    columns=("Owner", "Balance"),
+)
+
+TEAM = KeyTemplate(
+    name="team",
+    entity="Teams",
+    key_columns=("TeamId",),
+    key_types=("INT64",),
+    triggers=(Trigger("Teams", arity=1, parts=(0,)),),
+    columns=("Name",),
+)
+
+TEAM_MEMBERS = KeyTemplate(
+    name="team-members",
+    entity="Teams",
+    key_columns=("TeamId",),
+    key_types=("INT64",),
+    triggers=(Trigger("Members", arity=2, parts=(0,)), Trigger("Teams", arity=1, parts=(0,))),
+    action=Action.REWARM,
+    query="SELECT MemberId, Role FROM Members WHERE TeamId = @k0 ORDER BY MemberId",
+)
+
+DEMO: Sequence[KeyTemplate] = (ACCOUNT, TEAM, TEAM_MEMBERS)
+
+
+def load_catalog(spec: str, namespace: str) -> Catalog:
+    """Import ``module:NAME`` and wrap it in a ``Catalog`` for ``namespace``."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"catalog must be 'package.module:NAME', got {spec!r}")
+    declared = getattr(importlib.import_module(module_name), attr)
+    if isinstance(declared, Catalog):
+        return Catalog(namespace, declared.templates)
+    return Catalog(namespace, tuple(declared))

@@ -1,0 +1,144 @@
+"""The one event envelope that travels from the outbox to the consumers.
+
+The wire form is UTF-8 JSON. The producer mints ``event_id`` once; nothing downstream replaces
+it, so a duplicate or a replayed event is recognisable everywhere. ``version`` is the commit
+timestamp of the producing transaction, in nanoseconds (see ``schemas.versions``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas import versions
+from schemas.errors import (
+    DecodeError,
+    UnknownEventType,
+    UnsupportedSchemaVersion,
+    ValidationError,
+)
+from schemas.events import (
+    MAX_KEY_PART_LENGTH,
+    MAX_KEY_PARTS,
+    SCHEMA_VERSION,
+    SUPPORTED_SCHEMA_VERSIONS,
+    EventType,
+)
+
+KeyPart = str | int
+_EVENT_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    type: EventType
+    table: str
+    key: tuple[KeyPart, ...]
+    version: int
+    payload: Mapping[str, Any] | None = field(default=None, compare=False)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def commit_ts(self) -> str:
+        return versions.to_rfc3339(self.version)
+
+    def encode(self) -> bytes:
+        body: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "event_id": self.event_id,
+            "type": str(self.type),
+            "table": self.table,
+            "key": list(self.key),
+            "commit_ts": self.commit_ts,
+        }
+        if self.payload is not None:
+            body["payload"] = dict(self.payload)
+        return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+    def attributes(self) -> dict[str, str]:
+        """Pub/Sub attributes: enough to filter and triage without decoding the body."""
+        return {
+            "event_id": self.event_id,
+            "event_type": str(self.type),
+            "table": self.table,
+            "schema_version": str(self.schema_version),
+            "commit_ts": self.commit_ts,
+        }
+
+
+def decode(raw: bytes) -> Event:
+    """Parse and validate a wire message. Every failure is a ``PermanentError``."""
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DecodeError(f"not a JSON envelope: {e}", raw) from e
+    if not isinstance(body, dict):
+        raise DecodeError("envelope must be a JSON object", raw)
+    schema_version = body.get("schema_version")
+    if type(schema_version) is not int:
+        raise ValidationError("schema_version must be an integer")
+    if schema_version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise UnsupportedSchemaVersion(f"schema_version {schema_version} is not supported")
+    missing = [k for k in ("event_id", "type", "table", "key", "commit_ts") if k not in body]
+    if missing:
+        raise ValidationError(f"missing field(s): {', '.join(missing)}")
+    unknown = set(body) - {"schema_version", "event_id", "type", "table", "key", "commit_ts",
+                           "payload"}
+    if unknown:
+        raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    try:
+        event_type = EventType(body["type"])
+    except ValueError as e:
+        raise UnknownEventType(f"unknown event type {str(body['type'])[:64]!r}") from e
+    if not isinstance(body["commit_ts"], str):
+        raise ValidationError("commit_ts must be an RFC 3339 string")
+    try:
+        version = versions.parse_rfc3339(body["commit_ts"])
+    except ValueError as e:
+        raise ValidationError(str(e)) from e
+    key = body["key"]
+    if not isinstance(key, list):
+        raise ValidationError("key must be a list of primary key parts")
+    payload = body.get("payload")
+    if payload is not None and not isinstance(payload, dict):
+        raise ValidationError("payload must be an object when present")
+    for name in ("event_id", "table"):
+        if not isinstance(body[name], str):
+            raise ValidationError(f"{name} must be a string")
+    return Event(
+        event_id=body["event_id"],
+        type=event_type,
+        table=body["table"],
+        key=tuple(key),
+        version=version,
+        payload=payload,
+        schema_version=schema_version,
+    )
+
+
+def _validate(event: Event) -> None:
+    if not isinstance(event.event_id, str) or not _EVENT_ID.match(event.event_id):
+        raise ValidationError("event_id must be 8-64 characters of [A-Za-z0-9-]")
+    if not isinstance(event.type, EventType):
+        raise UnknownEventType(f"unknown event type {event.type!r}")
+    if not isinstance(event.table, str) or not _IDENTIFIER.match(event.table):
+        raise ValidationError("table must be a Spanner identifier")
+    if not event.key or len(event.key) > MAX_KEY_PARTS:
+        raise ValidationError(f"key must have 1 to {MAX_KEY_PARTS} parts")
+    for part in event.key:
+        if type(part) is int:
+            continue
+        if not isinstance(part, str) or not part or len(part) > MAX_KEY_PART_LENGTH:
+            raise ValidationError(
+                f"key parts must be integers or strings of 1-{MAX_KEY_PART_LENGTH} characters"
+            )
+    if type(event.version) is not int or event.version <= 0:
+        raise ValidationError("version must be a positive integer of nanoseconds")

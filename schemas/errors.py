@@ -1,0 +1,57 @@
+"""One error tree for the whole pipeline.
+
+Adapters translate SDK exceptions into these; the consumer's ack policy decides on the class
+alone, never on the SDK exception underneath.
+"""
+
+from __future__ import annotations
+
+
+class RedisSpannerError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class PermanentError(RedisSpannerError):
+    """Retrying cannot help: the message goes to the dead-letter topic at once."""
+
+    reason = "permanent"
+
+
+class DecodeError(PermanentError):
+    """The payload is not a valid envelope. Keeps the raw bytes for the dead letter."""
+
+    reason = "undecodable"
+
+    def __init__(self, message: str, raw: bytes = b"") -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+class ValidationError(PermanentError):
+    """The envelope decoded but a field breaks the contract."""
+
+    reason = "invalid"
+
+
+class UnknownEventType(PermanentError):
+    reason = "unknown-type"
+
+
+class UnsupportedSchemaVersion(PermanentError):
+    reason = "unsupported-schema-version"
+
+
+class KeyRefused(PermanentError):
+    """A primary key part or table would address a key outside the declared namespace."""
+
+    reason = "key-refused"
+
+
+class EventTooLarge(PermanentError):
+    reason = "too-large"
+
+
+class TransientError(RedisSpannerError):
+    """Redis or Spanner unavailable, a timeout, an aborted transaction: retry, then nack."""
+
+    reason = "transient"

@@ -1,0 +1,211 @@
+"""Cache-key templates tied to Spanner primary keys.
+
+Every Redis key this project touches is built here, from a declared template and validated
+primary-key parts, so an event can never address a key outside its namespace. A key looks like
+
+    <namespace>:<template>:{<Entity>:<part>[:<part>...]}
+
+The braces are a Redis Cluster hash tag: every key of one entity (its row, its derived lists,
+its fill lease) lands in the same slot.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from schemas.envelope import Event, KeyPart
+from schemas.errors import KeyRefused
+from schemas.events import MAX_KEY_PART_LENGTH, EventType
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,47}$")
+_NAMESPACE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_STR_PART = re.compile(r"^[A-Za-z0-9._@-]+$")
+LEASE_SUFFIX = ":lease"
+
+
+class Action(StrEnum):
+    INVALIDATE = "invalidate"
+    REWARM = "rewarm"
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """Events on ``table`` address the template with the event key parts at ``parts``."""
+
+    table: str
+    arity: int
+    parts: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyTemplate:
+    """A cached value and how to rebuild it from Spanner.
+
+    ``columns`` caches one row of ``entity`` (read by primary key); ``query`` caches a derived
+    value, the rows of a SQL query whose parameters ``@k0``, ``@k1``... are the key parts.
+    """
+
+    name: str
+    entity: str
+    key_columns: tuple[str, ...]
+    triggers: tuple[Trigger, ...]
+    action: Action = Action.INVALIDATE
+    columns: tuple[str, ...] = ()
+    query: str | None = None
+    key_types: tuple[str, ...] = ()
+    """Spanner type of each key column, ``STRING`` or ``INT64``; all ``STRING`` when empty."""
+
+    def __post_init__(self) -> None:
+        if not self.key_types:
+            object.__setattr__(self, "key_types", ("STRING",) * len(self.key_columns))
+        if len(self.key_types) != len(self.key_columns) or not set(self.key_types) <= {
+            "STRING", "INT64"
+        }:
+            raise ValueError(f"template {self.name!r}: one STRING or INT64 per key column")
+        if not _NAME.match(self.name):
+            raise ValueError(f"template name {self.name!r} must match {_NAME.pattern}")
+        if bool(self.columns) == bool(self.query):
+            raise ValueError(f"template {self.name!r} needs exactly one of columns or query")
+        for trigger in self.triggers:
+            if len(trigger.parts) != len(self.key_columns):
+                raise ValueError(f"template {self.name!r}: trigger {trigger.table} maps "
+                                 f"{len(trigger.parts)} parts onto {len(self.key_columns)}")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    """One Redis key with the template and primary-key parts that built it."""
+
+    template: KeyTemplate
+    parts: tuple[KeyPart, ...]
+    key: str
+
+    @property
+    def lease_key(self) -> str:
+        return self.key + LEASE_SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class KeyTarget:
+    """What an event asks of one key."""
+
+    cache_key: CacheKey
+    action: Action
+    version: int
+
+
+def validate_part(part: object) -> KeyPart:
+    if type(part) is int:
+        return part
+    if (
+        isinstance(part, str)
+        and 0 < len(part) <= MAX_KEY_PART_LENGTH
+        and _STR_PART.match(part)
+    ):
+        return part
+    shown = repr(part)[:40]
+    raise KeyRefused(
+        f"key part {shown} refused: integers or 1-{MAX_KEY_PART_LENGTH} characters of "
+        "[A-Za-z0-9._@-] only"
+    )
+
+
+@dataclass
+class Catalog:
+    """The declared templates, indexed by the tables whose events reach them."""
+
+    namespace: str
+    templates: Sequence[KeyTemplate]
+    _by_table: dict[str, list[tuple[KeyTemplate, Trigger]]] = field(init=False, repr=False)
+    _by_name: dict[str, KeyTemplate] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not _NAMESPACE.match(self.namespace):
+            raise ValueError(f"namespace {self.namespace!r} must match {_NAMESPACE.pattern}")
+        self._by_table = {}
+        self._by_name = {}
+        for template in self.templates:
+            if template.name in self._by_name:
+                raise ValueError(f"template {template.name!r} declared twice")
+            self._by_name[template.name] = template
+            for trigger in template.triggers:
+                self._by_table.setdefault(trigger.table, []).append((template, trigger))
+
+    @property
+    def tables(self) -> frozenset[str]:
+        return frozenset(self._by_table)
+
+    def template(self, name: str) -> KeyTemplate:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyRefused(f"no key template named {name[:48]!r}") from None
+
+    def __iter__(self) -> Iterator[KeyTemplate]:
+        return iter(self.templates)
+
+    def key(self, template: KeyTemplate, parts: Iterable[object]) -> CacheKey:
+        checked = tuple(validate_part(p) for p in parts)
+        if len(checked) != len(template.key_columns):
+            raise KeyRefused(
+                f"template {template.name!r} takes {len(template.key_columns)} key part(s), "
+                f"got {len(checked)}"
+            )
+        for part, kind, column in zip(checked, template.key_types, template.key_columns,
+                                      strict=True):
+            if (kind == "INT64") != (type(part) is int):
+                raise KeyRefused(f"key part for {column} must be {kind}")
+        tag = ":".join([template.entity, *(str(p) for p in checked)])
+        return CacheKey(template, checked, f"{self.namespace}:{template.name}:{{{tag}}}")
+
+    def parse(self, key: str) -> CacheKey:
+        """The inverse of ``key``, for tools that walk Redis (verify)."""
+        prefix = self.namespace + ":"
+        if not key.startswith(prefix) or not key.endswith("}") or "{" not in key:
+            raise KeyRefused(f"{key[:80]!r} is not a key of namespace {self.namespace!r}")
+        name, _, tag = key[len(prefix):-1].partition(":{")
+        template = self.template(name)
+        entity, *raw = tag.split(":")
+        if entity != template.entity:
+            raise KeyRefused(f"{key[:80]!r}: entity does not match template {name!r}")
+        try:
+            parts = [int(p) if kind == "INT64" else p
+                     for p, kind in zip(raw, template.key_types, strict=True)]
+        except ValueError:
+            raise KeyRefused(f"{key[:80]!r} does not match template {name!r}") from None
+        built = self.key(template, parts)
+        if built.key != key:
+            raise KeyRefused(f"{key[:80]!r} does not round-trip")
+        return built
+
+    def targets(self, event: Event) -> list[KeyTarget]:
+        """The keys an event touches and what it asks of each. Refuses what is undeclared."""
+        routes = self._by_table.get(event.table)
+        if not routes:
+            raise KeyRefused(f"table {event.table!r} has no key templates")
+        out: list[KeyTarget] = []
+        for template, trigger in routes:
+            if len(event.key) != trigger.arity:
+                raise KeyRefused(
+                    f"table {event.table!r} keys have {trigger.arity} part(s), "
+                    f"event has {len(event.key)}"
+                )
+            cache_key = self.key(template, (event.key[i] for i in trigger.parts))
+            out.append(KeyTarget(cache_key, _action(event.type, template), event.version))
+        return out
+
+    def pattern(self, template: KeyTemplate | None = None) -> str:
+        """A SCAN pattern over this namespace (or one template)."""
+        name = template.name if template else "*"
+        return f"{self.namespace}:{name}:{{*}}"
+
+
+def _action(event_type: EventType, template: KeyTemplate) -> Action:
+    if event_type is EventType.ROW_DELETED:
+        return Action.INVALIDATE
+    if event_type is EventType.ROW_REWARM:
+        return Action.REWARM
+    return template.action

@@ -1,0 +1,58 @@
+"""Versions are Spanner timestamps in integer nanoseconds since the epoch.
+
+In Redis a version is stored as a fixed-width decimal string so the Lua guard can compare
+versions as strings: Lua numbers are doubles and would lose the low digits of a nanosecond
+timestamp.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+VERSION_WIDTH = 20
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$"
+)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def from_datetime(value: dt.datetime) -> int:
+    """Nanoseconds since the epoch; keeps the nanoseconds of DatetimeWithNanoseconds."""
+    if value.tzinfo is None:
+        raise ValueError("timestamp must be timezone-aware")
+    whole = value.replace(microsecond=0)
+    seconds = int((whole - _EPOCH).total_seconds())
+    nanos = getattr(value, "nanosecond", None)
+    if not nanos:
+        nanos = value.microsecond * 1000
+    return seconds * 1_000_000_000 + nanos
+
+
+def to_rfc3339(version: int) -> str:
+    seconds, nanos = divmod(version, 1_000_000_000)
+    base = (_EPOCH + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{nanos:09d}Z"
+
+
+def parse_rfc3339(text: str) -> int:
+    match = _RFC3339.match(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 UTC timestamp: {text[:40]!r}")
+    year, month, day, hour, minute, second, frac = match.groups()
+    whole = dt.datetime(
+        int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=dt.UTC
+    )
+    nanos = int((frac or "0").ljust(9, "0"))
+    return int((whole - _EPOCH).total_seconds()) * 1_000_000_000 + nanos
+
+
+def encode(version: int) -> str:
+    """The fixed-width form stored in Redis."""
+    if version < 0:
+        raise ValueError("version must be non-negative")
+    return f"{version:0{VERSION_WIDTH}d}"
+
+
+def to_seconds(version: int) -> float:
+    return version / 1_000_000_000
