@@ -89,3 +89,21 @@ def _json_default(obj: object) -> object:
     if isinstance(obj, decimal.Decimal):
         return str(obj)
     raise TypeError(f"cannot cache a value of type {type(obj).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheOp:
+    """One guarded write: tombstone (``OP_INVALIDATE``) or value (``OP_SET``) at ``version``."""
+
+    key: str
+    op: str
+    version: int
+    data: str | None = None
+
+    @classmethod
+    def invalidate(cls, key: str, version: int) -> CacheOp:
+        return cls(key, OP_INVALIDATE, version)
+
+    @classmethod
+    def set(cls, key: str, version: int, value: Any) -> CacheOp:
+        return cls(key, OP_SET, version, encode_value(value))

@@ -51,27 +51,52 @@ class Event:
         return versions.to_rfc3339(self.version)
 
     def encode(self) -> bytes:
-        body: dict[str, Any] = {
-            "schema_version": self.schema_version,
-            "event_id": self.event_id,
-            "type": str(self.type),
-            "table": self.table,
-            "key": list(self.key),
-            "commit_ts": self.commit_ts,
-        }
-        if self.payload is not None:
-            body["payload"] = dict(self.payload)
-        return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        return encode_fields(
+            self.event_id, str(self.type), self.table, list(self.key), self.commit_ts,
+            None if self.payload is None else dict(self.payload), self.schema_version,
+        )
 
     def attributes(self) -> dict[str, str]:
-        """Pub/Sub attributes: enough to filter and triage without decoding the body."""
-        return {
-            "event_id": self.event_id,
-            "event_type": str(self.type),
-            "table": self.table,
-            "schema_version": str(self.schema_version),
-            "commit_ts": self.commit_ts,
-        }
+        return attributes_of(
+            self.event_id, str(self.type), self.table, self.commit_ts, self.schema_version
+        )
+
+
+def encode_fields(
+    event_id: str,
+    event_type: str,
+    table: str,
+    key: Any,
+    commit_ts: str,
+    payload: Any,
+    schema_version: int,
+) -> bytes:
+    """The wire form, without validation: the relay forwards what a writer stored and the
+    consumer, which validates, dead-letters what breaks the contract."""
+    body: dict[str, Any] = {
+        "schema_version": schema_version,
+        "event_id": event_id,
+        "type": event_type,
+        "table": table,
+        "key": key,
+        "commit_ts": commit_ts,
+    }
+    if payload is not None:
+        body["payload"] = payload
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+def attributes_of(
+    event_id: str, event_type: str, table: str, commit_ts: str, schema_version: int
+) -> dict[str, str]:
+    """Pub/Sub attributes: enough to filter and triage without decoding the body."""
+    return {
+        "event_id": event_id[:256],
+        "event_type": event_type[:256],
+        "table": table[:256],
+        "schema_version": str(schema_version),
+        "commit_ts": commit_ts,
+    }
 
 
 def decode(raw: bytes) -> Event:

@@ -24,6 +24,12 @@ CREATE TABLE OutboxLease (
   ExpiresAt TIMESTAMP NOT NULL,
 ) PRIMARY KEY (Shard);
 
+-- Live relays announce themselves here, so each takes a fair share of the shards.
+CREATE TABLE OutboxRelay (
+  Owner STRING(64) NOT NULL,
+  ExpiresAt TIMESTAMP NOT NULL,
+) PRIMARY KEY (Owner);
+
 -- Demo: one cached row per account.
 CREATE TABLE Accounts (
   AccountId STRING(64) NOT NULL,

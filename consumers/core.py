@@ -1,0 +1,127 @@
+"""The consumer core: decode, route to keys, coalesce, rewarm, apply, decide.
+
+Transport-free: the pull worker and the push endpoint hand it ``Inbound`` messages and act on
+the ``Outcome``s. It talks to Redis, Spanner and the dead-letter topic through small protocols.
+
+The ack policy, in one place:
+- a ``PermanentError`` (bad envelope, unknown type, refused key) dead-letters the message at
+  once with its reason, then acks; if the dead-letter publish fails, it nacks;
+- a ``TransientError`` (Redis or Spanner unavailable) is retried in process, bounded in
+  attempts and time, then nacked, so Pub/Sub redelivers with backoff and, after
+  max_delivery_attempts, forwards the message to the dead-letter topic itself;
+- otherwise the message is acked, and only after Redis has applied (or refused as superseded)
+  every write the event asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from consumers import metrics
+from consumers.messages import Disposition, Inbound, Outcome
+from consumers.plan import Plan, coalesce
+from consumers.redis_cache import Applied
+from schemas.cache import CacheOp
+from schemas.envelope import Event, decode
+from schemas.errors import PermanentError, RedisSpannerError, TransientError
+from schemas.keys import Action, CacheKey, Catalog, KeyTarget
+from schemas.retrying import retrying
+
+log = logging.getLogger(__name__)
+
+
+class CacheWriter(Protocol):
+    def apply(self, ops: Sequence[CacheOp]) -> list[Applied]: ...
+
+
+class RowReader(Protocol):
+    def read(self, keys: Sequence[CacheKey]) -> tuple[dict[str, Any], int]: ...
+
+
+class DeadLetterSink(Protocol):
+    def send(self, message: Inbound, error: PermanentError) -> None: ...
+
+
+class Processor:
+    def __init__(
+        self,
+        catalog: Catalog,
+        cache: CacheWriter,
+        rows: RowReader,
+        dead_letters: DeadLetterSink,
+        *,
+        retry_attempts: int = 4,
+        retry_seconds: float = 5.0,
+        observer: Callable[[list[Outcome]], None] | None = None,
+    ) -> None:
+        self._catalog = catalog
+        self._cache = cache
+        self._rows = rows
+        self._dead_letters = dead_letters
+        self._retry_attempts = retry_attempts
+        self._retry_seconds = retry_seconds
+        self._observer = observer
+
+    def process(self, batch: Sequence[Inbound]) -> list[Outcome]:
+        """Decide every message of ``batch``; never raises for a message's sake."""
+        outcomes: list[Outcome | None] = [None] * len(batch)
+        routed: list[tuple[int, Event, list[KeyTarget]]] = []
+        for i, message in enumerate(batch):
+            try:
+                event = decode(message.data)
+                routed.append((i, event, self._catalog.targets(event)))
+            except PermanentError as e:
+                outcomes[i] = self._dead_letter(message, e)
+        if routed:
+            for i, outcome in self._apply(batch, routed):
+                outcomes[i] = outcome
+        done = [o for o in outcomes if o is not None]
+        metrics.count(done)
+        if self._observer:
+            self._observer(done)
+        return done
+
+    def _apply(
+        self, batch: Sequence[Inbound], routed: list[tuple[int, Event, list[KeyTarget]]]
+    ) -> list[tuple[int, Outcome]]:
+        plan = coalesce(t for _, _, targets in routed for t in targets)
+        metrics.COALESCED.inc(plan.coalesced)
+        try:
+            results = retrying(self._retry_attempts, self._retry_seconds)(
+                lambda: self._write(plan)
+            )
+        except RedisSpannerError as e:
+            log.warning("batch of %d event(s) not applied, nacking: %s", len(routed), e)
+            return [(i, Outcome(batch[i], Disposition.NACK, event, error=e))
+                    for i, event, _ in routed]
+        changed = {r.op.key for r in results if r.applied}
+        return [
+            (i, Outcome(batch[i], Disposition.ACK, event,
+                        changed=any(t.cache_key.key in changed for t in targets)))
+            for i, event, targets in routed
+        ]
+
+    def _write(self, plan: Plan) -> list[Applied]:
+        ops = [CacheOp.invalidate(k.cache_key.key, k.version)
+               for k in plan.by_action(Action.INVALIDATE)]
+        rewarm = plan.by_action(Action.REWARM)
+        if rewarm:
+            values, read_version = self._rows.read([k.cache_key for k in rewarm])
+            for k in rewarm:
+                if read_version >= k.version:
+                    ops.append(CacheOp.set(k.cache_key.key, read_version, values[k.cache_key.key]))
+                else:  # a snapshot older than the event can't stand for it: invalidate instead
+                    ops.append(CacheOp.invalidate(k.cache_key.key, k.version))
+        return self._cache.apply(ops)
+
+    def _dead_letter(self, message: Inbound, error: PermanentError) -> Outcome:
+        try:
+            self._dead_letters.send(message, error)
+        except TransientError as e:
+            log.warning("dead-letter publish failed, nacking %s: %s", message.message_id, e)
+            return Outcome(message, Disposition.NACK, error=e)
+        log.info("dead-lettered %s: %s: %s", message.message_id, error.reason, error)
+        return Outcome(message, Disposition.ACK, dead_letter_reason=error.reason, error=error)
+

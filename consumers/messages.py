@@ -1,0 +1,37 @@
+"""What the transports hand to the core, and what the core hands back. No SDK types here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from schemas.envelope import Event
+from schemas.errors import RedisSpannerError
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One delivered message, whichever transport (pull or push) brought it."""
+
+    message_id: str
+    data: bytes
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    delivery_attempt: int = 0
+    """1 on the first delivery when the subscription has a dead-letter policy, else 0."""
+
+
+class Disposition(StrEnum):
+    ACK = "ack"
+    NACK = "nack"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    message: Inbound
+    disposition: Disposition
+    event: Event | None = None
+    changed: bool = False
+    """True when at least one of the event's keys was written; False when superseded."""
+    dead_letter_reason: str | None = None
+    error: RedisSpannerError | None = None

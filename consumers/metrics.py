@@ -1,0 +1,40 @@
+"""Consumer metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Histogram
+
+if TYPE_CHECKING:
+    from consumers.messages import Outcome
+
+EVENTS = Counter(
+    "redis_spanner_consumer_events", "Messages decided by the consumer", ["outcome"]
+)
+DEAD_LETTERED = Counter(
+    "redis_spanner_consumer_dead_lettered", "Messages sent to the dead-letter topic", ["reason"]
+)
+COALESCED = Counter(
+    "redis_spanner_consumer_coalesced", "Key writes folded into a newer one in the same batch"
+)
+LAG = Histogram(
+    "redis_spanner_consumer_lag_seconds",
+    "Commit timestamp to applied in Redis",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+
+
+def count(outcomes: Iterable[Outcome]) -> None:
+    now = time.time()
+    for outcome in outcomes:
+        if outcome.dead_letter_reason:
+            EVENTS.labels("dead_lettered").inc()
+            DEAD_LETTERED.labels(outcome.dead_letter_reason).inc()
+        elif outcome.event is None or outcome.disposition != "ack":
+            EVENTS.labels(str(outcome.disposition)).inc()
+        else:
+            EVENTS.labels("changed" if outcome.changed else "superseded").inc()
+            LAG.observe(max(0.0, now - outcome.event.version / 1e9))

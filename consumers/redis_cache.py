@@ -1,0 +1,107 @@
+"""The consumers' one touch point with redis-py: guarded writes and reads of cache entries.
+
+A batch of writes is one pipeline of EVALSHA calls, one per key: one round trip, and each call
+touches a single key, so it works unchanged on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.exceptions import NoScriptError, RedisError
+
+from schemas import versions
+from schemas.cache import GUARD, OP_INVALIDATE, CacheOp, Entry, parse_entry
+from schemas.errors import TransientError
+from schemas.settings import Settings, redacted_url
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The guard's answer for one op: whether it wrote, and the version it found."""
+
+    op: CacheOp
+    applied: bool
+    previous: int | None
+
+
+class RedisCache:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        cache_ttl_seconds: int,
+        tombstone_ttl_seconds: int,
+        where: str = "redis",
+    ) -> None:
+        self.client = client
+        self._tombstone_ttl_ms = tombstone_ttl_seconds * 1000
+        self._value_ttl_ms = cache_ttl_seconds * 1000
+        self._sha = hashlib.sha1(GUARD.encode()).hexdigest()
+        self._where = where
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisCache:
+        url = settings.require_redis_url()
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=settings.redis_timeout_seconds,
+            socket_connect_timeout=settings.redis_timeout_seconds,
+            health_check_interval=30,
+        )
+        return cls(
+            client,
+            cache_ttl_seconds=settings.cache_ttl_seconds,
+            tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
+            where=redacted_url(url),
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisCache({self._where})"
+
+    def apply(self, ops: Sequence[CacheOp]) -> list[Applied]:
+        """Run every op through the guard in one round trip. Raises ``TransientError``."""
+        if not ops:
+            return []
+        try:
+            replies = self._run(ops)
+            if any(isinstance(r, NoScriptError) for r in replies):
+                # Redis restarted or was flushed: load the script and run the batch again.
+                # Running an op twice is harmless: the guard refuses the second write.
+                self.client.script_load(GUARD)
+                replies = self._run(ops)
+        except RedisError as e:
+            raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
+        out: list[Applied] = []
+        for op, reply in zip(ops, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise TransientError(f"redis refused a write: {reply}") from reply
+            applied, previous = reply
+            out.append(Applied(op, bool(applied), int(previous) if previous else None))
+        return out
+
+    def _run(self, ops: Sequence[CacheOp]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for op in ops:
+            ttl = self._tombstone_ttl_ms if op.op == OP_INVALIDATE else self._value_ttl_ms
+            pipe.evalsha(self._sha, 1, op.key, op.op, versions.encode(op.version),
+                         op.data or "", ttl)
+        return list(pipe.execute(raise_on_error=False))
+
+    def get(self, keys: Sequence[str]) -> list[Entry | None]:
+        """The entries at ``keys`` (``None`` where Redis holds nothing), in one round trip."""
+        if not keys:
+            return []
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            return [parse_entry(fields) for fields in pipe.execute()]
+        except RedisError as e:
+            raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
+

@@ -1,0 +1,111 @@
+"""The consumers' one touch point with google-cloud-spanner: read the values behind cache keys.
+
+All keys of one call are read in one strong multi-use snapshot, so every value carries the same
+read timestamp, which becomes its version in Redis. Row templates are read with one key-set read
+per template; derived (query) templates run their query once per key, in the same snapshot.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import spanner
+from google.cloud.spanner_v1 import param_types
+
+from schemas import versions
+from schemas.errors import PermanentError, TransientError
+from schemas.keys import CacheKey, KeyTemplate
+from schemas.settings import Settings
+
+_PARAM_TYPES = {"STRING": param_types.STRING, "INT64": param_types.INT64}
+_TRANSIENT = (
+    gexc.Aborted,
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.ResourceExhausted,
+    gexc.RetryError,
+)
+
+
+def open_database(settings: Settings) -> Any:
+    client = spanner.Client(project=settings.project)
+    return client.instance(settings.instance).database(settings.database)
+
+
+class SpannerRows:
+    def __init__(self, database: Any) -> None:
+        self._db = database
+
+    def read(self, keys: Sequence[CacheKey]) -> tuple[dict[str, Any], int]:
+        """Values by Redis key (``None`` for a missing row) and the snapshot's version."""
+        try:
+            return self._read(keys)
+        except _TRANSIENT as e:
+            raise TransientError(f"spanner read failed: {type(e).__name__}") from e
+        except gexc.GoogleAPICallError as e:
+            raise PermanentError(f"spanner refused a read: {type(e).__name__}: {e}") from e
+
+    def _read(self, keys: Sequence[CacheKey]) -> tuple[dict[str, Any], int]:
+        values: dict[str, Any] = {}
+        by_template: dict[KeyTemplate, list[CacheKey]] = defaultdict(list)
+        for key in keys:
+            by_template[key.template].append(key)
+        read_ts = None
+        with self._db.snapshot(multi_use=True) as snapshot:
+            for template, group in by_template.items():
+                for result, found in self._template(snapshot, template, group):
+                    values.update(found)
+                    if read_ts is None:
+                        read_ts = _read_timestamp(result)
+            if read_ts is None:  # nothing to read: still give the caller a version
+                result = snapshot.execute_sql("SELECT 1")
+                list(result)
+                read_ts = _read_timestamp(result)
+        if read_ts is None:
+            raise TransientError("spanner returned no read timestamp")
+        return values, versions.from_datetime(read_ts)
+
+    def _template(
+        self, snapshot: Any, template: KeyTemplate, keys: list[CacheKey]
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        if template.query is None:
+            return [_read_rows(snapshot, template, keys)]
+        return [_run_query(snapshot, template, key) for key in keys]
+
+
+def _read_rows(
+    snapshot: Any, template: KeyTemplate, keys: list[CacheKey]
+) -> tuple[Any, dict[str, Any]]:
+    columns = [*template.key_columns, *template.columns]
+    result = snapshot.read(
+        template.entity, columns=columns, keyset=spanner.KeySet(keys=[list(k.parts) for k in keys])
+    )
+    by_parts = {k.parts: k.key for k in keys}
+    found: dict[str, Any] = dict.fromkeys(by_parts.values())
+    width = len(template.key_columns)
+    for row in result:
+        key = by_parts.get(tuple(row[:width]))
+        if key is not None:
+            found[key] = dict(zip(template.columns, row[width:], strict=True))
+    return result, found
+
+
+def _run_query(snapshot: Any, template: KeyTemplate, key: CacheKey) -> tuple[Any, dict[str, Any]]:
+    params = {f"k{i}": part for i, part in enumerate(key.parts)}
+    types = {f"k{i}": _PARAM_TYPES[t] for i, t in enumerate(template.key_types)}
+    result = snapshot.execute_sql(template.query, params=params, param_types=types)
+    rows = list(result)
+    names = [field.name for field in result.fields]
+    return result, {key.key: [dict(zip(names, row, strict=True)) for row in rows]}
+
+
+def _read_timestamp(result: Any) -> Any:
+    """google-cloud-spanner exposes the read timestamp on the first result's metadata."""
+    metadata = getattr(result, "metadata", None)
+    if metadata is None or not metadata.transaction:
+        return None
+    return metadata.transaction.read_timestamp or None

@@ -1,0 +1,121 @@
+"""``redis-spanner dev``: start, stop and inspect the local stack."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.local import LocalStack, StackError, default_state_dir
+
+dev_app = typer.Typer(
+    help="The local stack: the Pub/Sub and Spanner emulators and a redis-server on free ports.",
+    no_args_is_help=True,
+)
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Where the stack records its processes and logs "
+        "[default: $REDIS_SPANNER_STATE_DIR, else $XDG_STATE_HOME/redis-spanner, "
+        "else ~/.local/state/redis-spanner]",
+    ),
+]
+ENV_HINT = 'eval "$(redis-spanner dev env)"'
+
+
+def _stack(state_dir: Path | None) -> LocalStack:
+    return LocalStack(default_state_dir() if state_dir is None else state_dir)
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """A StackError becomes its message on stderr and exit status 2, without a traceback."""
+    try:
+        yield
+    except StackError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+@dev_app.command()
+def up(
+    state_dir: StateDir = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for health.")] = 60,
+) -> None:
+    """Start whatever part of the stack is not running; reuse the rest."""
+    stack = _stack(state_dir)
+    with _reported():
+        before = stack.running_pids()
+        stack.up(timeout)
+        status = stack.status()
+    table = Table("component", "address", "pid", "")
+    for name, s in status.items():
+        if s["external"]:
+            what = "external (from the environment)"
+        else:
+            what = "already running" if before.get(name) == s["pid"] else "started"
+        table.add_row(name, s["address"], str(s["pid"] or "-"), what)
+    console = Console()
+    console.print(table)
+    console.print(f"state and logs: {stack.state_dir}", markup=False, highlight=False)
+    console.print(f"to use it in this shell: {ENV_HINT}", markup=False, highlight=False)
+
+
+@dev_app.command()
+def down(state_dir: StateDir = None) -> None:
+    """Stop the processes this stack started (never external ones)."""
+    stack = _stack(state_dir)
+    with _reported():
+        stopped = stack.down()
+    if stopped:
+        typer.echo(f"stopped: {', '.join(stopped)}")
+    else:
+        typer.echo(f"nothing was running (state dir {stack.state_dir})")
+
+
+@dev_app.command()
+def status(
+    state_dir: StateDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show each component: running, healthy, address, pid."""
+    stack = _stack(state_dir)
+    with _reported():
+        report = stack.status()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table("component", "running", "healthy", "address", "pid", "external")
+    for name, s in report.items():
+        table.add_row(name, _yes(s["running"]), _yes(s["healthy"]), s["address"] or "-",
+                      str(s["pid"] or "-"), _yes(s["external"]))
+    console = Console()
+    console.print(table)
+    console.print(f"state and logs: {stack.state_dir}", markup=False, highlight=False)
+
+
+@dev_app.command()
+def env(state_dir: StateDir = None) -> None:
+    """Print `export` lines for the running stack: eval "$(redis-spanner dev env)"."""
+    stack = _stack(state_dir)
+    with _reported():
+        found = stack.env()
+    if found is None:
+        typer.echo(f"no local stack is running (state dir {stack.state_dir}); "
+                   "start one with: redis-spanner dev up", err=True)
+        raise typer.Exit(1)
+    for name, value in found.exports().items():
+        typer.echo(f"export {name}={shlex.quote(value)}")
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"

@@ -1,0 +1,20 @@
+"""Relay metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from prometheus_client import Counter, Gauge
+
+RELAY_PUBLISHED = Counter("redis_spanner_relay_published", "Outbox rows published")
+RELAY_SHARDS = Gauge("redis_spanner_relay_shards", "Outbox shards leased by this relay")
+OUTBOX_BACKLOG = Gauge("redis_spanner_outbox_backlog", "Outbox rows waiting to be published")
+OUTBOX_OLDEST_AGE = Gauge(
+    "redis_spanner_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row"
+)
+
+
+def age_seconds(oldest: object) -> float:
+    if not isinstance(oldest, dt.datetime):
+        return 0.0
+    return max(0.0, (dt.datetime.now(dt.UTC) - oldest).total_seconds())

@@ -1,0 +1,98 @@
+"""Record cache events in the transactional outbox, inside the caller's read-write transaction.
+
+    def transfer(tx):
+        tx.update("Accounts", ["AccountId", "Balance"], [["a-1", 90]])
+        record(tx, EventType.ROW_CHANGED, "Accounts", ("a-1",))
+
+    run_transaction(database, transfer)
+
+The outbox row commits with the business write or not at all. Its version is the transaction's
+commit timestamp (``PENDING_COMMIT_TIMESTAMP``). The event id is minted here, once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from google.cloud import spanner
+
+from schemas.envelope import Event, KeyPart
+from schemas.errors import EventTooLarge
+from schemas.events import MAX_MESSAGE_BYTES, SCHEMA_VERSION, EventType
+
+OUTBOX_TABLE = "Outbox"
+OUTBOX_SHARDS = 16
+"""Matches the CHECK constraint of the Outbox table in infra/spanner/schema.sql."""
+
+OUTBOX_COLUMNS = (
+    "Shard",
+    "EventId",
+    "EventType",
+    "TableName",
+    "KeyJson",
+    "Payload",
+    "SchemaVersion",
+    "CommitTs",
+)
+# A version placeholder as wide as any real one, to size the wire form before commit.
+_SIZING_VERSION = 9_999_999_999_999_999_999 // 10
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def shard_of(event_id: str) -> int:
+    """Any shard works; hashing the random id spreads writers evenly and is reproducible."""
+    return uuid.UUID(event_id).int % OUTBOX_SHARDS
+
+
+def outbox_values(
+    event_type: EventType | str,
+    table: str,
+    key: Sequence[KeyPart],
+    payload: Mapping[str, Any] | None = None,
+    *,
+    event_id: str | None = None,
+) -> list[Any]:
+    """Validate one event and return its Outbox row (commit timestamp still pending)."""
+    event_id = event_id or new_event_id()
+    event = Event(
+        event_id=event_id,
+        type=EventType(event_type),
+        table=table,
+        key=tuple(key),
+        version=_SIZING_VERSION,
+        payload=payload,
+    )
+    size = len(event.encode()) + sum(len(k) + len(v) for k, v in event.attributes().items())
+    if size > MAX_MESSAGE_BYTES:
+        raise EventTooLarge(
+            f"event for {table} is {size} bytes; Pub/Sub takes at most {MAX_MESSAGE_BYTES}"
+        )
+    return [
+        shard_of(event_id),
+        event_id,
+        str(event.type),
+        table,
+        json.dumps(list(event.key), separators=(",", ":")),
+        None if payload is None else json.dumps(dict(payload), separators=(",", ":")),
+        SCHEMA_VERSION,
+        spanner.COMMIT_TIMESTAMP,
+    ]
+
+
+def record(
+    transaction: Any,
+    event_type: EventType | str,
+    table: str,
+    key: Sequence[KeyPart],
+    payload: Mapping[str, Any] | None = None,
+) -> str:
+    """Buffer one outbox row in ``transaction``; returns the event id."""
+    values = outbox_values(event_type, table, key, payload)
+    transaction.insert(OUTBOX_TABLE, columns=OUTBOX_COLUMNS, values=[values])
+    return str(values[1])

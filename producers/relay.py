@@ -1,0 +1,134 @@
+"""The relay: read pending outbox rows of the shards this relay leases, publish, delete.
+
+Delivery is at least once: rows are deleted only after Pub/Sub acknowledged every publish, so a
+relay killed anywhere republishes on restart and loses nothing. Several relays run at once:
+each publishes only the shards it leases, and only while the lease has time left.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from producers import metrics
+from producers.outbox_store import OutboxRow
+from schemas.errors import TransientError
+from schemas.failpoints import failpoint
+
+log = logging.getLogger(__name__)
+
+
+class OutboxStore(Protocol):
+    def claim(self, owner: str, lease_seconds: float) -> set[int]: ...
+    def release(self, owner: str) -> None: ...
+    def pending(self, shards: set[int], limit: int) -> list[OutboxRow]: ...
+    def delete(self, rows: list[OutboxRow]) -> None: ...
+    def backlog(self) -> tuple[int, object]: ...
+
+
+class Publisher(Protocol):
+    def publish(self, rows: Sequence[OutboxRow]) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    lease_seconds: float = 10.0
+    poll_interval: float = 0.05
+    batch: int = 500
+    backlog_every: float = 5.0
+
+
+class Relay:
+    def __init__(
+        self,
+        store: OutboxStore,
+        publisher: Publisher,
+        config: RelayConfig = RelayConfig(),
+        *,
+        owner: str | None = None,
+        on_published: Callable[[list[OutboxRow]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.owner = owner or f"relay-{uuid.uuid4().hex[:12]}"
+        self._store = store
+        self._publisher = publisher
+        self._config = config
+        self._on_published = on_published
+        self._clock = clock
+        self.shards: set[int] = set()
+        self._lease_deadline = 0.0
+        self._next_backlog = 0.0
+
+    def step(self) -> int:
+        """One round: renew leases when due, publish one batch, delete it. Returns rows sent."""
+        self._renew_if_due()
+        if not self.shards:
+            return 0
+        rows = self._store.pending(self.shards, self._config.batch)
+        if not rows or not self._lease_has(self._config.lease_seconds / 3):
+            return 0
+        self._publisher.publish(rows)
+        failpoint("relay.after_publish")
+        self._store.delete(rows)
+        metrics.RELAY_PUBLISHED.inc(len(rows))
+        if self._on_published:
+            self._on_published(rows)
+        return len(rows)
+
+    def run(self, stop: threading.Event) -> None:
+        """Loop until ``stop`` is set, backing off while Spanner or Pub/Sub is unavailable."""
+        failures = 0
+        log.info("relay %s started", self.owner)
+        try:
+            while not stop.is_set():
+                try:
+                    sent = self.step()
+                    self._report_backlog()
+                    failures = 0
+                except TransientError as e:
+                    failures += 1
+                    delay = min(0.1 * 2**failures, 10.0)
+                    log.warning("relay %s: %s; retrying in %.1fs", self.owner, e, delay)
+                    stop.wait(delay)
+                    continue
+                if sent < self._config.batch:
+                    stop.wait(self._config.poll_interval)
+        finally:
+            self._release()
+
+    def _renew_if_due(self) -> None:
+        # Renew at a third of the lease so a slow round never outlives it.
+        if self._lease_has(self._config.lease_seconds * 2 / 3):
+            return
+        started = self._clock()
+        self.shards = self._store.claim(self.owner, self._config.lease_seconds)
+        self._lease_deadline = started + self._config.lease_seconds
+        metrics.RELAY_SHARDS.set(len(self.shards))
+
+    def _lease_has(self, seconds: float) -> bool:
+        return self._lease_deadline - self._clock() > seconds
+
+    def _report_backlog(self) -> None:
+        now = self._clock()
+        if now < self._next_backlog:
+            return
+        self._next_backlog = now + self._config.backlog_every
+        count, oldest = self._store.backlog()
+        metrics.OUTBOX_BACKLOG.set(count)
+        age = metrics.age_seconds(oldest)
+        metrics.OUTBOX_OLDEST_AGE.set(age)
+        if count:
+            log.info("outbox backlog: %d row(s), oldest %.1fs old", count, age)
+
+    def _release(self) -> None:
+        try:
+            self._store.release(self.owner)
+        except Exception as e:  # a dead relay's leases expire on their own
+            log.warning("relay %s could not release its leases: %s", self.owner, e)
+        self.shards = set()
+        self._lease_deadline = 0.0

@@ -1,0 +1,77 @@
+"""The producers' one touch point with google-cloud-spanner: the database handle and the
+translation of SDK errors into the project's error tree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from google.api_core import exceptions as gexc
+from google.cloud import spanner
+
+from schemas.errors import TransientError
+from schemas.retrying import retrying
+from schemas.settings import Settings
+
+T = TypeVar("T")
+
+# Spanner aborts conflicting transactions; the emulator, which runs one read-write transaction
+# at a time, fails the others with FailedPrecondition or "Transaction not found".
+_TRANSIENT = (
+    gexc.Aborted,
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.ResourceExhausted,
+    gexc.RetryError,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, _TRANSIENT):
+        return True
+    if isinstance(error, gexc.FailedPrecondition):
+        return True
+    return isinstance(error, gexc.NotFound) and "Transaction not found" in str(error)
+
+
+def open_database(settings: Settings) -> Any:
+    client = spanner.Client(project=settings.project)
+    return client.instance(settings.instance).database(settings.database)
+
+
+def run_transaction(
+    database: Any,
+    work: Callable[[Any], T],
+    *,
+    attempts: int = 30,
+    seconds: float = 30.0,
+) -> tuple[T, Any]:
+    """Run ``work(transaction)`` in a read-write transaction, retrying transient failures.
+
+    Returns the work's result and the commit timestamp. ``work`` must be safe to run again:
+    each attempt is a new transaction, and only the committed attempt has any effect.
+    """
+    def attempt() -> tuple[T, Any]:
+        holder: list[Any] = []
+
+        def wrapped(transaction: Any) -> T:
+            holder[:] = [transaction]
+            return work(transaction)
+
+        try:
+            result = database.run_in_transaction(wrapped)
+        except Exception as e:
+            if is_transient(e):
+                raise TransientError(f"spanner transaction failed: {type(e).__name__}") from e
+            raise
+        return result, holder[0].committed
+
+    return retrying(attempts, seconds, initial=0.01, maximum=0.5)(attempt)
+
+
+def translate(error: BaseException) -> BaseException:
+    """A transient SDK error as ``TransientError``; anything else unchanged."""
+    if is_transient(error):
+        return TransientError(f"spanner: {type(error).__name__}")
+    return error

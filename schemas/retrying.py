@@ -1,0 +1,41 @@
+"""Bounded retries for errors named as transient: bounded in attempts and in time, with jitter.
+
+``RETRY_BACKOFF=0`` in the environment turns the waits off (tests that count attempts).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+import tenacity
+
+from schemas.errors import TransientError
+
+T = TypeVar("T")
+
+
+def retrying(
+    attempts: int,
+    seconds: float,
+    *,
+    on: tuple[type[BaseException], ...] = (TransientError,),
+    initial: float = 0.05,
+    maximum: float = 2.0,
+) -> tenacity.Retrying:
+    """A ``tenacity.Retrying`` that stops at ``attempts`` or ``seconds``, whichever comes first."""
+    if os.environ.get("RETRY_BACKOFF") == "0":
+        wait: tenacity.wait.wait_base = tenacity.wait_none()
+    else:
+        wait = tenacity.wait_random_exponential(multiplier=initial, max=maximum)
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(seconds),
+        wait=wait,
+        retry=tenacity.retry_if_exception_type(on),
+        reraise=True,
+    )
+
+
+def call(fn: Callable[[], T], attempts: int, seconds: float, **kwargs: object) -> T:
+    return retrying(attempts, seconds, **kwargs)(fn)  # type: ignore[arg-type]
