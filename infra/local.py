@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -133,14 +134,14 @@ def _tool(override_var: str, default: Path | None, what: str, install: str) -> P
 def find_pubsub_emulator() -> Path:
     root = None if os.environ.get("REDIS_SPANNER_PUBSUB_EMULATOR") else sdk_root()
     default = root / "platform/pubsub-emulator/bin/cloud-pubsub-emulator" if root else None
-    return _tool("REDIS_SPANNER_PUBSUB_EMULATOR", default, "the Pub/Sub emulator",
-                 INSTALL_EMULATORS)
+    return _tool("REDIS_SPANNER_PUBSUB_EMULATOR", default,
+                 "Pub/Sub emulator (cloud-pubsub-emulator)", INSTALL_EMULATORS)
 
 
 def find_spanner_emulator() -> Path:
     root = None if os.environ.get("REDIS_SPANNER_SPANNER_EMULATOR") else sdk_root()
     default = root / "bin/cloud_spanner_emulator/gateway_main" if root else None
-    return _tool("REDIS_SPANNER_SPANNER_EMULATOR", default, "the Spanner emulator",
+    return _tool("REDIS_SPANNER_SPANNER_EMULATOR", default, "Spanner emulator (gateway_main)",
                  INSTALL_EMULATORS)
 
 
@@ -319,7 +320,7 @@ def _wait_healthy(components: list[Component], timeout: float) -> None:
     while pending:
         for c in list(pending):
             if c.pid is not None and not _alive(c.pid):
-                raise StackError(f"{c.name} exited during start-up ({' '.join(c.command)})"
+                raise StackError(f"{c.name} exited during start-up ({shlex.join(c.command)})"
                                  + _tail(c.log))
             if healthy(c):
                 pending.remove(c)

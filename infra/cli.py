@@ -1,0 +1,140 @@
+"""The ``redis-spanner`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from infra.dev_cli import dev_app
+
+app = typer.Typer(
+    help="Keep a Redis cache coherent with Cloud Spanner.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(dev_app, name="dev")
+
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
+MetricsPort = Annotated[
+    int, typer.Option(help="Serve Prometheus metrics on this port (0: off).", min=0)
+]
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("google", "grpc", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _metrics(port: int) -> None:
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port)
+
+
+@app.command()
+def provision(as_json: Json = False) -> None:
+    """Create or update the topics, subscriptions, Spanner instance and database (idempotent)."""
+    from infra.provision import format_report
+    from infra.provision import provision as run
+    from schemas.settings import get_settings
+
+    _logging(False)
+    report = run(get_settings())
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        typer.echo(format_report(report))
+
+
+@app.command()
+def relay(
+    metrics_port: MetricsPort = 0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Publish outbox rows to Pub/Sub until SIGINT or SIGTERM."""
+    from producers.runner import build_relay
+    from schemas.settings import get_settings
+
+    _logging(verbose)
+    _metrics(metrics_port)
+    stop = _stop_on_signals()
+    relay, publisher = build_relay(get_settings())
+    try:
+        relay.run(stop)
+    finally:
+        publisher.close()
+
+
+@app.command()
+def worker(
+    streams: Annotated[int | None, typer.Option(help="Concurrent pull loops.", min=1)] = None,
+    metrics_port: MetricsPort = 0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Pull events and apply them to Redis until SIGINT or SIGTERM."""
+    from consumers.pubsub import PullSubscription
+    from consumers.worker import Consumer, PullWorker
+    from schemas.settings import get_settings
+
+    _logging(verbose)
+    _metrics(metrics_port)
+    settings = get_settings()
+    stop = _stop_on_signals()
+    consumer = Consumer.from_settings(settings)
+    subscription = PullSubscription(settings.subscription_path, max_messages=settings.worker_batch)
+    try:
+        PullWorker(subscription, consumer.processor,
+                   streams=streams or settings.worker_streams).run(stop)
+    finally:
+        subscription.close()
+        consumer.close()
+
+
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option(help="Seconds of workload.", min=1)] = 15.0,
+    rate: Annotated[float, typer.Option(help="Writes per second (all writers).", min=1)] = 40.0,
+    read_rate: Annotated[float, typer.Option(help="Reads per second (all readers).", min=1)
+                         ] = 200.0,
+    accounts: Annotated[int, typer.Option(help="Rows in the sample table.", min=1)] = 200,
+    as_json: Json = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the whole pattern on the local stack and check the cache against Spanner."""
+    from infra.demo.report import render
+    from infra.demo.run import DemoOptions, run_demo
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
+    console = Console(stderr=as_json)
+    options = DemoOptions(duration=duration, write_rate=rate, read_rate=read_rate,
+                          accounts=accounts)
+    result = run_demo(options, console)
+    render(result, console)
+    if as_json:
+        typer.echo(json.dumps(result))
+    ok = result["stale_keys"] == 0 and result["lost"] == 0
+    raise typer.Exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,33 @@
+"""The demo's closing human report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def render(result: dict[str, Any], console: Console) -> None:
+    table = Table(title="redis-spanner demo", show_header=False)
+    lag = result["lag_ms"]
+    rows = [
+        ("committed events", result["committed"]),
+        ("published", result["published"]),
+        ("applied (acked by the consumer)", result["applied"]),
+        ("dead-lettered", result["dead_lettered"]),
+        ("lost (neither applied nor dead-lettered)", result["lost"]),
+        ("lag commit -> Redis p50 / p99 / max (ms)",
+         f"{lag['p50']} / {lag['p99']} / {lag['max']}"),
+        ("write throughput (events/s)", result["events_per_s"]),
+        ("reads (hit ratio)", f"{result['reads']} ({result['hit_ratio']})"),
+        ("stale reads / checked reads", f"{result['stale_reads']} / {result['checked_reads']}"),
+        ("stale keys after quiescence", result["stale_keys"]),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    console.print(table)
+    ok = result["stale_keys"] == 0 and result["lost"] == 0
+    console.print("[bold green]coherent[/]: every committed event reached Redis and no cached "
+                  "key differs from Spanner" if ok else
+                  "[bold red]NOT coherent[/]: see lost / stale keys above")

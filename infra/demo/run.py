@@ -1,0 +1,176 @@
+"""Run the demo: stack, provisioning, relays, a worker, writers and readers, then the check."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from consumers.pubsub import PullSubscription
+from consumers.readthrough import ReadThrough
+from consumers.spanner_rows import SpannerRows
+from consumers.verify import Verdict, compare
+from consumers.worker import Consumer, PullWorker
+from infra.demo import workload
+from infra.demo.tally import Tally
+from infra.local import started
+from infra.provision import provision
+from producers.runner import build_relay
+from producers.spanner import open_database
+from schemas.catalog import ACCOUNT, load_catalog
+from schemas.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    duration: float = 15.0
+    write_rate: float = 40.0
+    read_rate: float = 200.0
+    writers: int = 2
+    readers: int = 4
+    accounts: int = 200
+    skew: float = 1.1
+    relays: int = 2
+    check_sample: float = 0.2
+    quiesce_timeout: float = 60.0
+    seed: int = 7
+
+
+def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
+    with started() as env:
+        os.environ.update(env.exports())
+        settings = Settings()
+        console.print(f"[bold]stack[/] pubsub={env.pubsub_emulator_host} "
+                      f"spanner={env.spanner_emulator_host}")
+        report = provision(settings)
+        console.print(f"[bold]provisioned[/] {settings.topic_path}, "
+                      f"{settings.subscription_path}, database {settings.database}")
+        log.debug("provision report: %s", report)
+        return _run(options, settings, console)
+
+
+def _run(options: DemoOptions, settings: Settings, console: Console) -> dict[str, Any]:
+    rng = random.Random(options.seed)
+    tally = Tally()
+    database = open_database(settings)
+    ids = workload.account_ids(options.accounts)
+    console.print(f"[bold]seeding[/] {len(ids)} accounts (each with an outbox event)")
+    for event_id in workload.seed_accounts(database, ids):
+        tally.on_commit(event_id)
+    consumer = Consumer.from_settings(settings, observer=tally.on_outcomes)
+    catalog = load_catalog(settings.catalog, settings.namespace)
+    client = ReadThrough(catalog, consumer.cache, SpannerRows(database))
+    pick = workload.zipf_picker(ids, options.skew, rng)
+
+    pipeline_stop = threading.Event()
+    load_stop = threading.Event()
+    with _threads(pipeline_stop) as spawn:
+        for _ in range(options.relays):
+            relay, _publisher = build_relay(settings, on_published=tally.on_published)
+            spawn(lambda relay=relay: relay.run(pipeline_stop))
+        worker = PullWorker(
+            PullSubscription(settings.subscription_path, max_messages=settings.worker_batch),
+            consumer.processor,
+            streams=settings.worker_streams,
+        )
+        spawn(lambda: worker.run(pipeline_stop, pull_timeout=1.0))
+        latest = workload.latest_commit(database)
+        with _threads(load_stop) as load:
+            for _ in range(options.writers):
+                step = workload.writer(database, pick, tally, random.Random(rng.random()))
+                load(lambda step=step: workload.paced(
+                    options.write_rate / options.writers, load_stop, step))
+            for n in range(options.readers):
+                step = workload.reader(client, pick, tally, latest, options.check_sample,
+                                       random.Random(rng.random() + n))
+                load(lambda step=step: workload.paced(
+                    options.read_rate / options.readers, load_stop, step))
+            _progress(console, tally, options.duration, "running")
+        quiet_for = _quiesce(console, tally, options.quiesce_timeout)
+    stale = _stale_keys(consumer, catalog, database)
+    consumer.close()
+    return _report(tally, stale, quiet_for, options.duration)
+
+
+@contextmanager
+def _threads(stop: threading.Event) -> Iterator[Callable[[Callable[[], None]], None]]:
+    threads: list[threading.Thread] = []
+
+    def spawn(target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    try:
+        yield spawn
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+
+def _progress(console: Console, tally: Tally, seconds: float, label: str) -> None:
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[counts]}"), console=console, transient=False,
+    ) as progress:
+        task = progress.add_task(label, total=seconds, counts="")
+        start = time.monotonic()
+        while (elapsed := time.monotonic() - start) < seconds:
+            progress.update(task, completed=elapsed, counts=_counts(tally))
+            time.sleep(0.25)
+        progress.update(task, completed=seconds, counts=_counts(tally))
+
+
+def _counts(tally: Tally) -> str:
+    return (f"committed {len(tally.committed)}  published {len(tally.published)}  "
+            f"applied {len(tally.applied)}  reads {tally.reads}")
+
+
+def _quiesce(console: Console, tally: Tally, timeout: float) -> float:
+    """Wait until every committed event was applied or dead-lettered; returns the wait."""
+    start = time.monotonic()
+    with console.status("quiescing: waiting for every committed event to reach Redis"):
+        while tally.unaccounted() and time.monotonic() - start < timeout:
+            time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def _stale_keys(consumer: Consumer, catalog: Any, database: Any) -> int:
+    keys = [catalog.parse(k) for k in consumer.cache.client.scan_iter(
+        match=catalog.pattern(catalog.template(ACCOUNT.name)), count=1000)]
+    checked = compare(keys, consumer.cache, SpannerRows(database))
+    return sum(c.verdict is Verdict.STALE for c in checked)
+
+
+def _report(
+    tally: Tally, stale_keys: int, quiesce_seconds: float, duration: float
+) -> dict[str, Any]:
+    lost = tally.unaccounted()
+    return {
+        "committed": len(tally.committed),
+        "published": len(tally.published),
+        "applied": len(tally.applied),
+        "dead_lettered": sum(tally.dead_lettered.values()),
+        "lost": len(lost),
+        "stale_keys": stale_keys,
+        "reads": tally.reads,
+        "hit_ratio": round(tally.hits / tally.reads, 4) if tally.reads else None,
+        "stale_reads": tally.stale_reads,
+        "checked_reads": tally.checked_reads,
+        "lag_ms": tally.lag_ms(),
+        "quiesce_ms": round(quiesce_seconds * 1000, 1),
+        "write_errors": tally.write_errors,
+        "events_per_s": round(len(tally.committed) / duration, 1),
+    }

@@ -1,0 +1,126 @@
+"""The demo's writers (Spanner + outbox in one transaction) and readers (read-through)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from google.cloud import spanner
+from google.cloud.spanner_v1 import param_types
+
+from consumers.readthrough import ReadThrough
+from infra.demo.tally import Tally
+from producers.outbox import record
+from producers.spanner import run_transaction
+from schemas import versions
+from schemas.errors import RedisSpannerError
+from schemas.events import EventType
+
+log = logging.getLogger(__name__)
+
+_BUMP = """
+UPDATE Accounts SET Balance = Balance + @delta, UpdatedAt = PENDING_COMMIT_TIMESTAMP()
+WHERE AccountId = @id
+"""
+
+
+def account_ids(count: int) -> list[str]:
+    return [f"acct-{n:05d}" for n in range(count)]
+
+
+def seed_accounts(database: Any, ids: list[str]) -> list[str]:
+    """Create the accounts, or reset those a previous run left, each with its outbox event,
+    so a value cached by an earlier run is invalidated too. Returns the event ids."""
+    columns = ("AccountId", "Owner", "Balance", "UpdatedAt")
+    event_ids: list[str] = []
+    for chunk in itertools.batched(ids, 100):
+        def work(tx: Any, chunk: tuple[str, ...] = chunk) -> list[str]:
+            tx.insert_or_update("Accounts", columns, [
+                [i, f"owner-{i[-3:]}", 1000, spanner.COMMIT_TIMESTAMP] for i in chunk
+            ])
+            return [record(tx, EventType.ROW_CHANGED, "Accounts", (i,)) for i in chunk]
+
+        chunk_ids, _ = run_transaction(database, work)
+        event_ids.extend(chunk_ids)
+    return event_ids
+
+
+def zipf_picker(ids: list[str], skew: float, rng: random.Random) -> Callable[[], str]:
+    """Hot keys: the n-th account is picked with weight 1 / n**skew."""
+    weights = list(itertools.accumulate(1 / (n + 1) ** skew for n in range(len(ids))))
+    return lambda: rng.choices(ids, cum_weights=weights, k=1)[0]
+
+
+def bump(database: Any, account_id: str, delta: int) -> str:
+    """One business write and its outbox event, atomically. Returns the event id."""
+    def work(tx: Any) -> str:
+        tx.execute_update(
+            _BUMP,
+            params={"delta": delta, "id": account_id},
+            param_types={"delta": param_types.INT64, "id": param_types.STRING},
+        )
+        return record(tx, EventType.ROW_CHANGED, "Accounts", (account_id,))
+
+    event_id, _ = run_transaction(database, work)
+    return event_id
+
+
+def paced(rate: float, stop: threading.Event, step: Callable[[], None]) -> None:
+    """Call ``step`` about ``rate`` times per second until ``stop`` is set."""
+    interval = 1.0 / rate
+    next_at = time.monotonic()
+    while not stop.is_set():
+        step()
+        next_at += interval
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            stop.wait(delay)
+        else:
+            next_at = time.monotonic()
+
+
+def writer(database: Any, pick: Callable[[], str], tally: Tally, rng: random.Random
+           ) -> Callable[[], None]:
+    def step() -> None:
+        try:
+            tally.on_commit(bump(database, pick(), rng.randint(-50, 50)))
+        except RedisSpannerError as e:
+            tally.write_errors += 1
+            log.warning("write failed: %s", e)
+
+    return step
+
+
+def reader(client: ReadThrough, pick: Callable[[], str], tally: Tally,
+           latest_version: Callable[[str], int], sample: float, rng: random.Random
+           ) -> Callable[[], None]:
+    """Read through the cache. On a sample of reads, first take the row's last commit
+    timestamp with a strong read: a cached value whose version is older than that commit,
+    served after it, is a stale read."""
+    def step() -> None:
+        account = pick()
+        checked = rng.random() < sample
+        try:
+            newest = latest_version(account) if checked else 0
+            read = client.get_many([client.key("account", account)])[0]
+        except RedisSpannerError as e:
+            log.warning("read failed: %s", e)
+            return
+        tally.on_read(read.hit, checked, stale=checked and read.hit and read.version < newest)
+
+    return step
+
+
+def latest_commit(database: Any) -> Callable[[str], int]:
+    """The commit timestamp of an account's last change, by strong read."""
+    def read(account: str) -> int:
+        with database.snapshot() as snapshot:
+            rows = list(snapshot.read("Accounts", ("UpdatedAt",), spanner.KeySet(keys=[[account]])))
+        return versions.from_datetime(rows[0][0]) if rows else 0
+
+    return read

@@ -1,0 +1,65 @@
+"""In-memory stand-ins for unit tests of pure logic. The contract suites in
+tests/cache_contract.py prove they behave like the real adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from consumers.messages import Inbound
+from consumers.redis_cache import Applied
+from schemas.cache import OP_INVALIDATE, CacheOp, Entry
+from schemas.errors import PermanentError, TransientError
+from schemas.keys import CacheKey
+
+
+class MemoryCache:
+    """The guard's semantics over a dict."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+        self.fail_next = 0
+        self.round_trips = 0
+
+    def apply(self, ops: Sequence[CacheOp]) -> list[Applied]:
+        self.round_trips += 1
+        if self.fail_next:
+            self.fail_next -= 1
+            raise TransientError("memory cache told to fail")
+        out = []
+        for op in ops:
+            current = self.entries.get(op.key)
+            if current is not None and current.version >= op.version:
+                out.append(Applied(op, False, current.version))
+                continue
+            self.entries[op.key] = Entry(op.version, op.op == OP_INVALIDATE,
+                                         None if op.op == OP_INVALIDATE else op.data)
+            out.append(Applied(op, True, current.version if current else None))
+        return out
+
+    def get(self, keys: Sequence[str]) -> list[Entry | None]:
+        return [self.entries.get(k) for k in keys]
+
+
+class MemoryRows:
+    """Rows by Redis key, read at a version that the test moves forward."""
+
+    def __init__(self, version: int = 1) -> None:
+        self.values: dict[str, Any] = {}
+        self.version = version
+        self.reads: list[list[str]] = []
+
+    def read(self, keys: Sequence[CacheKey]) -> tuple[dict[str, Any], int]:
+        self.reads.append([k.key for k in keys])
+        return {k.key: self.values.get(k.key) for k in keys}, self.version
+
+
+class MemoryDeadLetters:
+    def __init__(self) -> None:
+        self.sent: list[tuple[Inbound, PermanentError]] = []
+        self.fail = False
+
+    def send(self, message: Inbound, error: PermanentError) -> None:
+        if self.fail:
+            raise TransientError("dead-letter topic unavailable")
+        self.sent.append((message, error))
