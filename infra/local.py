@@ -462,7 +462,7 @@ class LocalStack:
         return {name: Component(**fields) for name, fields in raw["components"].items()}
 
     def _write(self, components: dict[str, Component]) -> None:
-        if not any(not c.external for c in components.values()):
+        if not components:
             self.state_file.unlink(missing_ok=True)
             return
         tmp = self.state_file.with_suffix(".tmp")

@@ -10,7 +10,7 @@ import concurrent.futures
 import os
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -48,8 +48,11 @@ class ProvisionReport:
     seconds: float = 0.0
 
     def action(self, name: str) -> Action:
-        """What happened to the resource with this full name (raises KeyError if none)."""
-        return next(r.action for r in self.resources if r.name == name)
+        """What happened to the resource with this full name."""
+        for result in self.resources:
+            if result.name == name:
+                return result.action
+        raise KeyError(name)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,24 +90,23 @@ def teardown(settings: Settings, *, delete_instance: bool = False) -> list[str]:
     deleted: list[str] = []
     with pubsub_v1.PublisherClient() as publisher, pubsub_v1.SubscriberClient() as subscriber:
         for path in (settings.subscription_path, settings.dead_letter_subscription_path):
-            with _step(f"deleting {path}"), _absent_ok():
+            with _step(f"deleting {path}"), suppress(exceptions.NotFound):
                 subscriber.delete_subscription(subscription=path, timeout=CALL_TIMEOUT_SECONDS)
                 deleted.append(path)
         for path in (settings.topic_path, settings.dead_letter_topic_path):
-            with _step(f"deleting {path}"), _absent_ok():
+            with _step(f"deleting {path}"), suppress(exceptions.NotFound):
                 publisher.delete_topic(topic=path, timeout=CALL_TIMEOUT_SECONDS)
                 deleted.append(path)
-    client = spanner.Client(project=settings.project, disable_builtin_metrics=True)
-    instance = client.instance(settings.instance)
-    database = instance.database(settings.database)
-    with _step(f"deleting database {database.name}"):
-        if database.exists():
-            database.drop()
-            deleted.append(database.name)
-        if delete_instance and instance.exists():
-            instance.delete()
-            deleted.append(instance.name)
-    client.close()
+    with closing(spanner.Client(project=settings.project, disable_builtin_metrics=True)) as client:
+        instance = client.instance(settings.instance)
+        database = instance.database(settings.database)
+        with _step(f"deleting {database.name}"):
+            if database.exists():
+                database.drop()
+                deleted.append(database.name)
+            if delete_instance and instance.exists():
+                instance.delete()
+                deleted.append(instance.name)
     return deleted
 
 
@@ -356,11 +358,3 @@ def _step(what: str) -> Iterator[None]:
         raise ProvisionError(f"{what} failed: {e.code} {e.message}") from e
     except exceptions.RetryError as e:
         raise ProvisionError(f"{what} failed: gave up retrying ({e.cause})") from e
-
-
-@contextmanager
-def _absent_ok() -> Iterator[None]:
-    try:
-        yield
-    except exceptions.NotFound:
-        pass

@@ -92,8 +92,10 @@ class SpannerOutbox:
             raise translate(e) from e
 
     def delete(self, rows: list[OutboxRow]) -> None:
+        """Delete published rows; a short retry budget, since the caller tries again later."""
         keys = spanner.KeySet(keys=[[r.shard, r.event_id] for r in rows])
-        run_transaction(self._db, lambda tx: tx.delete(OUTBOX_TABLE, keys))
+        run_transaction(self._db, lambda tx: tx.delete(OUTBOX_TABLE, keys), attempts=3,
+                        seconds=1.0)
 
     def backlog(self) -> tuple[int, dt.datetime | None]:
         """Pending rows and the commit time of the oldest one."""

@@ -3,6 +3,9 @@
 Delivery is at least once: rows are deleted only after Pub/Sub acknowledged every publish, so a
 relay killed anywhere republishes on restart and loses nothing. Several relays run at once:
 each publishes only the shards it leases, and only while the lease has time left.
+
+Deleting is off the latency path: published rows are remembered until their delete commits, so
+a delete that waits for a busy Spanner neither delays the next publish nor repeats this one.
 """
 
 from __future__ import annotations
@@ -63,22 +66,40 @@ class Relay:
         self.shards: set[int] = set()
         self._lease_deadline = 0.0
         self._next_backlog = 0.0
+        self._published: dict[str, OutboxRow] = {}
+        """Rows Pub/Sub holds whose delete has not committed yet."""
 
     def step(self) -> int:
-        """One round: renew leases when due, publish one batch, delete it. Returns rows sent."""
+        """One round: renew leases when due, publish new pending rows, delete what Pub/Sub
+        holds. Returns the number of rows published."""
         self._renew_if_due()
         if not self.shards:
             return 0
-        rows = self._store.pending(self.shards, self._config.batch)
-        if not rows or not self._lease_has(self._config.lease_seconds / 3):
-            return 0
-        self._publisher.publish(rows)
-        failpoint("relay.after_publish")
-        self._store.delete(rows)
-        metrics.RELAY_PUBLISHED.inc(len(rows))
-        if self._on_published:
-            self._on_published(rows)
+        found = self._store.pending(self.shards, self._config.batch + len(self._published))
+        rows = [r for r in found if r.event_id not in self._published]
+        if rows and self._lease_has(self._config.lease_seconds / 3):
+            self._publisher.publish(rows)
+            failpoint("relay.after_publish")
+            self._published.update((r.event_id, r) for r in rows)
+            metrics.RELAY_PUBLISHED.inc(len(rows))
+            if self._on_published:
+                self._on_published(rows)
+        else:
+            rows = []
+        self._delete_published()
         return len(rows)
+
+    def _delete_published(self) -> None:
+        if not self._published:
+            return
+        batch = list(self._published.values())
+        try:
+            self._store.delete(batch)
+        except TransientError as e:  # they stay remembered; the next round tries again
+            log.debug("relay %s: delete of %d row(s) deferred: %s", self.owner, len(batch), e)
+            return
+        for row in batch:
+            self._published.pop(row.event_id, None)
 
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set, backing off while Spanner or Pub/Sub is unavailable."""
@@ -108,6 +129,8 @@ class Relay:
         started = self._clock()
         self.shards = self._store.claim(self.owner, self._config.lease_seconds)
         self._lease_deadline = started + self._config.lease_seconds
+        # Rows of a shard now leased elsewhere are that relay's to publish and delete.
+        self._published = {k: r for k, r in self._published.items() if r.shard in self.shards}
         metrics.RELAY_SHARDS.set(len(self.shards))
 
     def _lease_has(self, seconds: float) -> bool:

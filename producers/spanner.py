@@ -27,6 +27,9 @@ _TRANSIENT = (
 )
 
 
+ABORT_RETRY_DELAY = 0.02
+
+
 def is_transient(error: BaseException) -> bool:
     if isinstance(error, _TRANSIENT):
         return True
@@ -60,7 +63,11 @@ def run_transaction(
             return work(transaction)
 
         try:
-            result = database.run_in_transaction(wrapped)
+            # Without server retry info the client sleeps 2**n seconds between aborted
+            # attempts (the emulator gives none); retry sooner, within this call's budget.
+            result = database.run_in_transaction(
+                wrapped, timeout_secs=seconds, default_retry_delay=ABORT_RETRY_DELAY
+            )
         except Exception as e:
             if is_transient(e):
                 raise TransientError(f"spanner transaction failed: {type(e).__name__}") from e

@@ -38,8 +38,8 @@ def seed_accounts(database: Any, ids: list[str]) -> list[str]:
     so a value cached by an earlier run is invalidated too. Returns the event ids."""
     columns = ("AccountId", "Owner", "Balance", "UpdatedAt")
     event_ids: list[str] = []
-    for chunk in itertools.batched(ids, 100):
-        def work(tx: Any, chunk: tuple[str, ...] = chunk) -> list[str]:
+    for start in range(0, len(ids), 100):
+        def work(tx: Any, chunk: list[str] = ids[start:start + 100]) -> list[str]:
             tx.insert_or_update("Accounts", columns, [
                 [i, f"owner-{i[-3:]}", 1000, spanner.COMMIT_TIMESTAMP] for i in chunk
             ])

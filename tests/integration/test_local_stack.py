@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import pubsub_v1
-from google.cloud.spanner_admin_instance_v1 import InstanceAdminClient
+from google.cloud import spanner
+from google.cloud.pubsub import PublisherClient
 from typer.testing import CliRunner
 
 from infra.dev_cli import dev_app
@@ -109,14 +107,12 @@ def test_exports_reach_real_clients(own_stack: LocalStack, monkeypatch: pytest.M
 
     assert redis.Redis.from_url(os.environ["REDIS_URL"]).ping() is True
 
-    publisher = pubsub_v1.PublisherClient()
+    publisher = PublisherClient()
     topic = publisher.create_topic(name="projects/local-stack/topics/reachable")
     listed = [t.name for t in publisher.list_topics(project="projects/local-stack")]
     assert listed == [topic.name]
 
-    admin = InstanceAdminClient(credentials=AnonymousCredentials(),
-                                client_options=ClientOptions(api_endpoint=env.spanner_emulator_host))
-    configs = [c.name for c in admin.list_instance_configs(parent="projects/local-stack")]
+    configs = [c.name for c in spanner.Client(project="local-stack").list_instance_configs()]
     assert configs == ["projects/local-stack/instanceConfigs/emulator-config"]
 
     spanner_rest = own_stack.status()["spanner"]
