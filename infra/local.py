@@ -207,6 +207,7 @@ def _is_ours(c: Component) -> bool:
 
 
 def _reap(pid: int) -> None:
+    """Collect the exit status of a child of this process once it has exited."""
     child = _CHILDREN.get(pid)
     if child is not None and child.poll() is not None:
         del _CHILDREN[pid]
@@ -215,8 +216,8 @@ def _reap(pid: int) -> None:
 def _wait_group_gone(pgid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while True:
-        _reap(pgid)
         if not group_members(pgid):
+            _reap(pgid)
             return True
         if time.monotonic() > deadline:
             return False

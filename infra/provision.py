@@ -297,7 +297,7 @@ def _provision_spanner(
                 instance_action: Action = "created"
             else:
                 instance_action = "unchanged"
-                if instance.processing_units != policy.processing_units:
+                if not emulated and instance.processing_units != policy.processing_units:
                     report.warnings.append(
                         f"{instance.name} has {instance.processing_units} processing units, "
                         f"the declaration {policy.processing_units}: capacity is left as it is"

@@ -24,6 +24,7 @@ from infra.demo import workload
 from infra.demo.tally import Tally
 from infra.local import started
 from infra.provision import provision
+from producers.outbox import OUTBOX_SHARDS
 from producers.runner import build_relay
 from producers.spanner import open_database
 from schemas.catalog import ACCOUNT, load_catalog
@@ -65,9 +66,6 @@ def _run(options: DemoOptions, settings: Settings, console: Console) -> dict[str
     tally = Tally()
     database = open_database(settings)
     ids = workload.account_ids(options.accounts)
-    console.print(f"[bold]seeding[/] {len(ids)} accounts (each with an outbox event)")
-    for event_id in workload.seed_accounts(database, ids):
-        tally.on_commit(event_id)
     consumer = Consumer.from_settings(settings, observer=tally.on_outcomes)
     catalog = load_catalog(settings.catalog, settings.namespace)
     client = ReadThrough(catalog, consumer.cache, SpannerRows(database))
@@ -76,8 +74,9 @@ def _run(options: DemoOptions, settings: Settings, console: Console) -> dict[str
     pipeline_stop = threading.Event()
     load_stop = threading.Event()
     with _threads(pipeline_stop) as spawn:
-        for _ in range(options.relays):
-            relay, _publisher = build_relay(settings, on_published=tally.on_published)
+        relays = [build_relay(settings, on_published=tally.on_published)[0]
+                  for _ in range(options.relays)]
+        for relay in relays:
             spawn(lambda relay=relay: relay.run(pipeline_stop))
         worker = PullWorker(
             PullSubscription(settings.subscription_path, max_messages=settings.worker_batch),
@@ -85,6 +84,10 @@ def _run(options: DemoOptions, settings: Settings, console: Console) -> dict[str
             streams=settings.worker_streams,
         )
         spawn(lambda: worker.run(pipeline_stop, pull_timeout=1.0))
+        _wait_for_leases(relays, console)
+        console.print(f"[bold]seeding[/] {len(ids)} accounts, each with an outbox event")
+        for event_id in workload.seed_accounts(database, ids):
+            tally.on_commit(event_id)
         latest = workload.latest_commit(database)
         with _threads(load_stop) as load:
             for _ in range(options.writers):
@@ -101,6 +104,14 @@ def _run(options: DemoOptions, settings: Settings, console: Console) -> dict[str
     stale = _stale_keys(consumer, catalog, database)
     consumer.close()
     return _report(tally, stale, quiet_for, options.duration)
+
+
+def _wait_for_leases(relays: list[Any], console: Console, timeout: float = 15.0) -> None:
+    """Start the workload once the relays share the outbox shards between them."""
+    deadline = time.monotonic() + timeout
+    with console.status("relays taking their outbox shard leases"):
+        while time.monotonic() < deadline and sum(len(r.shards) for r in relays) < OUTBOX_SHARDS:
+            time.sleep(0.05)
 
 
 @contextmanager

@@ -62,6 +62,19 @@ def _pipeline_names(settings: Settings, database: Database) -> set[str]:
             settings.dead_letter_subscription_path, database.name}
 
 
+def _snapshot(
+    settings: Settings, subscriber: pubsub_v1.SubscriberClient, database: Database
+) -> list[object]:
+    """Everything provisioning decides about, as read back from the emulators."""
+    with pubsub_v1.PublisherClient() as publisher:
+        topics = [publisher.get_topic(topic=path)
+                  for path in (settings.topic_path, settings.dead_letter_topic_path)]
+    subscriptions = [subscriber.get_subscription(subscription=path) for path in
+                     (settings.subscription_path, settings.dead_letter_subscription_path)]
+    database.reload()
+    return [*topics, *subscriptions, list(database.ddl_statements)]
+
+
 def _tables(database: Database) -> set[str]:
     with database.snapshot() as snapshot:
         rows = snapshot.execute_sql(
@@ -77,9 +90,9 @@ def test_provisioning_twice_creates_then_changes_nothing(
     names = _pipeline_names(provisioned, database)
 
     first = provision(provisioned)
-    before = subscriber.get_subscription(subscription=provisioned.subscription_path)
+    before = _snapshot(provisioned, subscriber, database)
     second = provision(provisioned)
-    after = subscriber.get_subscription(subscription=provisioned.subscription_path)
+    after = _snapshot(provisioned, subscriber, database)
 
     assert {r.name: r.action for r in first.resources if r.name in names} == dict.fromkeys(
         names, "created")
@@ -238,7 +251,7 @@ def test_nacked_message_lands_on_the_dead_letter_subscription(
 
     assert dead is not None, f"not dead-lettered after {seen} deliveries in 60s"
     assert dead.message.data == b"poison"
-    assert seen == list(range(1, attempts + 1))
+    assert sorted(set(seen)) == list(range(1, attempts + 1))  # every attempt, none beyond
     attributes = dict(dead.message.attributes)
     assert attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == str(attempts)
     assert attributes["CloudPubSubDeadLetterSourceSubscription"] == provisioned.subscription

@@ -1,0 +1,81 @@
+"""Fixtures for the pipeline's integration tests: provisioned resources and real adapters."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from consumers.pubsub import PullSubscription
+from consumers.redis_cache import RedisCache
+from consumers.worker import Consumer, PullWorker
+from infra.provision import provision, teardown
+from producers.spanner import open_database
+from schemas.catalog import load_catalog
+from schemas.keys import Catalog
+from schemas.settings import Settings
+
+
+@pytest.fixture
+def provisioned(settings: Settings) -> Iterator[Settings]:
+    """This test's topics, subscriptions and database, deleted afterwards."""
+    provision(settings)
+    yield settings
+    teardown(settings)
+
+
+@pytest.fixture
+def database(provisioned: Settings) -> Any:
+    return open_database(provisioned)
+
+
+@pytest.fixture
+def catalog(settings: Settings) -> Catalog:
+    return load_catalog(settings.catalog, settings.namespace)
+
+
+@pytest.fixture
+def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.require_redis_url(), decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def cache(settings: Settings) -> RedisCache:
+    return RedisCache.from_settings(settings)
+
+
+@pytest.fixture
+def running(provisioned: Settings) -> Iterator[Callable[[Callable[[threading.Event], None]],
+                                                        None]]:
+    """Start loops (relay, worker) in threads; all are stopped and joined after the test."""
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def start(loop: Callable[[threading.Event], None]) -> None:
+        thread = threading.Thread(target=loop, args=(stop,), daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    yield start
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def consumer(provisioned: Settings) -> Iterator[Consumer]:
+    built = Consumer.from_settings(provisioned)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def worker(provisioned: Settings, consumer: Consumer) -> PullWorker:
+    return PullWorker(
+        PullSubscription(provisioned.subscription_path), consumer.processor, streams=2
+    )

@@ -1,0 +1,38 @@
+"""The Lua guard on a real redis-server obeys the same contract as the in-memory cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from consumers.redis_cache import RedisCache
+from schemas.cache import CacheOp
+from schemas.settings import Settings
+from tests.cache_contract import CacheContract
+
+CONTRACT_DB = 15
+
+
+class TestRedisCache(CacheContract):
+    @pytest.fixture
+    def cache(self, settings: Settings) -> Iterator[RedisCache]:
+        url = settings.require_redis_url().rsplit("/", 1)[0] + f"/{CONTRACT_DB}"
+        client = redis.Redis.from_url(url, decode_responses=True)
+        client.flushdb()
+        yield RedisCache(client, cache_ttl_seconds=60, tombstone_ttl_seconds=30)
+        client.flushdb()
+        client.close()
+
+    def test_script_flush_is_survived(self, cache: RedisCache) -> None:
+        """After Redis loses its scripts (restart, SCRIPT FLUSH) the next batch still applies."""
+        cache.client.script_flush()
+        [result] = cache.apply([CacheOp.invalidate("k", 7)])
+        assert result.applied
+
+    def test_entries_expire_tombstones_sooner_than_values(self, cache: RedisCache) -> None:
+        """Every entry has a TTL: values the cache TTL, tombstones the tombstone TTL."""
+        cache.apply([CacheOp.set("v", 1, 1), CacheOp.invalidate("t", 1)])
+        assert 55_000 < cache.client.pttl("v") <= 60_000
+        assert 25_000 < cache.client.pttl("t") <= 30_000
