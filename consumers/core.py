@@ -7,8 +7,9 @@ The ack policy, in one place:
 - a ``PermanentError`` (bad envelope, unknown type, refused key) dead-letters the message at
   once with its reason, then acks; if the dead-letter publish fails, it nacks;
 - a ``TransientError`` (Redis or Spanner unavailable) is retried in process, bounded in
-  attempts and time, then nacked, so Pub/Sub redelivers with backoff and, after
-  max_delivery_attempts, forwards the message to the dead-letter topic itself;
+  attempts and time, then nacked, so Pub/Sub redelivers with backoff. On the last delivery
+  attempt the consumer dead-letters the message itself, with its story; should it die first,
+  Pub/Sub's own dead-letter policy forwards the message after max_delivery_attempts;
 - otherwise the message is acked, and only after Redis has applied (or refused as superseded)
   every write the event asked for.
 """
@@ -25,7 +26,8 @@ from consumers.plan import Plan, coalesce
 from consumers.redis_cache import Applied
 from schemas.cache import CacheOp
 from schemas.envelope import Event, decode
-from schemas.errors import PermanentError, RedisSpannerError, TransientError
+from schemas.errors import PermanentError, RedisSpannerError, RetriesExhausted, TransientError
+from schemas.failpoints import failpoint
 from schemas.keys import Action, CacheKey, Catalog, KeyTarget
 from schemas.retrying import retrying
 
@@ -54,6 +56,7 @@ class Processor:
         *,
         retry_attempts: int = 4,
         retry_seconds: float = 5.0,
+        max_delivery_attempts: int = 0,
         observer: Callable[[list[Outcome]], None] | None = None,
     ) -> None:
         self._catalog = catalog
@@ -62,6 +65,7 @@ class Processor:
         self._dead_letters = dead_letters
         self._retry_attempts = retry_attempts
         self._retry_seconds = retry_seconds
+        self._max_delivery_attempts = max_delivery_attempts
         self._observer = observer
 
     def process(self, batch: Sequence[Inbound]) -> list[Outcome]:
@@ -93,15 +97,26 @@ class Processor:
                 lambda: self._write(plan)
             )
         except RedisSpannerError as e:
-            log.warning("batch of %d event(s) not applied, nacking: %s", len(routed), e)
-            return [(i, Outcome(batch[i], Disposition.NACK, event, error=e))
-                    for i, event, _ in routed]
+            log.warning("batch of %d event(s) not applied: %s", len(routed), e)
+            return [(i, self._failed(batch[i], event, e)) for i, event, _ in routed]
         changed = {r.op.key for r in results if r.applied}
         return [
             (i, Outcome(batch[i], Disposition.ACK, event,
                         changed=any(t.cache_key.key in changed for t in targets)))
             for i, event, targets in routed
         ]
+
+    def _failed(self, message: Inbound, event: Event, error: RedisSpannerError) -> Outcome:
+        if isinstance(error, PermanentError):
+            return self._dead_letter(message, error)
+        last = 0 < self._max_delivery_attempts <= message.delivery_attempt
+        if last:
+            exhausted = RetriesExhausted(
+                f"still failing after {message.delivery_attempt} deliveries: {error}"
+            )
+            exhausted.__cause__ = error
+            return self._dead_letter(message, exhausted)
+        return Outcome(message, Disposition.NACK, event, error=error)
 
     def _write(self, plan: Plan) -> list[Applied]:
         ops = [CacheOp.invalidate(k.cache_key.key, k.version)
@@ -114,7 +129,10 @@ class Processor:
                     ops.append(CacheOp.set(k.cache_key.key, read_version, values[k.cache_key.key]))
                 else:  # a snapshot older than the event can't stand for it: invalidate instead
                     ops.append(CacheOp.invalidate(k.cache_key.key, k.version))
-        return self._cache.apply(ops)
+        failpoint("consumer.before_apply")
+        results = self._cache.apply(ops)
+        failpoint("consumer.after_apply")
+        return results
 
     def _dead_letter(self, message: Inbound, error: PermanentError) -> Outcome:
         try:

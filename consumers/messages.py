@@ -19,6 +19,8 @@ class Inbound:
     attributes: Mapping[str, str] = field(default_factory=dict)
     delivery_attempt: int = 0
     """1 on the first delivery when the subscription has a dead-letter policy, else 0."""
+    publish_time: float | None = None
+    """When Pub/Sub accepted the message (seconds since the epoch), if the transport knows."""
 
 
 class Disposition(StrEnum):

@@ -23,6 +23,10 @@ def consumer_version() -> str:
         return "unknown"
 
 
+def _iso(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="milliseconds")
+
+
 class PullSubscription:
     """Synchronous pull: a whole batch per call, so the core writes Redis once per batch."""
 
@@ -49,6 +53,7 @@ class PullSubscription:
                     data=bytes(received.message.data),
                     attributes=dict(received.message.attributes),
                     delivery_attempt=received.delivery_attempt,
+                    publish_time=received.message.publish_time.timestamp(),
                 ),
             )
             for received in response.received_messages
@@ -88,9 +93,9 @@ class DeadLetterPublisher:
     def send(self, message: Inbound, error: PermanentError) -> None:
         attributes = {k: v for k, v in message.attributes.items()
                       if not k.startswith(DEAD_LETTER_PREFIX)}
-        first_failure = message.attributes.get(
-            DEAD_LETTER_PREFIX + "first_failure_time",
-            dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+        first_failure = message.attributes.get(DEAD_LETTER_PREFIX + "first_failure_time") or (
+            _iso(message.publish_time) if message.delivery_attempt > 1 and message.publish_time
+            else _iso(dt.datetime.now(dt.UTC).timestamp())
         )
         attributes.update({
             DEAD_LETTER_PREFIX + "reason": error.reason,

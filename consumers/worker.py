@@ -42,6 +42,7 @@ class Consumer:
             dead_letters,
             retry_attempts=settings.retry_attempts,
             retry_seconds=settings.retry_seconds,
+            max_delivery_attempts=settings.max_delivery_attempts,
             observer=observer,
         )
         return cls(processor, cache, dead_letters)

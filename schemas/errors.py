@@ -51,6 +51,12 @@ class EventTooLarge(PermanentError):
     reason = "too-large"
 
 
+class RetriesExhausted(PermanentError):
+    """A transient failure outlasted every delivery attempt: dead-letter it with its cause."""
+
+    reason = "retries-exhausted"
+
+
 class TransientError(RedisSpannerError):
     """Redis or Spanner unavailable, a timeout, an aborted transaction: retry, then nack."""
 

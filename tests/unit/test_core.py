@@ -103,3 +103,21 @@ def test_rewarm_never_lowers_a_version() -> None:
     processor(cache, rows).process([message("Teams", (7,), 450, 1, EventType.ROW_DELETED)])
     processor(cache, rows).process([message("Members", (7, "x"), 300, 2)])
     assert cache.entries["rsc:team-members:{Teams:7}"].version == 450
+
+
+def test_last_delivery_attempt_dead_letters_with_the_cause() -> None:
+    """A transient failure on the final delivery attempt is dead-lettered with its story and
+    acked, instead of being nacked into Pub/Sub's own forwarding without one."""
+    cache, dead = MemoryCache(), MemoryDeadLetters()
+    cache.fail_next = 100
+    p = Processor(CATALOG, cache, MemoryRows(), dead, retry_attempts=2, retry_seconds=5,
+                  max_delivery_attempts=5)
+    early = message("Accounts", ("a",), 100, 1)
+    last = message("Accounts", ("a",), 100, 2)
+    early = type(early)(early.message_id, early.data, early.attributes, delivery_attempt=4)
+    last = type(last)(last.message_id, last.data, last.attributes, delivery_attempt=5)
+    outcomes = p.process([early, last])
+    assert [o.disposition for o in outcomes] == [Disposition.NACK, Disposition.ACK]
+    assert outcomes[1].dead_letter_reason == "retries-exhausted"
+    [(sent, error)] = dead.sent
+    assert sent.message_id == "m2" and "memory cache told to fail" in str(error)
