@@ -206,18 +206,22 @@ def _is_ours(c: Component) -> bool:
     return c.pid is not None and _alive(c.pid) and _start_time(c.pid) == c.start_time
 
 
-def _reap(pid: int) -> None:
-    """Collect the exit status of a child of this process once it has exited."""
-    child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
-        del _CHILDREN[pid]
+def _reap(pid: int, timeout: float = 0) -> None:
+    """Collect the exit status of a child of this process (a multi-threaded one takes a moment)."""
+    child = _CHILDREN.pop(pid, None)
+    if child is None:
+        return
+    try:
+        child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _CHILDREN[pid] = child
 
 
 def _wait_group_gone(pgid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while True:
         if not group_members(pgid):
-            _reap(pgid)
+            _reap(pgid, seconds)
             return True
         if time.monotonic() > deadline:
             return False
