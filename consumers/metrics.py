@@ -20,6 +20,11 @@ DEAD_LETTERED = Counter(
 COALESCED = Counter(
     "redis_spanner_consumer_coalesced", "Key writes folded into a newer one in the same batch"
 )
+READS = Counter(
+    "redis_spanner_reads",
+    "Read-through lookups by result (hit, miss, unconfirmed by verify, waited on a lease)",
+    ["result"],
+)
 LAG = Histogram(
     "redis_spanner_consumer_lag_seconds",
     "Commit timestamp to applied in Redis",

@@ -6,6 +6,7 @@ touches a single key, so it works unchanged on Redis Cluster.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import redis
 from redis.exceptions import NoScriptError, RedisError
 
 from schemas import versions
-from schemas.cache import GUARD, OP_INVALIDATE, CacheOp, Entry, parse_entry
+from schemas.cache import GUARD, LEASE_RELEASE, OP_INVALIDATE, CacheOp, Entry, parse_entry
 from schemas.errors import TransientError
 from schemas.settings import Settings, redacted_url
 
@@ -41,7 +42,6 @@ class RedisCache:
         self.client = client
         self._tombstone_ttl_ms = tombstone_ttl_seconds * 1000
         self._value_ttl_ms = cache_ttl_seconds * 1000
-        self._sha = hashlib.sha1(GUARD.encode()).hexdigest()
         self._where = where
 
     @classmethod
@@ -66,31 +66,40 @@ class RedisCache:
 
     def apply(self, ops: Sequence[CacheOp]) -> list[Applied]:
         """Run every op through the guard in one round trip. Raises ``TransientError``."""
-        if not ops:
-            return []
-        try:
-            replies = self._run(ops)
-            if any(isinstance(r, NoScriptError) for r in replies):
-                # Redis restarted or was flushed: load the script and run the batch again.
-                # Running an op twice is harmless: the guard refuses the second write.
-                self.client.script_load(GUARD)
-                replies = self._run(ops)
-        except RedisError as e:
-            raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
+        replies = self._scripted(GUARD, [
+            (op.key, op.op, versions.encode(op.version), op.data or "",
+             self._tombstone_ttl_ms if op.op == OP_INVALIDATE else self._value_ttl_ms)
+            for op in ops
+        ])
         out: list[Applied] = []
         for op, reply in zip(ops, replies, strict=True):
-            if isinstance(reply, Exception):
-                raise TransientError(f"redis refused a write: {reply}") from reply
             applied, previous = reply
             out.append(Applied(op, bool(applied), int(previous) if previous else None))
         return out
 
-    def _run(self, ops: Sequence[CacheOp]) -> list[Any]:
+    def _scripted(self, script: str, calls: Sequence[tuple[str | int, ...]]) -> list[Any]:
+        """One pipeline of single-key EVALSHA calls (key first in each call)."""
+        if not calls:
+            return []
+        sha = _sha1(script)
+        try:
+            replies = self._evalsha(sha, calls)
+            if any(isinstance(r, NoScriptError) for r in replies):
+                # Redis restarted or was flushed: load the script and run the batch again.
+                # Running a call twice is harmless: both scripts are idempotent.
+                self.client.script_load(script)
+                replies = self._evalsha(sha, calls)
+        except RedisError as e:
+            raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise TransientError(f"redis refused a write: {reply}") from reply
+        return replies
+
+    def _evalsha(self, sha: str, calls: Sequence[tuple[str | int, ...]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
-        for op in ops:
-            ttl = self._tombstone_ttl_ms if op.op == OP_INVALIDATE else self._value_ttl_ms
-            pipe.evalsha(self._sha, 1, op.key, op.op, versions.encode(op.version),
-                         op.data or "", ttl)
+        for key, *args in calls:
+            pipe.evalsha(sha, 1, key, *args)
         return list(pipe.execute(raise_on_error=False))
 
     def get(self, keys: Sequence[str]) -> list[Entry | None]:
@@ -105,3 +114,24 @@ class RedisCache:
         except RedisError as e:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 
+
+    def acquire_leases(self, lease_keys: Sequence[str], token: str, ttl_ms: int) -> list[bool]:
+        """Try to take a short fill lease per key (SET NX PX), in one round trip."""
+        if not lease_keys:
+            return []
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key in lease_keys:
+                pipe.set(key, token, nx=True, px=ttl_ms)
+            return [bool(r) for r in pipe.execute()]
+        except RedisError as e:
+            raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
+
+    def release_leases(self, lease_keys: Sequence[str], token: str) -> None:
+        """Give back the leases this token still holds; an expired one is left alone."""
+        self._scripted(LEASE_RELEASE, [(key, token) for key in lease_keys])
+
+
+@functools.cache
+def _sha1(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()

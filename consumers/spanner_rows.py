@@ -49,6 +49,42 @@ class SpannerRows:
         except gexc.GoogleAPICallError as e:
             raise PermanentError(f"spanner refused a read: {type(e).__name__}: {e}") from e
 
+    def read_versions(self, keys: Sequence[CacheKey]) -> tuple[dict[str, int | None], int]:
+        """Version-only read of row templates with a ``version_column``: each key's last commit
+        timestamp (``None`` for a missing row) and the snapshot's version."""
+        try:
+            return self._read_versions(keys)
+        except _TRANSIENT as e:
+            raise TransientError(f"spanner read failed: {type(e).__name__}") from e
+        except gexc.GoogleAPICallError as e:
+            raise PermanentError(f"spanner refused a read: {type(e).__name__}: {e}") from e
+
+    def _read_versions(self, keys: Sequence[CacheKey]) -> tuple[dict[str, int | None], int]:
+        found: dict[str, int | None] = {k.key: None for k in keys}
+        by_template: dict[KeyTemplate, list[CacheKey]] = defaultdict(list)
+        for key in keys:
+            if key.template.version_column is None:
+                raise ValueError(f"template {key.template.name!r} has no version_column")
+            by_template[key.template].append(key)
+        read_ts = None
+        with self._db.snapshot(multi_use=True) as snapshot:
+            for template, group in by_template.items():
+                by_parts = {k.parts: k.key for k in group}
+                result = snapshot.read(
+                    template.entity,
+                    columns=[*template.key_columns, template.version_column],
+                    keyset=spanner.KeySet(keys=[list(p) for p in by_parts]),
+                )
+                width = len(template.key_columns)
+                for row in result:
+                    redis_key = by_parts.get(tuple(row[:width]))
+                    if redis_key is not None and row[width] is not None:
+                        found[redis_key] = versions.from_datetime(row[width])
+                read_ts = read_ts or _read_timestamp(result)
+        if read_ts is None:
+            raise TransientError("spanner returned no read timestamp")
+        return found, versions.from_datetime(read_ts)
+
     def _read(self, keys: Sequence[CacheKey]) -> tuple[dict[str, Any], int]:
         values: dict[str, Any] = {}
         by_template: dict[KeyTemplate, list[CacheKey]] = defaultdict(list)

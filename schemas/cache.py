@@ -48,6 +48,14 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {1, cur or ''}
 """
 
+# KEYS[1] a fill lease; ARGV[1] the holder's token. Deletes the lease only if still held.
+LEASE_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 DEFAULT_CACHE_TTL_SECONDS = 24 * 3600
 DEFAULT_TOMBSTONE_TTL_SECONDS = 600
 

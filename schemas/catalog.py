@@ -17,6 +17,7 @@ ACCOUNT = KeyTemplate(
     key_columns=("AccountId",),
     triggers=(Trigger("Accounts", arity=1, parts=(0,)),),
     columns=("Owner", "Balance"),
+    version_column="UpdatedAt",
 )
 
 TEAM = KeyTemplate(

@@ -57,6 +57,9 @@ class KeyTemplate:
     query: str | None = None
     key_types: tuple[str, ...] = ()
     """Spanner type of each key column, ``STRING`` or ``INT64``; all ``STRING`` when empty."""
+    version_column: str | None = None
+    """A row template's commit-timestamp column, set to ``PENDING_COMMIT_TIMESTAMP()`` by every
+    write: lets a reader confirm a cached value with a version-only read."""
 
     def __post_init__(self) -> None:
         if not self.key_types:
@@ -69,6 +72,8 @@ class KeyTemplate:
             raise ValueError(f"template name {self.name!r} must match {_NAME.pattern}")
         if bool(self.columns) == bool(self.query):
             raise ValueError(f"template {self.name!r} needs exactly one of columns or query")
+        if self.version_column and self.query:
+            raise ValueError(f"template {self.name!r}: version_column is for row templates")
         for trigger in self.triggers:
             if len(trigger.parts) != len(self.key_columns):
                 raise ValueError(f"template {self.name!r}: trigger {trigger.table} maps "
@@ -181,20 +186,29 @@ class Catalog:
             raise KeyRefused(f"{key[:80]!r} does not round-trip")
         return built
 
+    def keys_for_row(self, table: str, key: Sequence[object]) -> list[CacheKey]:
+        """Every cache key a row of ``table`` feeds (backfill walks tables with this)."""
+        return [t.cache_key for t in self._route(table, tuple(key), Action.REWARM, 0)]
+
     def targets(self, event: Event) -> list[KeyTarget]:
         """The keys an event touches and what it asks of each. Refuses what is undeclared."""
-        routes = self._by_table.get(event.table)
+        return self._route(event.table, event.key, event.type, event.version)
+
+    def _route(
+        self, table: str, key: tuple[object, ...], kind: EventType | Action, version: int
+    ) -> list[KeyTarget]:
+        routes = self._by_table.get(table)
         if not routes:
-            raise KeyRefused(f"table {event.table!r} has no key templates")
+            raise KeyRefused(f"table {table[:64]!r} has no key templates")
         out: list[KeyTarget] = []
         for template, trigger in routes:
-            if len(event.key) != trigger.arity:
+            if len(key) != trigger.arity:
                 raise KeyRefused(
-                    f"table {event.table!r} keys have {trigger.arity} part(s), "
-                    f"event has {len(event.key)}"
+                    f"table {table!r} keys have {trigger.arity} part(s), got {len(key)}"
                 )
-            cache_key = self.key(template, (event.key[i] for i in trigger.parts))
-            out.append(KeyTarget(cache_key, _action(event.type, template), event.version))
+            cache_key = self.key(template, (key[i] for i in trigger.parts))
+            action = kind if isinstance(kind, Action) else _action(kind, template)
+            out.append(KeyTarget(cache_key, action, version))
         return out
 
     def pattern(self, template: KeyTemplate | None = None) -> str:

@@ -54,3 +54,12 @@ class CacheContract:
 
     def test_missing_key_reads_as_none(self, cache: Any) -> None:
         assert cache.get(["nothing-here"]) == [None]
+
+    def test_one_fill_lease_per_key_until_released_by_its_holder(self, cache: Any) -> None:
+        """Only one caller takes a key's fill lease; only its holder's token releases it."""
+        assert cache.acquire_leases(["a:lease", "b:lease"], "t1", 5000) == [True, True]
+        assert cache.acquire_leases(["a:lease"], "t2", 5000) == [False]
+        cache.release_leases(["a:lease"], "t2")
+        assert cache.acquire_leases(["a:lease"], "t3", 5000) == [False]
+        cache.release_leases(["a:lease", "b:lease"], "t1")
+        assert cache.acquire_leases(["a:lease", "b:lease"], "t3", 5000) == [True, True]

@@ -20,6 +20,7 @@ class MemoryCache:
         self.entries: dict[str, Entry] = {}
         self.fail_next = 0
         self.round_trips = 0
+        self.leases: dict[str, str] = {}
 
     def apply(self, ops: Sequence[CacheOp]) -> list[Applied]:
         self.round_trips += 1
@@ -40,6 +41,18 @@ class MemoryCache:
     def get(self, keys: Sequence[str]) -> list[Entry | None]:
         return [self.entries.get(k) for k in keys]
 
+    def acquire_leases(self, lease_keys: Sequence[str], token: str, ttl_ms: int) -> list[bool]:
+        taken = []
+        for key in lease_keys:
+            taken.append(key not in self.leases)
+            self.leases.setdefault(key, token)
+        return taken
+
+    def release_leases(self, lease_keys: Sequence[str], token: str) -> None:
+        for key in lease_keys:
+            if self.leases.get(key) == token:
+                del self.leases[key]
+
 
 class MemoryRows:
     """Rows by Redis key, read at a version that the test moves forward."""
@@ -47,11 +60,17 @@ class MemoryRows:
     def __init__(self, version: int = 1) -> None:
         self.values: dict[str, Any] = {}
         self.version = version
+        self.commits: dict[str, int] = {}
         self.reads: list[list[str]] = []
+        self.version_reads: list[list[str]] = []
 
     def read(self, keys: Sequence[CacheKey]) -> tuple[dict[str, Any], int]:
         self.reads.append([k.key for k in keys])
         return {k.key: self.values.get(k.key) for k in keys}, self.version
+
+    def read_versions(self, keys: Sequence[CacheKey]) -> tuple[dict[str, int | None], int]:
+        self.version_reads.append([k.key for k in keys])
+        return {k.key: self.commits.get(k.key) for k in keys}, self.version
 
 
 class MemoryDeadLetters:
