@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from schemas import versions
 from schemas.cache import GUARD, LEASE_RELEASE, OP_INVALIDATE, CacheOp, Entry, parse_entry
@@ -104,16 +104,38 @@ class RedisCache:
 
     def get(self, keys: Sequence[str]) -> list[Entry | None]:
         """The entries at ``keys`` (``None`` where Redis holds nothing), in one round trip."""
-        if not keys:
-            return []
+        return [parse_entry(fields) for fields in self.raw(keys)] if keys else []
+
+
+    def scan(self, pattern: str, count: int = 1000) -> Iterator[str]:
+        """Every key matching ``pattern`` (SCAN: never blocks Redis like KEYS would)."""
+        try:
+            yield from self.client.scan_iter(match=pattern, count=count)
+        except RedisError as e:
+            raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
+
+    def raw(self, keys: Sequence[str]) -> list[dict[str, str]]:
+        """The hash fields at each key, unparsed (empty where nothing is stored). A key that
+        holds something other than a hash reads as ``{"type": "<its type>"}``: unversioned."""
         try:
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
                 pipe.hgetall(key)
-            return [parse_entry(fields) for fields in pipe.execute()]
+            replies = list(pipe.execute(raise_on_error=False))
+            return [
+                {"type": str(self.client.type(key))} if isinstance(reply, ResponseError) else reply
+                for key, reply in zip(keys, replies, strict=True)
+            ]
         except RedisError as e:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 
+    def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        try:
+            return int(self.client.unlink(*keys))
+        except RedisError as e:
+            raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 
     def acquire_leases(self, lease_keys: Sequence[str], token: str, ttl_ms: int) -> list[bool]:
         """Try to take a short fill lease per key (SET NX PX), in one round trip."""

@@ -8,7 +8,7 @@ per template; derived (query) templates run their query once per key, in the sam
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -145,3 +145,71 @@ def _read_timestamp(result: Any) -> Any:
     if metadata is None or not metadata.transaction:
         return None
     return metadata.transaction.read_timestamp or None
+
+
+_PRIMARY_KEY = """
+SELECT c.COLUMN_NAME, c.SPANNER_TYPE FROM INFORMATION_SCHEMA.INDEX_COLUMNS AS i
+JOIN INFORMATION_SCHEMA.COLUMNS AS c
+  ON c.TABLE_NAME = i.TABLE_NAME AND c.COLUMN_NAME = i.COLUMN_NAME
+  AND c.TABLE_SCHEMA = i.TABLE_SCHEMA
+WHERE i.TABLE_SCHEMA = '' AND i.TABLE_NAME = @table AND i.INDEX_NAME = 'PRIMARY_KEY'
+ORDER BY i.ORDINAL_POSITION
+"""
+
+
+class TableWalker:
+    """Streams a table's primary keys in key order, for backfills."""
+
+    def __init__(self, database: Any) -> None:
+        self._db = database
+
+    def primary_key(self, table: str) -> list[tuple[str, str]]:
+        with self._db.snapshot() as snapshot:
+            rows = list(snapshot.execute_sql(
+                _PRIMARY_KEY, params={"table": table}, param_types={"table": param_types.STRING}
+            ))
+        if not rows:
+            raise PermanentError(f"table {table!r} not found in the database")
+        return [(name, kind) for name, kind in rows]
+
+    def count(self, table: str, prefix: str | None = None) -> int:
+        """How many rows a walk will visit (for progress; not part of the walk's snapshot)."""
+        where, params, types = self._filter(table, prefix)
+        with self._db.snapshot() as snapshot:
+            rows = snapshot.execute_sql(
+                f"SELECT COUNT(*) FROM `{table}`{where}", params=params, param_types=types
+            )
+            return int(next(iter(rows))[0])
+
+    def walk(
+        self, table: str, prefix: str | None = None, batch: int = 200
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The table's primary keys in key order, in batches, streamed from one snapshot."""
+        names = ", ".join(f"`{name}`" for name, _ in self.primary_key(table))
+        where, params, types = self._filter(table, prefix)
+        with self._db.snapshot() as snapshot:
+            result = snapshot.execute_sql(
+                f"SELECT {names} FROM `{table}`{where} ORDER BY {names}",
+                params=params, param_types=types,
+            )
+            chunk: list[tuple[Any, ...]] = []
+            for row in result:
+                chunk.append(tuple(row))
+                if len(chunk) >= batch:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+
+    def _filter(
+        self, table: str, prefix: str | None
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        if prefix is None:
+            return "", {}, {}
+        first, kind = self.primary_key(table)[0]
+        if not kind.startswith("STRING"):
+            raise PermanentError(
+                f"a key prefix needs a STRING first key column; {table}.{first} is {kind}"
+            )
+        return (f" WHERE STARTS_WITH(`{first}`, @prefix)", {"prefix": prefix},
+                {"prefix": param_types.STRING})

@@ -1,22 +1,44 @@
-"""Compare cache entries with Spanner at one read timestamp (the coherence oracle)."""
+"""Compare cache entries with Spanner at one read timestamp: the coherence oracle.
+
+An entry is **stale** when it holds a value, its version is older than the snapshot, and the
+value differs from the snapshot's. Entries written after the snapshot can't be judged and count
+as fresh. **Orphaned** keys sit in the namespace but match no declared template; **unversioned**
+ones carry no version, so the guard can't protect them. ``repair`` rewrites stale entries with
+the snapshot's value through the same guard (never lowering a version) and deletes orphaned and
+unversioned keys; what is still stale afterwards is reported as remaining.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import random
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, Protocol
 
 from consumers.core import RowReader
-from consumers.readthrough import CacheReader
-from schemas.cache import encode_value
-from schemas.keys import CacheKey
+from schemas.cache import FIELD_VERSION, CacheOp, Entry, encode_value, parse_entry
+from schemas.errors import KeyRefused
+from schemas.keys import LEASE_SUFFIX, CacheKey, Catalog
 
 
 class Verdict(StrEnum):
     FRESH = "fresh"
     STALE = "stale"
     TOMBSTONE = "tombstone"
+    NEWER = "newer"
+    """Written after the snapshot: nothing to compare with."""
     GONE = "gone"
+    """Expired or deleted between the scan and the read."""
+
+
+class InspectableCache(Protocol):
+    def scan(self, pattern: str, count: int = ...) -> Iterable[str]: ...
+    def raw(self, keys: Sequence[str]) -> list[dict[str, str]]: ...
+    def get(self, keys: Sequence[str]) -> list[Entry | None]: ...
+    def apply(self, ops: Sequence[CacheOp]) -> list[Any]: ...
+    def delete(self, keys: Sequence[str]) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,23 +49,117 @@ class Checked:
     read_version: int
 
 
-def compare(keys: Sequence[CacheKey], cache: CacheReader, rows: RowReader) -> list[Checked]:
-    """Read the entries first, then Spanner: a value that differs from the later snapshot is
-    stale only if the snapshot holds no newer commit than the entry could have seen, which the
-    caller guarantees by comparing after quiescence."""
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    stale: list[str] = field(default_factory=list)
+    orphaned: list[str] = field(default_factory=list)
+    unversioned: list[str] = field(default_factory=list)
+    repaired: int = 0
+    deleted: int = 0
+    remaining_stale: list[str] = field(default_factory=list)
+    read_version: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "fresh": self.verdicts[Verdict.FRESH] + self.verdicts[Verdict.NEWER],
+            "tombstones": self.verdicts[Verdict.TOMBSTONE],
+            "stale": len(self.stale),
+            "orphaned": len(self.orphaned),
+            "unversioned": len(self.unversioned),
+            "repaired": self.repaired,
+            "deleted": self.deleted,
+            "stale_remaining": len(self.remaining_stale),
+            "read_version": self.read_version,
+            "stale_keys": self.stale[:100],
+        }
+
+
+def compare(keys: Sequence[CacheKey], cache: Any, rows: RowReader) -> list[Checked]:
+    """Read the entries, then Spanner in one snapshot, and judge each entry."""
     if not keys:
         return []
-    entries = cache.get([k.key for k in keys])
+    entries: list[Entry | None] = cache.get([k.key for k in keys])
     values, read_version = rows.read(keys)
-    out: list[Checked] = []
-    for key, entry in zip(keys, entries, strict=True):
-        if entry is None:
-            verdict = Verdict.GONE
-        elif entry.tombstone:
-            verdict = Verdict.TOMBSTONE
-        elif entry.data == encode_value(values[key.key]):
-            verdict = Verdict.FRESH
-        else:
-            verdict = Verdict.STALE
-        out.append(Checked(key.key, verdict, entry.version if entry else None, read_version))
-    return out
+    return [
+        Checked(key.key, _judge(entry, values[key.key], read_version),
+                entry.version if entry else None, read_version)
+        for key, entry in zip(keys, entries, strict=True)
+    ]
+
+
+def _judge(entry: Entry | None, value: Any, read_version: int) -> Verdict:
+    if entry is None:
+        return Verdict.GONE
+    if entry.tombstone:
+        return Verdict.TOMBSTONE
+    if entry.version >= read_version:
+        return Verdict.NEWER
+    return Verdict.FRESH if entry.data == encode_value(value) else Verdict.STALE
+
+
+def verify(
+    cache: InspectableCache,
+    catalog: Catalog,
+    rows: RowReader,
+    *,
+    sample: int | None = None,
+    repair: bool = False,
+    rng: random.Random | None = None,
+) -> VerifyReport:
+    report = VerifyReport()
+    keys, report.orphaned = _scan(cache, catalog, sample, rng or random.Random())
+    raw = cache.raw([k.key for k in keys])
+    versioned = []
+    for key, fields in zip(keys, raw, strict=True):
+        if fields and FIELD_VERSION not in fields:
+            report.unversioned.append(key.key)
+        elif parse_entry(fields) is not None:
+            versioned.append(key)
+    checked = compare(versioned, cache, rows)
+    report.checked = len(keys) + len(report.orphaned)
+    report.verdicts.update(c.verdict for c in checked)
+    report.stale = [c.key for c in checked if c.verdict is Verdict.STALE]
+    report.read_version = checked[0].read_version if checked else None
+    report.remaining_stale = list(report.stale)
+    if repair:
+        _repair(cache, rows, report, [k for k in versioned if k.key in set(report.stale)])
+    return report
+
+
+def _scan(
+    cache: InspectableCache, catalog: Catalog, sample: int | None, rng: random.Random
+) -> tuple[list[CacheKey], list[str]]:
+    """The namespace's keys (a uniform sample of them if asked), parsed, and the orphans."""
+    chosen: list[str] = []
+    seen = 0
+    for key in cache.scan(f"{catalog.namespace}:*"):
+        if key.endswith(LEASE_SUFFIX):
+            continue
+        seen += 1
+        if sample is None or len(chosen) < sample:
+            chosen.append(key)
+        elif (slot := rng.randrange(seen)) < sample:  # reservoir sampling
+            chosen[slot] = key
+    keys: list[CacheKey] = []
+    orphaned: list[str] = []
+    for key in chosen:
+        try:
+            keys.append(catalog.parse(key))
+        except KeyRefused:
+            orphaned.append(key)
+    return keys, orphaned
+
+
+def _repair(
+    cache: InspectableCache, rows: RowReader, report: VerifyReport, stale: list[CacheKey]
+) -> None:
+    if stale:
+        values, version = rows.read(stale)
+        results = cache.apply([CacheOp.set(k.key, version, values[k.key]) for k in stale])
+        report.repaired = sum(1 for r in results if r.applied)
+        recheck = compare(stale, cache, rows)
+        report.remaining_stale = [c.key for c in recheck if c.verdict is Verdict.STALE]
+    report.deleted = cache.delete([*report.orphaned, *report.unversioned])

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from consumers.core import Processor
 from consumers.messages import Disposition, Inbound, Outcome
@@ -14,6 +15,7 @@ from consumers.redis_cache import RedisCache
 from consumers.spanner_rows import SpannerRows, open_database
 from schemas.catalog import load_catalog
 from schemas.errors import TransientError
+from schemas.keys import Catalog
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -21,11 +23,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Consumer:
-    """Everything a worker or push endpoint needs, built once from settings."""
+    """Everything a worker, push endpoint or cache tool needs, built once from settings."""
 
     processor: Processor
     cache: RedisCache
     dead_letters: DeadLetterPublisher
+    catalog: Catalog
+    database: Any
+    rows: SpannerRows
 
     @classmethod
     def from_settings(
@@ -35,17 +40,20 @@ class Consumer:
         dead_letters = DeadLetterPublisher(
             settings.dead_letter_topic_path, settings.subscription_path
         )
+        catalog = load_catalog(settings.catalog, settings.namespace)
+        database = open_database(settings)
+        rows = SpannerRows(database)
         processor = Processor(
-            load_catalog(settings.catalog, settings.namespace),
+            catalog,
             cache,
-            SpannerRows(open_database(settings)),
+            rows,
             dead_letters,
             retry_attempts=settings.retry_attempts,
             retry_seconds=settings.retry_seconds,
             max_delivery_attempts=settings.max_delivery_attempts,
             observer=observer,
         )
-        return cls(processor, cache, dead_letters)
+        return cls(processor, cache, dead_letters, catalog, database, rows)
 
     def close(self) -> None:
         self.dead_letters.close()

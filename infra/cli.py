@@ -111,6 +111,74 @@ def worker(
 
 
 @app.command()
+def verify(
+    sample: Annotated[int | None, typer.Option(help="Check a random sample of N keys.", min=1)
+                      ] = None,
+    repair: Annotated[bool, typer.Option("--repair", help="Fix what is found (guarded).")
+                      ] = False,
+    as_json: Json = False,
+) -> None:
+    """Compare cached entries with Spanner at one read timestamp; exit 1 if stale ones remain."""
+    from consumers.verify import verify as run
+    from consumers.worker import Consumer
+    from infra.cache_report import render_verify
+    from schemas.settings import get_settings
+
+    _logging(False)
+    consumer = Consumer.from_settings(get_settings())
+    try:
+        report = run(consumer.cache, consumer.catalog, consumer.rows, sample=sample,
+                     repair=repair)
+    finally:
+        consumer.close()
+    render_verify(report, Console(stderr=as_json, emoji=False))
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    raise typer.Exit(1 if report.remaining_stale else 0)
+
+
+@app.command()
+def rewarm(
+    table: Annotated[str, typer.Option(help="Spanner table whose keys to rewarm.")],
+    key_prefix: Annotated[str | None, typer.Option(
+        help="Only rows whose first primary-key column starts with this.")] = None,
+    rate: Annotated[float | None, typer.Option(help="At most N rows per second.", min=0.1)
+                    ] = None,
+    batch: Annotated[int, typer.Option(help="Rows per Spanner read and Redis round trip.",
+                                       min=1, max=5000)] = 200,
+    as_json: Json = False,
+) -> None:
+    """Backfill: walk a table (or key range) in Spanner and rewarm its keys in Redis."""
+    from rich.progress import Progress
+
+    from consumers.backfill import backfill
+    from consumers.spanner_rows import TableWalker
+    from consumers.worker import Consumer
+    from schemas.settings import get_settings
+
+    _logging(False)
+    consumer = Consumer.from_settings(get_settings())
+    walker = TableWalker(consumer.database)
+    console = Console(stderr=True, emoji=False)
+    try:
+        total = walker.count(table, key_prefix)
+        with Progress(console=console) as progress:
+            task = progress.add_task(f"rewarming {table}", total=total)
+            report = backfill(walker, consumer.rows, consumer.cache, consumer.catalog, table,
+                              prefix=key_prefix, rate=rate, batch=batch,
+                              on_rows=lambda n: progress.advance(task, n))
+    finally:
+        consumer.close()
+    summary = report.as_dict()
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(f"rewarmed {summary['keys']} key(s) from {summary['rows']} row(s) of "
+                   f"{table}: {summary['written']} written, {summary['superseded']} already "
+                   f"newer, in {summary['seconds']}s")
+
+
+@app.command()
 def demo(
     duration: Annotated[float, typer.Option(help="Seconds of workload.", min=1)] = 15.0,
     rate: Annotated[float, typer.Option(help="Writes per second (all writers).", min=1)] = 40.0,
@@ -125,7 +193,7 @@ def demo(
     from infra.demo.run import DemoOptions, run_demo
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
-    console = Console(stderr=as_json)
+    console = Console(stderr=as_json, emoji=False)
     options = DemoOptions(duration=duration, write_rate=rate, read_rate=read_rate,
                           accounts=accounts)
     result = run_demo(options, console)
