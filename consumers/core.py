@@ -67,6 +67,8 @@ class Processor:
         self._retry_seconds = retry_seconds
         self._max_delivery_attempts = max_delivery_attempts
         self._observer = observer
+        self.coalesced = 0
+        """Key writes folded into a newer one of the same batch, since this processor began."""
 
     def process(self, batch: Sequence[Inbound]) -> list[Outcome]:
         """Decide every message of ``batch``; never raises for a message's sake."""
@@ -92,6 +94,7 @@ class Processor:
     ) -> list[tuple[int, Outcome]]:
         plan = coalesce(t for _, _, targets in routed for t in targets)
         metrics.COALESCED.inc(plan.coalesced)
+        self.coalesced += plan.coalesced
         try:
             results = retrying(self._retry_attempts, self._retry_seconds)(
                 lambda: self._write(plan)

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -20,6 +21,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(dev_app, name="dev")
+
+class DemoMode(StrEnum):
+    INVALIDATE = "invalidate"
+    REWARM = "rewarm"
+
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
 MetricsPort = Annotated[
@@ -185,6 +191,9 @@ def demo(
     read_rate: Annotated[float, typer.Option(help="Reads per second (all readers).", min=1)
                          ] = 200.0,
     accounts: Annotated[int, typer.Option(help="Rows in the sample table.", min=1)] = 200,
+    mode: Annotated[DemoMode, typer.Option(
+        help="invalidate: tombstone changed keys, readers refill; "
+             "rewarm: the consumer writes fresh values itself.")] = DemoMode.INVALIDATE,
     as_json: Json = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -195,7 +204,7 @@ def demo(
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
     console = Console(stderr=as_json, emoji=False)
     options = DemoOptions(duration=duration, write_rate=rate, read_rate=read_rate,
-                          accounts=accounts)
+                          accounts=accounts, mode=mode.value)
     result = run_demo(options, console)
     render(result, console)
     if as_json:

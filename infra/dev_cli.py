@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,11 +76,17 @@ def down(state_dir: StateDir = None) -> None:
     """Stop the processes this stack started (never external ones)."""
     stack = _stack(state_dir)
     with _reported():
+        exported = stack.env()
         stopped = stack.down()
     if stopped:
         typer.echo(f"stopped: {', '.join(stopped)}")
     else:
         typer.echo(f"nothing was running (state dir {stack.state_dir})")
+    stale = [name for name, value in (exported.exports() if exported else {}).items()
+             if os.environ.get(name) == value]
+    if stale:
+        typer.echo(f"this shell still points at the stopped stack: unset {' '.join(stale)}",
+                   err=True)
 
 
 @dev_app.command()

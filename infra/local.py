@@ -3,7 +3,8 @@
 ``LocalStack(state_dir).up()`` starts whatever is not running yet and records each process in
 ``state_dir/stack.json``; ``down()`` stops exactly the recorded processes and nothing else. A
 component whose variable (PUBSUB_EMULATOR_HOST, SPANNER_EMULATOR_HOST, REDIS_URL) is already set
-in the environment is external: it is used as it is and never stopped.
+in the environment is external: it is used as it is and never stopped. Processes are told apart
+by their start time in /proc, so this runs on Linux.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ ENV_VARS = {PUBSUB: "PUBSUB_EMULATOR_HOST", SPANNER: "SPANNER_EMULATOR_HOST", RE
 LOOPBACK = "127.0.0.1"
 STATE_FILE = "stack.json"
 STOP_GRACE_SECONDS = 5.0
+EXTERNAL_GRACE_SECONDS = 10.0
 # Every test creates its own database; the emulator's default cap is 100 per instance.
 MAX_DATABASES = 10_000
 
@@ -77,6 +79,9 @@ class Component:
     ports: dict[str, int] = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
     log: str | None = None
+
+
+Launch = tuple[list[str], str, dict[str, int]]  # command, address, ports
 
 
 class ComponentStatus(TypedDict):
@@ -124,8 +129,8 @@ def _tool(override_var: str, default: Path | None, what: str, install: str) -> P
             return Path(override)
         raise StackError(f"{what} not found at {override} (from ${override_var}); "
                          f"install it with: {install}, or point ${override_var} at it")
-    if _executable(default):
-        return default  # type: ignore[return-value]
+    if default is not None and _executable(default):
+        return default
     where = f" at {default}" if default else ""
     raise StackError(f"{what} not found{where}; install it with: {install}, "
                      f"or set ${override_var} to its path")
@@ -245,7 +250,7 @@ def _stop(c: Component) -> bool:
     raise StackError(f"{c.name}: process group {c.pgid} survived SIGKILL")
 
 
-def _spawn(name: str, command: list[str], log: Path, address: str,
+def _spawn(name: str, log: Path, command: list[str], address: str,
            ports: dict[str, int]) -> Component:
     with log.open("wb") as out:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
@@ -278,9 +283,12 @@ def free_ports(count: int) -> list[int]:
 
 # --- health --------------------------------------------------------------------------------------
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via $http_proxy
+
+
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with _DIRECT.open(url, timeout=2) as response:
             return bool(response.status == 200)
     except OSError:
         return False
@@ -320,7 +328,8 @@ def healthy(c: Component) -> bool:
 
 
 def _wait_healthy(components: list[Component], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+    """Wait for every component to answer; external ones, already running, get a short grace."""
+    start = time.monotonic()
     pending = list(components)
     while pending:
         for c in list(pending):
@@ -329,12 +338,13 @@ def _wait_healthy(components: list[Component], timeout: float) -> None:
                                  + _tail(c.log))
             if healthy(c):
                 pending.remove(c)
-        if pending and time.monotonic() > deadline:
-            c = pending[0]
-            if c.external:
+                continue
+            waited = time.monotonic() - start
+            if c.external and waited > min(timeout, EXTERNAL_GRACE_SECONDS):
                 raise StackError(f"{ENV_VARS[c.name]}={c.address} does not answer; start that "
                                  f"service, or unset {ENV_VARS[c.name]} to get one started here")
-            raise StackError(f"{c.name} not healthy after {timeout:g}s" + _tail(c.log))
+            if waited > timeout:
+                raise StackError(f"{c.name} not healthy after {timeout:g}s" + _tail(c.log))
         if pending:
             time.sleep(0.1)
 
@@ -355,17 +365,19 @@ class LocalStack:
             kept, stale = self._reusable(self._read())
             for c in stale:
                 _stop(c)
-            self._write(kept)
+            own = {n: c for n, c in kept.items() if not c.external}
+            self._write(own)
             commands = self._commands([n for n in COMPONENTS if n not in kept])
             started: list[Component] = []
             try:
-                started = [self._start(name, command) for name, command in commands.items()]
+                started = [_spawn(name, self.state_dir / f"{name}.log", *launch)
+                           for name, launch in commands.items()]
                 self._write({**kept, **{c.name: c for c in started}})
-                _wait_healthy([c for c in kept.values() if c.external] + started, timeout)
+                _wait_healthy([*kept.values(), *started], timeout)
             except BaseException:
                 for c in started:
                     _stop(c)
-                self._write(kept)
+                self._write(own)
                 raise
             return _env_of({**kept, **{c.name: c for c in started}})
 
@@ -403,8 +415,7 @@ class LocalStack:
         for name in COMPONENTS:
             own = recorded.get(name)
             external = os.environ.get(ENV_VARS[name])
-            if own and not own.external and external in (None, own.address) and _is_ours(own) \
-                    and healthy(own):
+            if own and not own.external and external in (None, own.address) and _is_ours(own):
                 kept[name] = own
                 continue
             if own and not own.external:
@@ -413,9 +424,9 @@ class LocalStack:
                 kept[name] = Component(name, external, external=True)
         return kept, stale
 
-    def _commands(self, names: list[str]) -> dict[str, tuple[list[str], str, dict[str, int]]]:
+    def _commands(self, names: list[str]) -> dict[str, Launch]:
         """Command, address and ports of each missing component; every missing tool at once."""
-        commands: dict[str, tuple[list[str], str, dict[str, int]]] = {}
+        commands: dict[str, Launch] = {}
         problems: list[str] = []
         for name in names:
             try:
@@ -426,7 +437,7 @@ class LocalStack:
             raise StackError("\n".join(problems))
         return commands
 
-    def _command(self, name: str) -> tuple[list[str], str, dict[str, int]]:
+    def _command(self, name: str) -> Launch:
         if name == PUBSUB:
             emulator = find_pubsub_emulator()
             find_java()
@@ -444,10 +455,6 @@ class LocalStack:
         return ([str(server), "--port", str(port), "--bind", LOOPBACK, "--save", "",
                  "--appendonly", "no", "--dir", str(self.state_dir)],
                 f"redis://{LOOPBACK}:{port}/0", {"redis": port})
-
-    def _start(self, name: str, spec: tuple[list[str], str, dict[str, int]]) -> Component:
-        command, address, ports = spec
-        return _spawn(name, command, self.state_dir / f"{name}.log", address, ports)
 
     @contextmanager
     def _lock(self) -> Iterator[None]:

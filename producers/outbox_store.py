@@ -30,6 +30,13 @@ class OutboxRow:
     commit_ts: dt.datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    shards: frozenset[int]
+    share: int
+    """The fair share this relay aimed for: fewer shards means others still hold the rest."""
+
+
 _PENDING = """
 SELECT Shard, EventId, EventType, TableName, KeyJson, Payload, SchemaVersion, CommitTs
 FROM Outbox WHERE Shard IN UNNEST(@shards) ORDER BY CommitTs LIMIT @limit
@@ -108,12 +115,21 @@ class SpannerOutbox:
         except Exception as e:
             raise translate(e) from e
 
-    def claim(self, owner: str, lease_seconds: float) -> set[int]:
+    def live_relays(self) -> int:
+        """How many relays announced themselves and have not expired (a read, no lock)."""
+        try:
+            with self._db.snapshot() as snapshot:
+                rows = snapshot.execute_sql(f"SELECT COUNT(*) FROM ({_RELAYS})")
+                return int(next(iter(rows))[0])
+        except Exception as e:
+            raise translate(e) from e
+
+    def claim(self, owner: str, lease_seconds: float) -> Claim:
         """Renew this owner's leases and take free ones up to a fair share of the shards."""
 
         owner_ms = {"owner": param_types.STRING, "ms": param_types.INT64}
 
-        def work(tx: Any) -> set[int]:
+        def work(tx: Any) -> Claim:
             tx.execute_update(
                 _ANNOUNCE,
                 params={"owner": owner, "ms": int(lease_seconds * 1000)},
@@ -137,10 +153,10 @@ class SpannerOutbox:
                 )
             if shed:
                 self._drop(tx, owner, shed)
-            return set(keep)
+            return Claim(frozenset(keep), share)
 
-        shards, _ = run_transaction(self._db, work)
-        return shards
+        claim, _ = run_transaction(self._db, work)
+        return claim
 
     def release(self, owner: str) -> None:
         def work(tx: Any) -> None:

@@ -7,6 +7,7 @@ at it as ``package.module:NAME`` (a ``Catalog`` or a sequence of ``KeyTemplate``
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from collections.abc import Sequence
 
 from schemas.keys import Action, Catalog, KeyTemplate, Trigger
@@ -40,6 +41,8 @@ TEAM_MEMBERS = KeyTemplate(
 )
 
 DEMO: Sequence[KeyTemplate] = (ACCOUNT, TEAM, TEAM_MEMBERS)
+DEMO_REWARM: Sequence[KeyTemplate] = (replace(ACCOUNT, action=Action.REWARM), TEAM, TEAM_MEMBERS)
+"""The demo's rewarm mode: account changes are written through instead of invalidated."""
 
 
 def load_catalog(spec: str, namespace: str) -> Catalog:

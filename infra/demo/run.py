@@ -17,8 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from consumers.pubsub import PullSubscription
 from consumers.readthrough import ReadThrough
-from consumers.spanner_rows import SpannerRows
-from consumers.verify import Verdict, compare
+from consumers.verify import verify
 from consumers.worker import Consumer, PullWorker
 from infra.demo import workload
 from infra.demo.tally import Tally
@@ -27,7 +26,6 @@ from infra.provision import provision
 from producers.outbox import OUTBOX_SHARDS
 from producers.runner import build_relay
 from producers.spanner import open_database
-from schemas.catalog import ACCOUNT, load_catalog
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,12 +44,18 @@ class DemoOptions:
     check_sample: float = 0.2
     quiesce_timeout: float = 60.0
     seed: int = 7
+    mode: str = "invalidate"
+    """``invalidate``: changes tombstone the account key and readers refill it;
+    ``rewarm``: the consumer reads the changed row and writes the fresh value itself."""
 
 
 def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     with started() as env:
         os.environ.update(env.exports())
+        if options.mode == "rewarm":
+            os.environ["REDIS_SPANNER_CATALOG"] = "schemas.catalog:DEMO_REWARM"
         settings = Settings()
+        console.print(f"[bold]mode[/] {options.mode}: catalog {settings.catalog}")
         console.print(f"[bold]stack[/] pubsub={env.pubsub_emulator_host} "
                       f"spanner={env.spanner_emulator_host}")
         report = provision(settings)
@@ -67,8 +71,7 @@ def _run(options: DemoOptions, settings: Settings, console: Console) -> dict[str
     database = open_database(settings)
     ids = workload.account_ids(options.accounts)
     consumer = Consumer.from_settings(settings, observer=tally.on_outcomes)
-    catalog = load_catalog(settings.catalog, settings.namespace)
-    client = ReadThrough(catalog, consumer.cache, SpannerRows(database))
+    client = ReadThrough(consumer.catalog, consumer.cache, consumer.rows)
     pick = workload.zipf_picker(ids, options.skew, rng)
 
     pipeline_stop = threading.Event()
@@ -101,17 +104,24 @@ def _run(options: DemoOptions, settings: Settings, console: Console) -> dict[str
                     options.read_rate / options.readers, load_stop, step))
             _progress(console, tally, options.duration, "running")
         quiet_for = _quiesce(console, tally, options.quiesce_timeout)
-    stale = _stale_keys(consumer, catalog, database)
+    checked = verify(consumer.cache, consumer.catalog, consumer.rows)
     consumer.close()
-    return _report(tally, stale, quiet_for, options.duration)
+    result = _report(tally, len(checked.stale), quiet_for, options.duration)
+    result["coalesced"] = consumer.processor.coalesced
+    return result
 
 
 def _wait_for_leases(relays: list[Any], console: Console, timeout: float = 15.0) -> None:
     """Start the workload once the relays share the outbox shards between them."""
     deadline = time.monotonic() + timeout
     with console.status("relays taking their outbox shard leases"):
-        while time.monotonic() < deadline and sum(len(r.shards) for r in relays) < OUTBOX_SHARDS:
+        while time.monotonic() < deadline and not _shared(relays):
             time.sleep(0.05)
+
+
+def _shared(relays: list[Any]) -> bool:
+    held = [len(r.shards) for r in relays]
+    return sum(held) == OUTBOX_SHARDS and max(held) - min(held) <= 1
 
 
 @contextmanager
@@ -156,13 +166,6 @@ def _quiesce(console: Console, tally: Tally, timeout: float) -> float:
         while tally.unaccounted() and time.monotonic() - start < timeout:
             time.sleep(0.05)
     return time.monotonic() - start
-
-
-def _stale_keys(consumer: Consumer, catalog: Any, database: Any) -> int:
-    keys = [catalog.parse(k) for k in consumer.cache.client.scan_iter(
-        match=catalog.pattern(catalog.template(ACCOUNT.name)), count=1000)]
-    checked = compare(keys, consumer.cache, SpannerRows(database))
-    return sum(c.verdict is Verdict.STALE for c in checked)
 
 
 def _report(

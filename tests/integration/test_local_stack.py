@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -16,7 +17,8 @@ from google.cloud.pubsub import PublisherClient
 from typer.testing import CliRunner
 
 from infra.dev_cli import dev_app
-from infra.local import LocalStack, StackEnv, started
+from infra.local import LocalStack, StackEnv, StackError, free_ports, started
+from schemas.settings import Settings, get_settings
 
 SERVICE_VARS = ("PUBSUB_EMULATOR_HOST", "SPANNER_EMULATOR_HOST", "REDIS_URL")
 
@@ -177,3 +179,64 @@ def test_environment_components_are_used_and_never_stopped(stack: StackEnv, tmp_
     assert all(s["external"] and s["healthy"] for s in local.status().values())
     assert local.down() == []
     assert redis.Redis.from_url(stack.redis_url).ping() is True
+
+
+def _running_in(directory: Path) -> list[int]:
+    """Live processes whose working directory is ``directory`` (the stack starts them there)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cwd").resolve() == directory.resolve() \
+                    and _state(int(entry.name)) not in (None, "Z"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.usefixtures("no_service_vars")
+def test_failed_start_stops_what_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When one component dies at start-up, the error shows its log and the others are stopped."""
+    broken = tmp_path / "broken-redis-server"
+    broken.write_text("#!/bin/sh\necho 'cannot bind: refusing to start'\nexit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("REDIS_SPANNER_REDIS_SERVER", str(broken))
+    stack = LocalStack(tmp_path / "state")
+
+    with pytest.raises(StackError, match=r"(?s)redis exited during start-up.*refusing to start"):
+        stack.up()
+
+    assert _running_in(stack.state_dir) == []
+    assert not stack.state_file.exists()
+
+
+@pytest.mark.usefixtures("no_service_vars")
+def test_silent_external_fails_and_stops_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A variable naming a service that does not answer fails `up`, naming that variable."""
+    (closed,) = free_ports(1)
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{closed}")
+    stack = LocalStack(tmp_path)
+
+    with pytest.raises(StackError, match=f"PUBSUB_EMULATOR_HOST=127.0.0.1:{closed} does not"):
+        stack.up(timeout=2)
+
+    assert _running_in(stack.state_dir) == []
+    assert not stack.state_file.exists()
+
+
+def test_settings_fixture_gives_private_names(settings: Settings, stack: StackEnv) -> None:
+    """Per-test settings: the test project, valid ids of their own, and the session's stack."""
+    assert (settings.project, settings.instance) == ("redis-spanner-test", "redis-spanner")
+    assert re.fullmatch(r"[a-z][a-z0-9_-]{0,28}[a-z0-9]", settings.database)
+    tag = settings.database.removeprefix("db-")
+    names = [settings.topic, settings.subscription, settings.dead_letter_topic,
+             settings.dead_letter_subscription, settings.namespace]
+    assert len(set(names)) == len(names) and all(name.endswith(tag) for name in names)
+    assert get_settings() == settings
+    assert settings.pubsub_emulator_host == stack.pubsub_emulator_host
+    assert settings.spanner_emulator_host == stack.spanner_emulator_host
+    assert settings.require_redis_url() == stack.redis_url

@@ -81,7 +81,8 @@ def test_rolled_back_transaction_publishes_nothing(
         run_transaction(database, write)
     bump(database, "a-2", 1)  # a later commit proves the relay is still publishing
     wait_until(lambda: len(published) == 2)
-    assert outbox_count(database) == 0
+    wait_until(lambda: outbox_count(database) == 0)
+    assert len(published) == 2
     with database.snapshot() as snapshot:
         [[balance]] = list(snapshot.execute_sql(
             "SELECT Balance FROM Accounts WHERE AccountId = 'a-2'"))
@@ -177,10 +178,12 @@ def test_two_relays_never_publish_the_same_shard_while_leases_hold(
 def test_leases_are_renewed_and_released(provisioned: Settings, database: Any) -> None:
     """A relay keeps its shards on renewal and a released shard is free for the next one."""
     store = SpannerOutbox(database)
-    assert store.claim("relay-a", 30) == set(range(16))
-    assert store.claim("relay-a", 30) == set(range(16))
-    assert store.claim("relay-b", 30) == set()  # all held; b announced itself
-    assert len(store.claim("relay-a", 30)) == 8  # a sheds down to its fair share
-    assert len(store.claim("relay-b", 30)) == 8
+    assert store.claim("relay-a", 30).shards == set(range(16))
+    assert store.claim("relay-a", 30).shards == set(range(16))
+    b = store.claim("relay-b", 30)  # all held; b announces itself and aims for half
+    assert b.shards == set() and b.share == 8
+    assert store.live_relays() == 2
+    assert len(store.claim("relay-a", 30).shards) == 8  # a sheds down to its fair share
+    assert len(store.claim("relay-b", 30).shards) == 8
     store.release("relay-a")
-    assert store.claim("relay-b", 30) == set(range(16))
+    assert store.claim("relay-b", 30).shards == set(range(16))
