@@ -117,6 +117,28 @@ def worker(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(envvar="PORT", help="Port (Cloud Run sets PORT).")
+                    ] = 8080,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve the push endpoint for a Pub/Sub push subscription (POST /push, /healthz, /metrics)."""
+    import uvicorn
+
+    from consumers.push import create_app
+    from consumers.worker import Consumer
+    from schemas.settings import get_settings
+
+    _logging(verbose)
+    consumer = Consumer.from_settings(get_settings())
+    try:
+        uvicorn.run(create_app(consumer.processor), host=host, port=port, log_level="warning")
+    finally:
+        consumer.close()
+
+
+@app.command()
 def verify(
     sample: Annotated[int | None, typer.Option(help="Check a random sample of N keys.", min=1)
                       ] = None,
