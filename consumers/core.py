@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from consumers import metrics
 from consumers.messages import Disposition, Inbound, Outcome
-from consumers.plan import Plan, coalesce
+from consumers.plan import KeyPlan, Plan, coalesce
 from consumers.redis_cache import Applied
 from schemas.cache import CacheOp
 from schemas.envelope import Event, decode
@@ -124,18 +124,31 @@ class Processor:
     def _write(self, plan: Plan) -> list[Applied]:
         ops = [CacheOp.invalidate(k.cache_key.key, k.version)
                for k in plan.by_action(Action.INVALIDATE)]
-        rewarm = plan.by_action(Action.REWARM)
-        if rewarm:
-            values, read_version = self._rows.read([k.cache_key for k in rewarm])
-            for k in rewarm:
-                if read_version >= k.version:
-                    ops.append(CacheOp.set(k.cache_key.key, read_version, values[k.cache_key.key]))
-                else:  # a snapshot older than the event can't stand for it: invalidate instead
-                    ops.append(CacheOp.invalidate(k.cache_key.key, k.version))
+        ops += self._rewarm_ops(plan.by_action(Action.REWARM))
         failpoint("consumer.before_apply")
         results = self._cache.apply(ops)
         failpoint("consumer.after_apply")
         return results
+
+    def _rewarm_ops(self, rewarm: list[KeyPlan]) -> list[CacheOp]:
+        """Fresh values at the snapshot's version. If Spanner can't be read, or the snapshot is
+        older than an event, those keys are invalidated instead: the invalidations of the
+        batch still apply, and readers refill the keys."""
+        if not rewarm:
+            return []
+        try:
+            values, read_version = retrying(3, 1.0)(
+                lambda: self._rows.read([k.cache_key for k in rewarm])
+            )
+        except RedisSpannerError as e:
+            log.warning("rewarm read of %d key(s) failed, invalidating them: %s", len(rewarm), e)
+            metrics.REWARM_FALLBACKS.inc(len(rewarm))
+            return [CacheOp.invalidate(k.cache_key.key, k.version) for k in rewarm]
+        return [
+            CacheOp.set(k.cache_key.key, read_version, values[k.cache_key.key])
+            if read_version >= k.version else CacheOp.invalidate(k.cache_key.key, k.version)
+            for k in rewarm
+        ]
 
     def _dead_letter(self, message: Inbound, error: PermanentError) -> Outcome:
         try:

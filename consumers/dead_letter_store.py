@@ -9,8 +9,9 @@ modify_ack_deadline, publish.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
@@ -20,6 +21,7 @@ from consumers.messages import Inbound
 from schemas.errors import PermanentError, TransientError
 
 T = TypeVar("T")
+ACK_CHUNK = 1000
 _RETRIED = gretry.if_exception_type(
     gexc.ServiceUnavailable, gexc.InternalServerError, gexc.Aborted, gexc.Unknown,
 )
@@ -28,6 +30,12 @@ _RETRIED = gretry.if_exception_type(
 def _bounded(deadline: float) -> gretry.Retry:
     return gretry.Retry(initial=0.1, maximum=2.0, multiplier=2.0, predicate=_RETRIED,
                         timeout=deadline)
+
+
+def _chunks(ack_ids: Sequence[str]) -> Iterator[list[str]]:
+    """Pub/Sub caps a request's size: ack or release at most ``ACK_CHUNK`` ids per call."""
+    for start in range(0, len(ack_ids), ACK_CHUNK):
+        yield list(ack_ids[start:start + ACK_CHUNK])
 
 
 def _translated(what: str, path: str, fn: Callable[[], T]) -> T:
@@ -59,7 +67,7 @@ class HoldSubscription:
 
     def pull(self, max_messages: int) -> list[tuple[str, Inbound]]:
         """(ack id, message) pairs; empty when nothing came within ``wait`` seconds."""
-        def call() -> object:
+        def call() -> Any:
             try:
                 return self._client.pull(subscription=self.path, max_messages=max_messages,
                                          retry=self._retry, timeout=self._wait)
@@ -80,21 +88,21 @@ class HoldSubscription:
                     publish_time=received.message.publish_time.timestamp(),
                 ),
             )
-            for received in response.received_messages  # type: ignore[attr-defined]
+            for received in response.received_messages
         ]
 
     def ack(self, ack_ids: Sequence[str]) -> None:
-        if ack_ids:
-            _translated("ack on", self.path, lambda: self._client.acknowledge(
-                subscription=self.path, ack_ids=list(ack_ids), retry=self._retry,
-                timeout=self._deadline,
+        for chunk in _chunks(ack_ids):
+            _translated("ack on", self.path, partial(
+                self._client.acknowledge, subscription=self.path, ack_ids=chunk,
+                retry=self._retry, timeout=self._deadline,
             ))
 
     def release(self, ack_ids: Sequence[str]) -> None:
-        if ack_ids:
-            _translated("release on", self.path, lambda: self._client.modify_ack_deadline(
-                subscription=self.path, ack_ids=list(ack_ids), ack_deadline_seconds=0,
-                retry=self._retry, timeout=self._deadline,
+        for chunk in _chunks(ack_ids):
+            _translated("release on", self.path, partial(
+                self._client.modify_ack_deadline, subscription=self.path, ack_ids=chunk,
+                ack_deadline_seconds=0, retry=self._retry, timeout=self._deadline,
             ))
 
     def close(self) -> None:

@@ -13,7 +13,10 @@ attributes and Pub/Sub's ``CloudPubSubDeadLetter*`` ones: its reason is
 
 Replay republishes the original data and attributes to the events topic and acks the dead
 letter only once the publish is confirmed, so a replay killed midway loses nothing; at worst an
-event is published twice, which the version guard makes harmless.
+event is published twice, which the version guard makes harmless. An event is superseded when
+Redis holds every key it maps to at its version or newer: replaying it could change nothing.
+One that would be dead-lettered again (it does not decode or route) is held back unless the
+filter names it by reason or id.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from consumers.pubsub import DEAD_LETTER_PREFIX
 from schemas.cache import Entry
 from schemas.envelope import Event, decode
 from schemas.errors import PermanentError, RedisSpannerError
+from schemas.failpoints import failpoint
 from schemas.keys import Catalog, KeyTarget
 
 log = logging.getLogger(__name__)
@@ -41,7 +45,8 @@ log = logging.getLogger(__name__)
 FORWARDED_REASON = "delivery-attempts-exceeded"
 REPLAYED_FROM = "replayed_from"
 REPLAY_COUNT = "replay_count"
-# Attributes Pub/Sub adds when forwarding, and prefixes it refuses on publish.
+# Not republished: the dead-letter story, what Pub/Sub adds when it forwards, and the prefix
+# Pub/Sub reserves for itself (refused on publish).
 _NOT_REPUBLISHED = (DEAD_LETTER_PREFIX, "CloudPubSub", "goog")
 _SOURCE_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
 _SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"
@@ -479,6 +484,7 @@ class _Replay:
             if not dry_run:
                 self._pacer.wait()
                 self._topic.publish(letter.data, replay_attributes(letter))
+                failpoint("dlq.after_republish")
                 self._replayed.add(letter.message_id)
                 scan.ack([letter])
             if poison:

@@ -20,6 +20,10 @@ DEAD_LETTERED = Counter(
 COALESCED = Counter(
     "redis_spanner_consumer_coalesced", "Key writes folded into a newer one in the same batch"
 )
+REWARM_FALLBACKS = Counter(
+    "redis_spanner_consumer_rewarm_fallbacks",
+    "Rewarms turned into invalidations because Spanner could not be read",
+)
 READS = Counter(
     "redis_spanner_reads",
     "Read-through lookups by result (hit, miss, unconfirmed by verify, waited on a lease)",

@@ -94,7 +94,7 @@ class ReadThrough:
         if verify and reads:
             misses += self._unconfirmed([k for k in keys if k.key in held], held, reads)
         if misses:
-            reads.update(self._fill(misses))
+            reads.update(self._fill(misses, wait=not verify))
         metrics.READS.labels("hit").inc(len(keys) - len(misses))
         metrics.READS.labels("miss").inc(len(misses))
         return [reads[k.key] for k in keys]
@@ -121,7 +121,10 @@ class ReadThrough:
         metrics.READS.labels("unconfirmed").inc(len(stale))
         return stale
 
-    def _fill(self, misses: list[CacheKey]) -> dict[str, Read]:
+    def _fill(self, misses: list[CacheKey], *, wait: bool) -> dict[str, Read]:
+        """Fill the keys whose lease this call takes. For the others, wait for the holder's
+        value, or (``wait=False``, as verify needs: the holder may have read before a commit
+        this caller must see) read Spanner straight away, without filling."""
         token = uuid.uuid4().hex
         lease_keys = [k.lease_key for k in misses]
         owned = self._cache.acquire_leases(lease_keys, token, self._leases.ttl_ms)
@@ -140,7 +143,7 @@ class ReadThrough:
                 reads[key.key] = Read(key.key, values[key.key], version, hit=False,
                                       filled=result.applied)
         if theirs:
-            reads.update(self._wait_for(theirs))
+            reads.update(self._wait_for(theirs) if wait else self._read_only(theirs))
         return reads
 
     def _wait_for(self, keys: list[CacheKey]) -> dict[str, Read]:
@@ -160,7 +163,9 @@ class ReadThrough:
             pending = waiting
         metrics.READS.labels("lease_wait").inc(len(keys))
         if pending:
-            values, version = self._rows.read(pending)
-            for key in pending:
-                reads[key.key] = Read(key.key, values[key.key], version, hit=False)
+            reads.update(self._read_only(pending))
         return reads
+
+    def _read_only(self, keys: list[CacheKey]) -> dict[str, Read]:
+        values, version = self._rows.read(keys)
+        return {k.key: Read(k.key, values[k.key], version, hit=False) for k in keys}

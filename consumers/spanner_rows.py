@@ -11,7 +11,6 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from google.api_core import exceptions as gexc
 from google.cloud import spanner
 from google.cloud.spanner_v1 import param_types
 
@@ -19,18 +18,9 @@ from schemas import versions
 from schemas.errors import PermanentError, TransientError
 from schemas.keys import CacheKey, KeyTemplate
 from schemas.settings import Settings
+from schemas.spanner_errors import translate
 
 _PARAM_TYPES = {"STRING": param_types.STRING, "INT64": param_types.INT64}
-_TRANSIENT = (
-    gexc.Aborted,
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.InternalServerError,
-    gexc.ResourceExhausted,
-    gexc.RetryError,
-)
-
-
 def open_database(settings: Settings) -> Any:
     client = spanner.Client(project=settings.project)
     return client.instance(settings.instance).database(settings.database)
@@ -44,20 +34,16 @@ class SpannerRows:
         """Values by Redis key (``None`` for a missing row) and the snapshot's version."""
         try:
             return self._read(keys)
-        except _TRANSIENT as e:
-            raise TransientError(f"spanner read failed: {type(e).__name__}") from e
-        except gexc.GoogleAPICallError as e:
-            raise PermanentError(f"spanner refused a read: {type(e).__name__}: {e}") from e
+        except Exception as e:
+            raise translate(e, "spanner read") from e
 
     def read_versions(self, keys: Sequence[CacheKey]) -> tuple[dict[str, int | None], int]:
         """Version-only read of row templates with a ``version_column``: each key's last commit
         timestamp (``None`` for a missing row) and the snapshot's version."""
         try:
             return self._read_versions(keys)
-        except _TRANSIENT as e:
-            raise TransientError(f"spanner read failed: {type(e).__name__}") from e
-        except gexc.GoogleAPICallError as e:
-            raise PermanentError(f"spanner refused a read: {type(e).__name__}: {e}") from e
+        except Exception as e:
+            raise translate(e, "spanner read") from e
 
     def _read_versions(self, keys: Sequence[CacheKey]) -> tuple[dict[str, int | None], int]:
         found: dict[str, int | None] = {k.key: None for k in keys}

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from infra.dev_cli import dev_app
+from infra.dlq_cli import dlq_app
 
 app = typer.Typer(
     help="Keep a Redis cache coherent with Cloud Spanner.",
@@ -21,6 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(dev_app, name="dev")
+app.add_typer(dlq_app, name="dlq")
 
 class DemoMode(StrEnum):
     INVALIDATE = "invalidate"
@@ -216,6 +218,10 @@ def demo(
     mode: Annotated[DemoMode, typer.Option(
         help="invalidate: tombstone changed keys, readers refill; "
              "rewarm: the consumer writes fresh values itself.")] = DemoMode.INVALIDATE,
+    chaos: Annotated[bool, typer.Option(
+        "--chaos", help="Inject a fault every few seconds: Redis stalled, restarted or flushed, "
+                        "consumer batches failed, the Pub/Sub emulator paused (if this run "
+                        "started it), poison messages.")] = False,
     as_json: Json = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -226,7 +232,7 @@ def demo(
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
     console = Console(stderr=as_json, emoji=False)
     options = DemoOptions(duration=duration, write_rate=rate, read_rate=read_rate,
-                          accounts=accounts, mode=mode.value)
+                          accounts=accounts, mode=mode.value, chaos=chaos)
     result = run_demo(options, console)
     render(result, console)
     if as_json:

@@ -16,9 +16,10 @@ from google.cloud import spanner
 from google.cloud.spanner_v1 import param_types
 
 from producers.outbox import OUTBOX_SHARDS, OUTBOX_TABLE
-from producers.spanner import run_transaction, translate
+from producers.spanner import run_transaction
 from schemas import versions
 from schemas.envelope import attributes_of, encode_fields
+from schemas.spanner_errors import translate
 
 
 @dataclass(frozen=True, slots=True)

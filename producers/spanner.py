@@ -1,41 +1,20 @@
-"""The producers' one touch point with google-cloud-spanner: the database handle and the
-translation of SDK errors into the project's error tree."""
+"""The producers' one touch point with google-cloud-spanner: the database handle and
+read-write transactions with bounded retries."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from google.api_core import exceptions as gexc
 from google.cloud import spanner
 
 from schemas.errors import TransientError
 from schemas.retrying import retrying
 from schemas.settings import Settings
+from schemas.spanner_errors import is_transient
 
 T = TypeVar("T")
-
-# Spanner aborts conflicting transactions; the emulator, which runs one read-write transaction
-# at a time, fails the others with FailedPrecondition or "Transaction not found".
-_TRANSIENT = (
-    gexc.Aborted,
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.InternalServerError,
-    gexc.ResourceExhausted,
-    gexc.RetryError,
-)
-
-
 ABORT_RETRY_DELAY = 0.02
-
-
-def is_transient(error: BaseException) -> bool:
-    if isinstance(error, _TRANSIENT):
-        return True
-    if isinstance(error, gexc.FailedPrecondition):
-        return True
-    return isinstance(error, gexc.NotFound) and "Transaction not found" in str(error)
 
 
 def open_database(settings: Settings) -> Any:
@@ -75,10 +54,3 @@ def run_transaction(
         return result, holder[0].committed
 
     return retrying(attempts, seconds, initial=0.01, maximum=0.5)(attempt)
-
-
-def translate(error: BaseException) -> BaseException:
-    """A transient SDK error as ``TransientError``; anything else unchanged."""
-    if is_transient(error):
-        return TransientError(f"spanner: {type(error).__name__}")
-    return error

@@ -7,8 +7,8 @@ at it as ``package.module:NAME`` (a ``Catalog`` or a sequence of ``KeyTemplate``
 from __future__ import annotations
 
 import importlib
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 
 from schemas.keys import Action, Catalog, KeyTemplate, Trigger
 

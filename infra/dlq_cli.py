@@ -1,0 +1,374 @@
+"""``redis-spanner dlq``: list, show, replay and purge the dead letters the hold subscription
+keeps. Names come from the settings; the same commands serve the emulator and Pub/Sub."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:  # the Pub/Sub client is slow to import: commands import what they use
+    from consumers.dead_letters import DeadLetter, Filter, ReplayReport
+
+dlq_app = typer.Typer(
+    help="Inspect, replay and purge dead letters (the dead-letter hold subscription).",
+    no_args_is_help=True,
+)
+
+Reasons = Annotated[list[str] | None, typer.Option(
+    "--reason", help="Only dead letters with this reason (repeatable).")]
+Types = Annotated[list[str] | None, typer.Option(
+    "--type", help="Only events of this type, e.g. row.changed (repeatable).")]
+Ids = Annotated[list[str] | None, typer.Option(
+    "--id", help="Only this dead-letter message id or event id (repeatable).")]
+Limit = Annotated[int | None, typer.Option(help="Act on at most this many.", min=1)]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON as the last line.")]
+ERROR_WIDTH = 48
+
+
+@dataclass(frozen=True)
+class _Options:
+    timeout: float
+    wait: float
+
+
+@dlq_app.callback()
+def _options(
+    ctx: typer.Context,
+    timeout: Annotated[float, typer.Option(
+        help="Give up on Pub/Sub after this many seconds of failing calls.",
+        min=0.5)] = 10.0,
+    wait: Annotated[float, typer.Option(
+        help="Seconds a pull waits for more dead letters before a pass ends.", min=0.1)] = 2.0,
+) -> None:
+    ctx.obj = _Options(timeout, wait)
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Outages and bad settings become one line on stderr and exit status 2."""
+    from google.auth.exceptions import GoogleAuthError
+    from pydantic import ValidationError
+
+    from schemas.errors import RedisSpannerError
+
+    try:
+        yield
+    except (RedisSpannerError, GoogleAuthError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    except ValidationError as e:
+        typer.echo(f"error: invalid settings: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}",
+                   err=True)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _hold(ctx: typer.Context) -> Iterator[Any]:
+    from consumers.dead_letter_store import HoldSubscription
+    from schemas.settings import get_settings
+
+    options: _Options = ctx.obj
+    hold = HoldSubscription(get_settings().dead_letter_subscription_path,
+                            deadline=options.timeout, wait=options.wait)
+    try:
+        yield hold
+    finally:
+        hold.close()
+
+
+def _filter(reasons: Sequence[str] | None = None, types: Sequence[str] | None = None,
+            ids: Sequence[str] | None = None) -> Filter:
+    from consumers.dead_letters import Filter
+
+    return Filter(frozenset(reasons or ()), frozenset(types or ()), frozenset(ids or ()))
+
+
+@dlq_app.command("list")
+def list_(
+    ctx: typer.Context,
+    reason: Reasons = None,
+    event_type: Types = None,
+    limit: Annotated[int, typer.Option(help="List at most this many.", min=1)] = 100,
+    as_json: Json = False,
+) -> None:
+    """Show the dead letters in a table; every one stays in place."""
+    from consumers.dead_letters import collect
+
+    with _reported(), _hold(ctx) as hold:
+        letters = collect(hold, _filter(reason, event_type), limit)
+        path = hold.path
+    now = time.time()
+    console = Console(stderr=as_json)
+    console.print(_table([_row(letter, now) for letter in letters], console.width))
+    more = "; the limit was reached, there may be more" if len(letters) >= limit else ""
+    console.print(f"{len(letters)} dead letter(s) in {path}, all left in place{more}",
+                  markup=False, highlight=False)
+    if as_json:
+        typer.echo(json.dumps([letter.as_dict(now) for letter in letters]))
+
+
+@dlq_app.command()
+def show(
+    ctx: typer.Context,
+    ident: Annotated[str, typer.Argument(metavar="ID",
+                                         help="Dead-letter message id or event id.")],
+    as_json: Json = False,
+) -> None:
+    """Everything about one dead letter: attributes, data, decode error. Exit 1 if not found."""
+    from consumers.dead_letters import collect
+
+    with _reported(), _hold(ctx) as hold:
+        letters = collect(hold, _filter(ids=[ident]))
+        path = hold.path
+    if not letters:
+        typer.echo(f"no dead letter with message id or event id {ident!r} in {path}", err=True)
+        raise typer.Exit(1)
+    now = time.time()
+    for n, letter in enumerate(letters, 1):
+        typer.echo(_details(letter, now, f"{n} of {len(letters)}"), err=as_json)
+    if as_json:
+        typer.echo(json.dumps([_full(letter, now) for letter in letters]))
+
+
+@dlq_app.command()
+def replay(
+    ctx: typer.Context,
+    reason: Reasons = None,
+    event_type: Types = None,
+    ids: Ids = None,
+    limit: Limit = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Say what would happen; change nothing.")] = False,
+    rate: Annotated[float | None, typer.Option(
+        help="At most this many republishes per second.", min=0.01)] = None,
+    drop_superseded: Annotated[bool, typer.Option(
+        "--drop-superseded",
+        help="Ack dead letters Redis already holds a newer version of, unpublished.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Republish dead letters to the events topic; each is acked once its republish is
+    confirmed. Superseded events (Redis holds every key at their version or newer) are
+    reported and left in place unless --drop-superseded. Undecodable events are replayed only
+    when named by --id or --reason."""
+    from consumers.dead_letter_store import EventsTopic
+    from consumers.dead_letters import ReplayOptions
+    from consumers.dead_letters import replay as run
+    from consumers.redis_cache import RedisCache
+    from schemas.catalog import load_catalog
+    from schemas.errors import PermanentError
+    from schemas.settings import get_settings
+
+    options: _Options = ctx.obj
+    replay_options = ReplayOptions(_filter(reason, event_type, ids), limit, dry_run,
+                                   drop_superseded, rate)
+    console = Console(stderr=True)
+    with _reported(), _hold(ctx) as hold, ExitStack() as stack:
+        settings = get_settings()
+        try:
+            cache = RedisCache.from_settings(settings)
+        except RuntimeError as e:  # REDIS_URL is not set
+            raise PermanentError(str(e)) from None
+        except ValueError as e:
+            raise PermanentError(f"REDIS_URL is not usable: {e}") from None
+        stack.callback(cache.client.close)
+        topic = EventsTopic(settings.topic_path, deadline=options.timeout)
+        stack.callback(topic.close)
+        with _progress(console, limit) as advance:
+            report = run(hold, topic, cache, load_catalog(settings.catalog, settings.namespace),
+                         replay_options, progress=advance)
+        path = hold.path
+    out = Console(stderr=as_json)
+    for decision in report.decisions:
+        line = f"{_VERBS[report.dry_run][decision.verdict]:<22} {decision.message_id:<12} " \
+               f"event {decision.event_id or '-'}"
+        out.print(line + (f"  ({decision.detail})" if decision.detail else ""),
+                  markup=False, highlight=False, soft_wrap=True)
+    out.print(_summary(report, path), markup=False, highlight=False, soft_wrap=True)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    if report.error:
+        typer.echo(f"error: {report.error}", err=True)
+        raise typer.Exit(2)
+
+
+@dlq_app.command()
+def purge(
+    ctx: typer.Context,
+    reason: Reasons = None,
+    event_type: Types = None,
+    ids: Ids = None,
+    limit: Limit = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Really delete them.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Ack (delete for good) the matching dead letters. Refuses without --yes."""
+    from consumers.dead_letters import purge as run
+
+    if not yes:
+        typer.echo("refusing to delete dead letters without --yes; 'redis-spanner dlq list' "
+                   "with the same filters shows what would go", err=True)
+        raise typer.Exit(2)
+    with _reported(), _hold(ctx) as hold:
+        report = run(hold, _filter(reason, event_type, ids), limit)
+        path = hold.path
+    typer.echo(f"purged {report.purged} dead letter(s) from {path}; {report.kept} left in place",
+               err=as_json)
+    if as_json:
+        typer.echo(json.dumps({"purged": report.purged, "kept": report.kept,
+                               "error": report.error}))
+    if report.error:
+        typer.echo(f"error: {report.error}", err=True)
+        raise typer.Exit(2)
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+# By verdict (consumers.dead_letters.Verdict), for a run and for a dry run.
+_VERBS: dict[bool, dict[str, str]] = {
+    False: {"replayed": "replayed", "superseded-dropped": "superseded, dropped",
+            "superseded-kept": "superseded, kept", "held-back": "held back", "failed": "failed"},
+    True: {"replayed": "would replay", "superseded-dropped": "would drop (superseded)",
+           "superseded-kept": "superseded, would keep", "held-back": "would hold back",
+           "failed": "failed"},
+}
+
+
+def _summary(report: ReplayReport, path: str) -> str:
+    c = report.as_dict()
+    dropped, kept = c["superseded_dropped"], c["superseded_kept"]
+    came_back = f" ({report.came_back} came back during this replay)" if report.came_back else ""
+    text = ", ".join([
+        f"{_VERBS[report.dry_run]['replayed']} {c['replayed']}",
+        f"superseded {dropped + kept} (dropped {dropped}, kept {kept})",
+        f"skipped {c['skipped']}{came_back}",
+        f"held back {c['held_back']}",
+        f"failed {c['failed']}",
+    ]) + f" ({path})"
+    if report.poison_replayed:
+        text += (f"\n{report.poison_replayed} of them do not decode or route: they "
+                 f"{'would' if report.dry_run else 'will'} come back to the dead-letter topic "
+                 "as before")
+    if report.dry_run:
+        text = "dry run, nothing changed: " + text
+    return text
+
+
+@contextmanager
+def _progress(console: Console, total: int | None) -> Iterator[Callable[[str], None]]:
+    """A progress bar on stderr, on a terminal only."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task("dead letters", total=total)
+        acted = 0
+
+        def advance(verdict: str) -> None:
+            nonlocal acted
+            if verdict != "skipped":
+                acted += 1
+            bar.update(task, completed=acted, description=f"dead letters ({verdict})")
+
+        yield advance
+
+
+COLUMNS = ("message id", "event id", "type", "table", "key", "reason", "error", "attempts",
+           "first failure (UTC)", "age")
+ERROR_COLUMN = COLUMNS.index("error")
+
+
+def _table(rows: list[list[str]], width: int) -> Table:
+    """One line per dead letter: the error column gives way first when space runs out."""
+    others = sum(max(len(COLUMNS[i]), *(len(row[i]) for row in rows)) + 3
+                 for i in range(len(COLUMNS)) if i != ERROR_COLUMN)
+    table = Table()
+    for name in COLUMNS:
+        if name == "error":
+            table.add_column(name, no_wrap=True, overflow="ellipsis",
+                             max_width=max(12, min(ERROR_WIDTH, width - others - 4)))
+        else:
+            table.add_column(name, no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # Text: attribute values are not markup
+    return table
+
+
+def _row(letter: DeadLetter, now: float) -> list[str]:
+    return [letter.message_id, letter.event_id or "-", letter.event_type or "-",
+            letter.table or "-", _key(letter.key), letter.reason, letter.error,
+            str(letter.attempts or "-"), _when(letter.first_failure_time),
+            _age(letter.age(now))]
+
+
+def _when(timestamp: str | None) -> str:
+    """An RFC 3339 attribute as a short UTC time; as it is when it doesn't parse."""
+    if not timestamp:
+        return "-"
+    try:
+        parsed = dt.datetime.fromisoformat(timestamp)
+    except ValueError:
+        return timestamp
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC)
+    return parsed.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _key(key: list[Any] | None) -> str:
+    if key is None:
+        return "-"
+    return ", ".join(str(part) for part in key) if key else "[]"
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size, smaller, smaller_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
+                                              ("m", 60, "s", 1)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}{int(seconds % size // smaller_size)}{smaller}"
+    return f"{int(seconds)}s"
+
+
+def _full(letter: DeadLetter, now: float) -> dict[str, Any]:
+    from consumers.dead_letters import render_data
+
+    kind, text = render_data(letter.data)
+    return {**letter.as_dict(now), "attributes": dict(letter.attributes),
+            "data": {"format": kind, "bytes": len(letter.data), "text": text}}
+
+
+def _details(letter: DeadLetter, now: float, position: str) -> str:
+    from consumers.dead_letters import render_data
+
+    kind, text = render_data(letter.data)
+    told = "forwarded by Pub/Sub" if letter.forwarded else "told by the consumer"
+    lines = [
+        f"dead letter {_safe(letter.message_id)} ({position})",
+        f"  reason            {_safe(letter.reason)} ({told})",
+        f"  event             {_safe(letter.event_id or '-')} {_safe(letter.event_type or '')}",
+        f"  dead-lettered at  {letter.as_dict(now)['dead_lettered_at'] or '-'} "
+        f"({_age(letter.age(now))} ago)",
+        "attributes:",
+        *(f"  {_safe(k):<30} {_safe(v)}" for k, v in sorted(letter.attributes.items())),
+        f"data ({kind}, {len(letter.data)} bytes):",
+        *(f"  {line}" for line in text.splitlines()),
+    ]
+    if letter.problem is not None:
+        lines.append(f"decode error: {type(letter.problem).__name__}: "
+                     f"{_safe(str(letter.problem))}")
+    return "\n".join(lines)
+
+
+def _safe(text: str) -> str:
+    """Attribute values come from anyone who can publish: never let them drive the terminal."""
+    return text if text.isprintable() else repr(text)
