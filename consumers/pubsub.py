@@ -1,19 +1,36 @@
-"""The consumers' one touch point with google-cloud-pubsub: synchronous pull, ack and nack,
-and the dead-letter publisher."""
+"""The consumers' one touch point with google-cloud-pubsub: synchronous pull, ack and nack for
+the worker and the dead-letter tools, the dead-letter publisher, and republishing to the events
+topic.
+
+The worker's calls use the client's own retries and treat every API failure as transient: its
+loop backs off and pulls again. The dead-letter tools bound every call in time (the client's
+default retries run for a minute), so an outage becomes an error within ``deadline`` seconds
+instead of a silent wait. Only calls that exist on real Pub/Sub and on the emulator alike are
+used: synchronous pull, acknowledge, modify_ack_deadline, publish.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from importlib import metadata
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
+from google.api_core.gapic_v1.method import DEFAULT
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
 from consumers.messages import Inbound
 from schemas.errors import PermanentError, TransientError
 
+T = TypeVar("T")
 DEAD_LETTER_PREFIX = "dl_"
+ACK_CHUNK = 1000
+_RETRIED = gretry.if_exception_type(
+    gexc.ServiceUnavailable, gexc.InternalServerError, gexc.Aborted, gexc.Unknown,
+)
 
 
 def consumer_version() -> str:
@@ -23,62 +40,146 @@ def consumer_version() -> str:
         return "unknown"
 
 
-def _iso(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="milliseconds")
+# --- calls: bounds and error translation -------------------------------------------------
+
+
+def _bounded(deadline: float) -> gretry.Retry:
+    return gretry.Retry(initial=0.1, maximum=2.0, multiplier=2.0, predicate=_RETRIED,
+                        timeout=deadline)
+
+
+def _translated(what: str, path: str, fn: Callable[[], T]) -> T:
+    """A bounded call's failure: permanent when the resource is missing or forbidden."""
+    try:
+        return fn()
+    except gexc.NotFound as e:
+        raise PermanentError(f"{path} does not exist (run 'redis-spanner provision')") from e
+    except gexc.PermissionDenied as e:
+        raise PermanentError(f"{what} {path}: permission denied") from e
+    except gexc.RetryError as e:
+        cause = e.cause.message if isinstance(e.cause, gexc.GoogleAPICallError) else e.cause
+        raise TransientError(f"pubsub unavailable: {what} {path} gave up ({cause})") from e
+    except gexc.GoogleAPICallError as e:
+        raise TransientError(f"pubsub {what} {path} failed: {e.code} {e.message}") from e
+    except TimeoutError as e:
+        raise TransientError(f"pubsub unavailable: {what} {path} timed out") from e
+
+
+def _transient(what: str, fn: Callable[[], T]) -> T:
+    """A worker call's failure: always transient, the worker's loop tries again."""
+    try:
+        return fn()
+    except (gexc.GoogleAPIError, TimeoutError) as e:  # API errors and the client giving up
+        raise TransientError(f"pubsub {what} failed: {type(e).__name__}") from e
+
+
+def _chunks(ack_ids: Sequence[str]) -> Iterator[list[str]]:
+    """Pub/Sub caps a request's size: ack or release at most ``ACK_CHUNK`` ids per call."""
+    for start in range(0, len(ack_ids), ACK_CHUNK):
+        yield list(ack_ids[start:start + ACK_CHUNK])
+
+
+def _inbound(received: Any) -> tuple[str, Inbound]:
+    message = received.message
+    return received.ack_id, Inbound(
+        message_id=message.message_id,
+        data=bytes(message.data),
+        attributes=dict(message.attributes),
+        delivery_attempt=received.delivery_attempt,
+        publish_time=message.publish_time.timestamp(),
+    )
+
+
+# --- subscriptions -----------------------------------------------------------------------
 
 
 class PullSubscription:
-    """Synchronous pull: a whole batch per call, so the core writes Redis once per batch."""
+    """Synchronous pull: a whole batch per call, so the core writes Redis once per batch.
 
-    def __init__(self, subscription_path: str, *, max_messages: int = 500) -> None:
+    With a ``deadline`` every call gives up after that many seconds, and a subscription that
+    does not exist or may not be read is a ``PermanentError``; without one the client's
+    default retries apply and every failure is a ``TransientError``.
+    """
+
+    def __init__(self, subscription_path: str, *, max_messages: int = 500,
+                 deadline: float | None = None, wait: float = 5.0) -> None:
         self.path = subscription_path
         self._max = max_messages
+        self._deadline = deadline
+        self._wait = wait
+        self._retry: Any = DEFAULT if deadline is None else _bounded(deadline)
+        self._timeout: Any = DEFAULT if deadline is None else deadline
         self._client = pubsub_v1.SubscriberClient()
 
-    def pull(self, timeout: float = 5.0) -> list[tuple[str, Inbound]]:
-        """(ack id, message) pairs; an empty list when nothing arrived within ``timeout``."""
-        try:
-            response = self._client.pull(
-                subscription=self.path, max_messages=self._max, timeout=timeout
-            )
-        except gexc.DeadlineExceeded:
-            return []
-        except gexc.GoogleAPICallError as e:
-            raise TransientError(f"pubsub pull failed: {type(e).__name__}") from e
-        return [
-            (
-                received.ack_id,
-                Inbound(
-                    message_id=received.message.message_id,
-                    data=bytes(received.message.data),
-                    attributes=dict(received.message.attributes),
-                    delivery_attempt=received.delivery_attempt,
-                    publish_time=received.message.publish_time.timestamp(),
-                ),
-            )
-            for received in response.received_messages
-        ]
+    def pull(self, timeout: float | None = None,
+             max_messages: int | None = None) -> list[tuple[str, Inbound]]:
+        """(ack id, message) pairs; an empty list when nothing arrived within ``timeout``
+        seconds (``wait`` when not given)."""
+        def call() -> Any:
+            try:
+                return self._client.pull(
+                    subscription=self.path,
+                    max_messages=self._max if max_messages is None else max_messages,
+                    retry=self._retry, timeout=self._wait if timeout is None else timeout,
+                )
+            except gexc.DeadlineExceeded:
+                return None
+
+        response = self._call("pull", "pull from", call)
+        return [] if response is None else [_inbound(r) for r in response.received_messages]
 
     def ack(self, ack_ids: Sequence[str]) -> None:
-        if ack_ids:
-            self._call(lambda: self._client.acknowledge(subscription=self.path, ack_ids=ack_ids))
+        for chunk in _chunks(ack_ids):
+            self._call("ack/nack", "ack on", partial(
+                self._client.acknowledge, subscription=self.path, ack_ids=chunk,
+                retry=self._retry, timeout=self._timeout,
+            ))
 
     def nack(self, ack_ids: Sequence[str]) -> None:
         """Ask for redelivery now (ack deadline 0); the subscription's retry policy paces it."""
-        if ack_ids:
-            self._call(lambda: self._client.modify_ack_deadline(
-                subscription=self.path, ack_ids=ack_ids, ack_deadline_seconds=0
+        for chunk in _chunks(ack_ids):
+            self._call("ack/nack", "release on", partial(
+                self._client.modify_ack_deadline, subscription=self.path, ack_ids=chunk,
+                ack_deadline_seconds=0, retry=self._retry, timeout=self._timeout,
             ))
 
-    @staticmethod
-    def _call(fn: object) -> None:
-        try:
-            fn()  # type: ignore[operator]
-        except gexc.GoogleAPICallError as e:
-            raise TransientError(f"pubsub ack/nack failed: {type(e).__name__}") from e
+    def _call(self, short: str, what: str, fn: Callable[[], T]) -> T:
+        """``fn`` with its failure translated: named ``short`` without a deadline, else
+        ``what`` and the subscription's path."""
+        if self._deadline is None:
+            return _transient(short, fn)
+        return _translated(what, self.path, fn)
 
     def close(self) -> None:
         self._client.close()
+
+
+class HoldSubscription(PullSubscription):
+    """The dead-letter hold subscription, for the dead-letter tools. Nothing here peeks: a
+    pulled message is leased until it is acked (gone for good) or released (ack deadline 0:
+    deliverable again at once)."""
+
+    def __init__(self, subscription_path: str, *, deadline: float = 10.0,
+                 wait: float = 2.0) -> None:
+        super().__init__(subscription_path, deadline=deadline, wait=wait)
+
+    def release(self, ack_ids: Sequence[str]) -> None:
+        self.nack(ack_ids)
+
+
+# --- publishing --------------------------------------------------------------------------
+
+
+def _published(client: Any, topic_path: str, data: bytes, attributes: Mapping[str, str], *,
+               wait: float, retry: Any = DEFAULT, timeout: Any = DEFAULT) -> str:
+    """Publish and wait up to ``wait`` seconds for Pub/Sub's message id: returning means the
+    message is stored."""
+    future = client.publish(topic_path, data, retry=retry, timeout=timeout, **attributes)
+    return str(future.result(timeout=wait))
+
+
+def _iso(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="milliseconds")
 
 
 class DeadLetterPublisher:
@@ -108,9 +209,31 @@ class DeadLetterPublisher:
             DEAD_LETTER_PREFIX + "original_message_id": message.message_id,
         })
         try:
-            self._client.publish(self._topic, message.data, **attributes).result(self._timeout)
+            _published(self._client, self._topic, message.data, attributes,
+                       wait=self._timeout)
         except Exception as e:
             raise TransientError(f"dead-letter publish failed: {type(e).__name__}") from e
+
+    def close(self) -> None:
+        self._client.stop()
+
+
+class EventsTopic:
+    """The events topic, for republishing dead letters one at a time, each confirmed; every
+    call gives up after ``deadline`` seconds."""
+
+    def __init__(self, topic_path: str, *, deadline: float = 10.0) -> None:
+        self.path = topic_path
+        self._retry = _bounded(deadline)
+        self._deadline = deadline
+        self._client = pubsub_v1.PublisherClient()
+
+    def publish(self, data: bytes, attributes: Mapping[str, str]) -> str:
+        """Publish and wait for Pub/Sub's message id: returning means the message is stored."""
+        return _translated("publish to", self.path, partial(
+            _published, self._client, self.path, data, attributes, wait=self._deadline * 2,
+            retry=self._retry, timeout=self._deadline,
+        ))
 
     def close(self) -> None:
         self._client.stop()

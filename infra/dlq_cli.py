@@ -18,7 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:  # the Pub/Sub client is slow to import: commands import what they use
-    from consumers.dead_letters import DeadLetter, Filter, ReplayReport
+    from consumers.dead_letter_replay import ReplayReport
+    from consumers.dead_letters import DeadLetter, Filter
 
 dlq_app = typer.Typer(
     help="Inspect, replay and purge dead letters (the dead-letter hold subscription).",
@@ -75,7 +76,7 @@ def _reported() -> Iterator[None]:
 
 @contextmanager
 def _hold(ctx: typer.Context) -> Iterator[Any]:
-    from consumers.dead_letter_store import HoldSubscription
+    from consumers.pubsub import HoldSubscription
     from schemas.settings import get_settings
 
     options: _Options = ctx.obj
@@ -103,7 +104,7 @@ def list_(
     as_json: Json = False,
 ) -> None:
     """Show the dead letters in a table; every one stays in place."""
-    from consumers.dead_letters import collect
+    from consumers.dead_letter_scan import collect
 
     with _reported(), _hold(ctx) as hold:
         letters = collect(hold, _filter(reason, event_type), limit)
@@ -126,7 +127,7 @@ def show(
     as_json: Json = False,
 ) -> None:
     """Everything about one dead letter: attributes, data, decode error. Exit 1 if not found."""
-    from consumers.dead_letters import collect
+    from consumers.dead_letter_scan import collect
 
     with _reported(), _hold(ctx) as hold:
         letters = collect(hold, _filter(ids=[ident]))
@@ -161,9 +162,9 @@ def replay(
     confirmed. Superseded events (Redis holds every key at their version or newer) are
     reported and left in place unless --drop-superseded. Undecodable events are replayed only
     when named by --id or --reason."""
-    from consumers.dead_letter_store import EventsTopic
-    from consumers.dead_letters import ReplayOptions
-    from consumers.dead_letters import replay as run
+    from consumers.dead_letter_replay import ReplayOptions
+    from consumers.dead_letter_replay import replay as run
+    from consumers.pubsub import EventsTopic
     from consumers.redis_cache import RedisCache
     from schemas.catalog import load_catalog
     from schemas.errors import PermanentError
@@ -213,7 +214,7 @@ def purge(
     as_json: Json = False,
 ) -> None:
     """Ack (delete for good) the matching dead letters. Refuses without --yes."""
-    from consumers.dead_letters import purge as run
+    from consumers.dead_letter_scan import purge as run
 
     if not yes:
         typer.echo("refusing to delete dead letters without --yes; 'redis-spanner dlq list' "
@@ -234,7 +235,7 @@ def purge(
 
 # --- rendering ---------------------------------------------------------------------------
 
-# By verdict (consumers.dead_letters.Verdict), for a run and for a dry run.
+# By verdict (consumers.dead_letter_replay.Verdict), for a run and for a dry run.
 _VERBS: dict[bool, dict[str, str]] = {
     False: {"replayed": "replayed", "superseded-dropped": "superseded, dropped",
             "superseded-kept": "superseded, kept", "held-back": "held back", "failed": "failed"},

@@ -24,6 +24,10 @@ def render(result: dict[str, Any], console: Console) -> None:
         ("stale reads / checked reads", f"{result['stale_reads']} / {result['checked_reads']}"),
         ("stale keys after quiescence", result["stale_keys"]),
     ]
+    for title, counts in (("faults injected", result.get("faults")),
+                          ("dead-lettered by reason", result.get("dead_lettered_by_reason"))):
+        if counts:
+            rows.append((title, ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))))
     for name, value in rows:
         table.add_row(name, str(value))
     console.print(table)

@@ -19,7 +19,7 @@ from consumers.pubsub import PullSubscription
 from consumers.readthrough import ReadThrough
 from consumers.verify import verify
 from consumers.worker import Consumer, PullWorker
-from infra.demo import workload
+from infra.demo import chaos, workload
 from infra.demo.tally import Tally
 from infra.local import started
 from infra.provision import provision
@@ -47,10 +47,12 @@ class DemoOptions:
     mode: str = "invalidate"
     """``invalidate``: changes tombstone the account key and readers refill it;
     ``rewarm``: the consumer reads the changed row and writes the fresh value itself."""
+    chaos: bool = False
+    """Inject faults while the workload runs (``infra.demo.chaos``)."""
 
 
 def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
-    with started() as env:
+    with chaos.environment(options.chaos, console) as targets, started() as env:
         os.environ.update(env.exports())
         if options.mode == "rewarm":
             os.environ["REDIS_SPANNER_CATALOG"] = "schemas.catalog:DEMO_REWARM"
@@ -62,10 +64,11 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         console.print(f"[bold]provisioned[/] {settings.topic_path}, "
                       f"{settings.subscription_path}, database {settings.database}")
         log.debug("provision report: %s", report)
-        return _run(options, settings, console)
+        return _run(options, settings, console, targets)
 
 
-def _run(options: DemoOptions, settings: Settings, console: Console) -> dict[str, Any]:
+def _run(options: DemoOptions, settings: Settings, console: Console,
+         targets: chaos.Targets | None = None) -> dict[str, Any]:
     rng = random.Random(options.seed)
     tally = Tally()
     database = open_database(settings)
@@ -73,6 +76,8 @@ def _run(options: DemoOptions, settings: Settings, console: Console) -> dict[str
     consumer = Consumer.from_settings(settings, observer=tally.on_outcomes)
     client = ReadThrough(consumer.catalog, consumer.cache, consumer.rows)
     pick = workload.zipf_picker(ids, options.skew, rng)
+    schedule = (chaos.Schedule(targets, settings.topic_path, console,
+                               random.Random(options.seed + 1)) if targets else None)
 
     pipeline_stop = threading.Event()
     load_stop = threading.Event()
@@ -83,7 +88,7 @@ def _run(options: DemoOptions, settings: Settings, console: Console) -> dict[str
             spawn(lambda relay=relay: relay.run(pipeline_stop))
         worker = PullWorker(
             PullSubscription(settings.subscription_path, max_messages=settings.worker_batch),
-            consumer.processor,
+            schedule.wrap(consumer.processor) if schedule else consumer.processor,
             streams=settings.worker_streams,
         )
         spawn(lambda: worker.run(pipeline_stop, pull_timeout=1.0))
@@ -102,12 +107,15 @@ def _run(options: DemoOptions, settings: Settings, console: Console) -> dict[str
                                        random.Random(rng.random() + n))
                 load(lambda step=step: workload.paced(
                     options.read_rate / options.readers, load_stop, step))
+            if schedule:
+                load(lambda: schedule.run(load_stop))
             _progress(console, tally, options.duration, "running")
         quiet_for = _quiesce(console, tally, options.quiesce_timeout)
     checked = verify(consumer.cache, consumer.catalog, consumer.rows)
     consumer.close()
     result = _report(tally, len(checked.stale), quiet_for, options.duration)
     result["coalesced"] = consumer.processor.coalesced
+    result["faults"] = dict(schedule.injected) if schedule else {}
     return result
 
 
@@ -177,6 +185,7 @@ def _report(
         "published": len(tally.published),
         "applied": len(tally.applied),
         "dead_lettered": sum(tally.dead_lettered.values()),
+        "dead_lettered_by_reason": dict(tally.dead_lettered),
         "lost": len(lost),
         "stale_keys": stale_keys,
         "reads": tally.reads,

@@ -16,10 +16,11 @@ import pytest
 from google.cloud import pubsub_v1
 from typer.testing import CliRunner, Result
 
-from consumers.dead_letter_store import EventsTopic, HoldSubscription
-from consumers.dead_letters import DeadLetter, ReplayOptions, collect, replay
+from consumers.dead_letter_replay import ReplayOptions, replay
+from consumers.dead_letter_scan import collect
+from consumers.dead_letters import DeadLetter
 from consumers.messages import Inbound
-from consumers.pubsub import DeadLetterPublisher, PullSubscription
+from consumers.pubsub import DeadLetterPublisher, EventsTopic, HoldSubscription, PullSubscription
 from consumers.redis_cache import RedisCache
 from consumers.worker import PullWorker
 from infra.dlq_cli import dlq_app

@@ -18,14 +18,8 @@ from google.cloud.spanner_v1.instance import Instance
 from google.iam.v1 import policy_pb2
 
 from infra.declaration import load_declaration
-from infra.provision import (
-    ProvisionError,
-    ProvisionReport,
-    _grant_dead_lettering,
-    format_report,
-    provision,
-    teardown,
-)
+from infra.provision import ProvisionError, ProvisionReport, format_report, provision, teardown
+from infra.provision_pubsub import grant_dead_lettering
 from infra.spanner.ddl import load_schema
 from schemas.settings import Settings
 
@@ -285,8 +279,8 @@ def test_gcp_dead_lettering_grants_the_service_agent_once() -> None:
     agent = "serviceAccount:service-123@gcp-sa-pubsub.iam.gserviceaccount.com"
 
     first, second = ProvisionReport(), ProvisionReport()
-    _grant_dead_lettering(publisher, subscriber, settings, 123, first)  # type: ignore[arg-type]
-    _grant_dead_lettering(publisher, subscriber, settings, 123, second)  # type: ignore[arg-type]
+    grant_dead_lettering(publisher, subscriber, settings, 123, first)  # type: ignore[arg-type]
+    grant_dead_lettering(publisher, subscriber, settings, 123, second)  # type: ignore[arg-type]
 
     topic_members = {(b.role, m) for b in publisher.policies[settings.dead_letter_topic_path]
                      .bindings for m in b.members}
@@ -304,10 +298,10 @@ def test_unknown_project_number_reports_what_to_grant(monkeypatch: pytest.Monkey
     """When the project number cannot be found, provisioning does not fail: the report says
     which roles to grant to the service agent, on which resources."""
     settings = Settings(GOOGLE_CLOUD_PROJECT="p-gcp")
-    monkeypatch.setattr("infra.provision._lookup_project_number", lambda project: None)
+    monkeypatch.setattr("infra.provision_pubsub._lookup_project_number", lambda project: None)
     report = ProvisionReport()
 
-    _grant_dead_lettering(_IamOnly(), _IamOnly(), settings, None, report)  # type: ignore[arg-type]
+    grant_dead_lettering(_IamOnly(), _IamOnly(), settings, None, report)  # type: ignore[arg-type]
 
     assert report.resources == []
     (warning,) = report.warnings

@@ -10,22 +10,17 @@ from typing import Any
 
 import pytest
 
-from consumers.dead_letters import (
-    FORWARDED_REASON,
-    DeadLetter,
-    Filter,
+from consumers.dead_letter_replay import (
     Pacer,
     ReplayOptions,
     ReplayReport,
-    Scan,
     Verdict,
-    collect,
-    purge,
-    render_data,
     replay,
     replay_attributes,
     superseded,
 )
+from consumers.dead_letter_scan import Scan, collect, purge
+from consumers.dead_letters import FORWARDED_REASON, DeadLetter, Filter, render_data
 from consumers.messages import Inbound
 from schemas.cache import Entry
 from schemas.catalog import DEMO

@@ -1,0 +1,99 @@
+"""Spanner provisioning: the instance and the database with every statement of schema.sql,
+created or converged from the declaration. And their deletion."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from contextlib import closing
+from typing import Any
+
+from google.api_core import exceptions
+from google.cloud import spanner
+
+from infra.declaration import Declaration
+from infra.provision_report import Action, ProvisionError, ProvisionReport, ResourceResult, step
+from infra.spanner.ddl import load_schema, missing_statements
+from schemas.settings import Settings
+
+
+def provision_spanner(
+    settings: Settings,
+    declaration: Declaration,
+    report: ProvisionReport,
+    *,
+    emulated: bool,
+    timeout: float,
+) -> None:
+    """Create the instance and database if missing and apply the statements the database
+    lacks; capacity is never changed, a difference is a warning."""
+    policy = declaration.spanner
+    config = policy.emulator_instance_config if emulated else policy.instance_config
+    statements = load_schema(declaration.ddl_path)
+    with closing(spanner.Client(project=settings.project, disable_builtin_metrics=True)) as client:
+        instance = client.instance(
+            settings.instance,
+            configuration_name=f"projects/{settings.project}/instanceConfigs/{config}",
+            display_name=settings.instance,
+            processing_units=policy.processing_units,
+        )
+        with step(f"provisioning Spanner instance {instance.name}"):
+            try:
+                instance.reload()  # replaces the wanted config and units by the current ones
+            except exceptions.NotFound:
+                _wait(instance.create(), timeout, f"creating Spanner instance {instance.name}")
+                instance_action: Action = "created"
+            else:
+                instance_action = "unchanged"
+                if not emulated and instance.processing_units != policy.processing_units:
+                    report.warnings.append(
+                        f"{instance.name} has {instance.processing_units} processing units, "
+                        f"the declaration {policy.processing_units}: capacity is left as it is"
+                    )
+        report.resources.append(
+            ResourceResult("spanner instance", instance.name, instance_action)
+        )
+
+        database = instance.database(settings.database,
+                                     ddl_statements=[s.text for s in statements])
+        with step(f"provisioning Spanner database {database.name}"):
+            if not database.exists():
+                _wait(database.create(), timeout, f"creating Spanner database {database.name}")
+                applied = statements
+                action: Action = "created"
+            else:
+                database.reload()
+                applied = missing_statements(statements, database.ddl_statements)
+                if applied:
+                    _wait(database.update_ddl([s.text for s in applied]), timeout,
+                          f"updating the schema of {database.name}")
+                action = "updated" if applied else "unchanged"
+        report.resources.append(ResourceResult(
+            "spanner database", database.name, action,
+            tuple(f"applied CREATE {s.kind} {s.name}" for s in applied),
+        ))
+
+
+def delete_spanner(settings: Settings, *, delete_instance: bool = False) -> list[str]:
+    """Delete the database (and the instance only if asked); the names of those deleted."""
+    deleted: list[str] = []
+    with closing(spanner.Client(project=settings.project, disable_builtin_metrics=True)) as client:
+        instance = client.instance(settings.instance)
+        database = instance.database(settings.database)
+        with step(f"deleting {database.name}"):
+            if database.exists():
+                database.drop()
+                deleted.append(database.name)
+            if delete_instance and instance.exists():
+                instance.delete()
+                deleted.append(instance.name)
+    return deleted
+
+
+def _wait(operation: Any, timeout: float, what: str) -> None:
+    try:
+        operation.result(timeout=timeout)
+    except concurrent.futures.TimeoutError as e:
+        raise ProvisionError(
+            f"{what} did not finish within {timeout:.0f}s (operation "
+            f"{operation.operation.name}); it may still complete: provision again later"
+        ) from e

@@ -1,0 +1,76 @@
+"""Redis killed and restarted, flushed, and stalled, while committed events flow."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from infra import faults
+
+if TYPE_CHECKING:
+    from tests.faults.conftest import Pipeline
+
+pytestmark = pytest.mark.integration
+
+# An in-process retry budget shorter than the outages below, so the consumer nacks, and long
+# enough that no event is delivered max_delivery_attempts times before Redis is back.
+SHORT_RETRIES = {"retry_attempts": 100, "retry_seconds": 1.5}
+
+
+def running(open_pipeline: Any, accounts: int = 30) -> tuple[Pipeline, list[str]]:
+    pipe: Pipeline = open_pipeline(**SHORT_RETRIES)
+    ids = pipe.accounts(accounts)
+    pipe.fill(ids)
+    pipe.start_relay()
+    pipe.start_worker()
+    return pipe, ids
+
+
+@pytest.mark.timeout(120)
+def test_redis_killed_and_restarted_on_its_port_loses_no_event(open_pipeline: Any) -> None:
+    """While Redis is down the consumer retries, then nacks, and Pub/Sub redelivers; once Redis
+    is back (empty, on the same port) every event is applied, and values cached after the
+    restart are invalidated like any other."""
+    pipe, ids = running(open_pipeline)
+    with pipe.writing(ids):
+        time.sleep(1.0)
+        pipe.redis.kill()
+        time.sleep(2.5)
+        pipe.redis.start()
+        pipe.fill(ids)  # values cached after the restart, for the next events to invalidate
+        time.sleep(1.5)
+    pipe.check(ids)
+    assert pipe.nacks() > 0, "no batch failed while Redis was down"
+    assert any(o.message.delivery_attempt > 1 and o.disposition == "ack" for o in pipe.outcomes)
+
+
+@pytest.mark.timeout(120)
+def test_redis_flushed_while_events_flow_leaves_keys_missing_never_stale(
+    open_pipeline: Any
+) -> None:
+    """A flush drops every value and tombstone. Events keep landing as tombstones, nothing
+    brings an old value back: after quiescence a key holds a tombstone or nothing."""
+    pipe, ids = running(open_pipeline)
+    with pipe.writing(ids):
+        time.sleep(1.0)
+        faults.flush_redis(pipe.redis.address)
+        time.sleep(1.5)
+    pipe.check(ids)
+    assert all(e is None or e.tombstone for e in pipe.entries(ids))
+    assert not pipe.nacks()
+
+
+@pytest.mark.timeout(120)
+def test_redis_stalled_beyond_the_client_timeout_then_resumed(open_pipeline: Any) -> None:
+    """Redis frozen (SIGSTOP) longer than the client's 0.5 s timeout: writes time out, the
+    consumer retries and nacks without crashing; after SIGCONT every event is applied."""
+    pipe, ids = running(open_pipeline)
+    with pipe.writing(ids):
+        time.sleep(1.0)
+        with pipe.redis.paused():
+            time.sleep(2.5)
+        time.sleep(1.5)
+    pipe.check(ids)
+    assert pipe.nacks() > 0, "no batch failed while Redis was frozen"
