@@ -209,6 +209,26 @@ def rewarm(
 
 
 @app.command()
+def bench(
+    events: Annotated[int, typer.Option(help="Events per run.", min=100)] = 5000,
+    repeats: Annotated[int, typer.Option(help="Runs per stage (medians are reported).",
+                                         min=1)] = 3,
+    as_json: Json = False,
+) -> None:
+    """Measure relay and consumer throughput on the local stack (medians of several runs)."""
+    from infra.bench import run_bench
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    console = Console(stderr=True, emoji=False)
+    result = run_bench(events, repeats, lambda line: console.print(line, markup=False))
+    for stage in ("relay", "consumer", "consumer_hot"):
+        console.print(f"{stage}: median {result[f'{stage}_events_per_s']} events/s "
+                      f"(runs: {result['runs'][stage]})", markup=False)
+    if as_json:
+        typer.echo(json.dumps(result))
+
+
+@app.command()
 def demo(
     duration: Annotated[float, typer.Option(help="Seconds of workload.", min=1)] = 15.0,
     rate: Annotated[float, typer.Option(help="Writes per second (all writers).", min=1)] = 40.0,

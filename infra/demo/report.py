@@ -19,7 +19,7 @@ def render(result: dict[str, Any], console: Console) -> None:
         ("lost (neither applied nor dead-lettered)", result["lost"]),
         ("lag commit -> Redis p50 / p99 / max (ms)",
          f"{lag['p50']} / {lag['p99']} / {lag['max']}"),
-        ("write throughput (events/s)", result["events_per_s"]),
+        ("workload writes (events/s)", result["events_per_s"]),
         ("reads (hit ratio)", f"{result['reads']} ({result['hit_ratio']})"),
         ("stale reads / checked reads", f"{result['stale_reads']} / {result['checked_reads']}"),
         ("stale keys after quiescence", result["stale_keys"]),
