@@ -109,7 +109,7 @@ class Schedule:
     topic_path: str
     console: Console
     rng: random.Random
-    every: tuple[float, float] = (2.0, 3.5)
+    every: tuple[float, float] = (1.5, 2.5)
     injected: Counter[str] = field(default_factory=Counter)
     """Faults injected, by kind."""
     _batches: faults.FailingBatches | None = None

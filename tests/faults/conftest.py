@@ -64,6 +64,8 @@ class Pipeline:
         self.cache = RedisCache.from_settings(settings)
         self.tally = Tally()
         self.outcomes: list[Outcome] = []
+        self.decided_at: list[float] = []
+        """When each of ``outcomes`` was decided (``time.monotonic()``)."""
         self.crashes: list[BaseException] = []
         self.held: dict[str, Mapping[str, str]] = {}
         """Dead letters on the hold subscription, by the message id they were delivered as."""
@@ -87,8 +89,10 @@ class Pipeline:
 
     def observe(self, outcomes: list[Outcome]) -> None:
         self.tally.on_outcomes(outcomes)
+        now = time.monotonic()
         with self._lock:
             self.outcomes.extend(outcomes)
+            self.decided_at.extend(now for _ in outcomes)
 
     def start_relay(self) -> None:
         relay, publisher = build_relay(self.settings, on_published=self.tally.on_published)
@@ -197,6 +201,14 @@ class Pipeline:
 
     def nacks(self) -> int:
         return self.dispositions()[Disposition.NACK]
+
+    def applied_between(self, start: float, end: float) -> int:
+        """Events acked as applied (or superseded) between two ``time.monotonic()`` readings:
+        none can be while Redis does not answer, since only Redis decides either."""
+        with self._lock:
+            return sum(1 for at, o in zip(self.decided_at, self.outcomes, strict=True)
+                       if start <= at <= end and o.event is not None
+                       and o.disposition is Disposition.ACK and not o.dead_letter_reason)
 
     def published_everything(self) -> bool:
         return self.tally.committed <= self.tally.published

@@ -52,7 +52,7 @@ def test_batch_held_past_its_ack_deadline_is_redelivered_and_duplicates_are_harm
     slow: list[SlowFirstBatch] = []
 
     def wrap(processor: Processor) -> SlowFirstBatch:
-        slow.append(SlowFirstBatch(processor, ACK_DEADLINE + 2.0))
+        slow.append(SlowFirstBatch(processor, ACK_DEADLINE + 3.0))
         return slow[0]
 
     pipe.start_worker(wrap=wrap)
