@@ -80,6 +80,10 @@ class Processor:
                 routed.append((i, event, self._catalog.targets(event)))
             except PermanentError as e:
                 outcomes[i] = self._dead_letter(message, e)
+            except Exception as e:  # a message that trips a bug is set aside, not fatal
+                log.exception("message %s could not be routed", message.message_id)
+                outcomes[i] = self._dead_letter(
+                    message, PermanentError(f"unexpected {type(e).__name__}: {e}"))
         if routed:
             for i, outcome in self._apply(batch, routed):
                 outcomes[i] = outcome
@@ -102,6 +106,10 @@ class Processor:
         except RedisSpannerError as e:
             log.warning("batch of %d event(s) not applied: %s", len(routed), e)
             return [(i, self._failed(batch[i], event, e)) for i, event, _ in routed]
+        except Exception as e:  # a bug must not kill the loop: redeliver, then dead-letter
+            log.exception("batch of %d event(s) failed unexpectedly", len(routed))
+            error = TransientError(f"unexpected {type(e).__name__}: {e}")
+            return [(i, self._failed(batch[i], event, error)) for i, event, _ in routed]
         changed = {r.op.key for r in results if r.applied}
         return [
             (i, Outcome(batch[i], Disposition.ACK, event,
@@ -110,8 +118,8 @@ class Processor:
         ]
 
     def _failed(self, message: Inbound, event: Event, error: RedisSpannerError) -> Outcome:
-        if isinstance(error, PermanentError):
-            return self._dead_letter(message, error)
+        """A batch failed as a whole: no single message is to blame, so none is dead-lettered
+        before its last delivery attempt."""
         last = 0 < self._max_delivery_attempts <= message.delivery_attempt
         if last:
             exhausted = RetriesExhausted(

@@ -103,7 +103,7 @@ def decode(raw: bytes) -> Event:
     """Parse and validate a wire message. Every failure is a ``PermanentError``."""
     try:
         body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise DecodeError(f"not a JSON envelope: {e}", raw) from e
     if not isinstance(body, dict):
         raise DecodeError("envelope must be a JSON object", raw)
@@ -150,11 +150,11 @@ def decode(raw: bytes) -> Event:
 
 
 def _validate(event: Event) -> None:
-    if not isinstance(event.event_id, str) or not _EVENT_ID.match(event.event_id):
+    if not isinstance(event.event_id, str) or not _EVENT_ID.fullmatch(event.event_id):
         raise ValidationError("event_id must be 8-64 characters of [A-Za-z0-9-]")
     if not isinstance(event.type, EventType):
         raise UnknownEventType(f"unknown event type {event.type!r}")
-    if not isinstance(event.table, str) or not _IDENTIFIER.match(event.table):
+    if not isinstance(event.table, str) or not _IDENTIFIER.fullmatch(event.table):
         raise ValidationError("table must be a Spanner identifier")
     if not event.key or len(event.key) > MAX_KEY_PARTS:
         raise ValidationError(f"key must have 1 to {MAX_KEY_PARTS} parts")

@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from schemas.envelope import Event, KeyPart
 from schemas.errors import KeyRefused
-from schemas.events import MAX_KEY_PART_LENGTH, EventType
+from schemas.events import INT64_MAX, INT64_MIN, MAX_KEY_PART_LENGTH, EventType
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,47}$")
 _NAMESPACE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
@@ -68,7 +68,7 @@ class KeyTemplate:
             "STRING", "INT64"
         }:
             raise ValueError(f"template {self.name!r}: one STRING or INT64 per key column")
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             raise ValueError(f"template name {self.name!r} must match {_NAME.pattern}")
         if bool(self.columns) == bool(self.query):
             raise ValueError(f"template {self.name!r} needs exactly one of columns or query")
@@ -103,12 +103,12 @@ class KeyTarget:
 
 
 def validate_part(part: object) -> KeyPart:
-    if type(part) is int:
+    if type(part) is int and INT64_MIN <= part <= INT64_MAX:
         return part
     if (
         isinstance(part, str)
         and 0 < len(part) <= MAX_KEY_PART_LENGTH
-        and _STR_PART.match(part)
+        and _STR_PART.fullmatch(part)
     ):
         return part
     shown = repr(part)[:40]
@@ -128,7 +128,7 @@ class Catalog:
     _by_name: dict[str, KeyTemplate] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not _NAMESPACE.match(self.namespace):
+        if not _NAMESPACE.fullmatch(self.namespace):
             raise ValueError(f"namespace {self.namespace!r} must match {_NAMESPACE.pattern}")
         self._by_table = {}
         self._by_name = {}

@@ -36,7 +36,7 @@ def to_rfc3339(version: int) -> str:
 
 
 def parse_rfc3339(text: str) -> int:
-    match = _RFC3339.match(text)
+    match = _RFC3339.fullmatch(text)
     if match is None:
         raise ValueError(f"not an RFC 3339 UTC timestamp: {text[:40]!r}")
     year, month, day, hour, minute, second, frac = match.groups()

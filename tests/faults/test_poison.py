@@ -187,8 +187,6 @@ def _good(pipe: Pipeline) -> Inbound:
     return Inbound("good-1", _envelope(key=[account]), delivery_attempt=1)
 
 
-@pytest.mark.xfail(strict=True, reason="json.loads raises RecursionError, which decode() lets "
-                   "out of Processor.process, and the pull loop that called it dies")
 @pytest.mark.timeout(60)
 def test_deeply_nested_json_is_dead_lettered_not_fatal(open_pipeline: Any) -> None:
     """A payload nested deeper than the JSON decoder recurses is undecodable like any other."""
@@ -198,9 +196,6 @@ def test_deeply_nested_json_is_dead_lettered_not_fatal(open_pipeline: Any) -> No
     assert [o.dead_letter_reason for o in outcomes] == ["undecodable", None]
 
 
-@pytest.mark.xfail(strict=True, reason="an INT64 key part beyond 64 bits passes the catalog; "
-                   "Spanner then refuses the rewarm read and the whole batch is dead-lettered "
-                   "as 'permanent', the good event with it")
 @pytest.mark.timeout(60)
 def test_int64_key_part_out_of_range_is_refused_alone(open_pipeline: Any) -> None:
     """A team id outside INT64 is refused as a key; the good event in its batch is applied."""
@@ -212,8 +207,6 @@ def test_int64_key_part_out_of_range_is_refused_alone(open_pipeline: Any) -> Non
     assert outcomes[1].disposition is Disposition.ACK and outcomes[1].changed
 
 
-@pytest.mark.xfail(strict=True, reason="the contract's patterns end in '$', which also matches "
-                   "before a trailing newline")
 @pytest.mark.timeout(60)
 def test_trailing_newline_in_an_id_or_key_part_is_refused(open_pipeline: Any) -> None:
     """An event id or key part followed by a newline breaks the contract like any other
