@@ -20,7 +20,7 @@ from typing import Any
 from google.cloud import spanner
 
 from schemas.envelope import Event, KeyPart
-from schemas.errors import EventTooLarge
+from schemas.errors import EventTooLarge, UnknownEventType
 from schemas.events import MAX_MESSAGE_BYTES, SCHEMA_VERSION, EventType
 
 OUTBOX_TABLE = "Outbox"
@@ -60,9 +60,13 @@ def outbox_values(
 ) -> list[Any]:
     """Validate one event and return its Outbox row (commit timestamp still pending)."""
     event_id = event_id or new_event_id()
+    try:
+        kind = EventType(event_type)
+    except ValueError:
+        raise UnknownEventType(f"unknown event type {str(event_type)[:64]!r}") from None
     event = Event(
         event_id=event_id,
-        type=EventType(event_type),
+        type=kind,
         table=table,
         key=tuple(key),
         version=_SIZING_VERSION,
