@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.local import LocalStack, StackError, default_state_dir
+from infra.discovery import StackError
+from infra.local import LocalStack, default_state_dir
 
 dev_app = typer.Typer(
     help="The local stack: the Pub/Sub and Spanner emulators and a redis-server on free ports.",

@@ -7,7 +7,8 @@ reason the consumer must give it.
 
 Every process started here leads its own process group, so a signal reaches all of it: the
 Spanner emulator's gateway and its emulator_main, the Pub/Sub emulator's launcher and its JVM.
-Discovery, free ports and health checks are those of ``infra.local``.
+Discovery is that of ``infra.discovery``, free ports and process groups those of
+``infra.processes``, health checks those of ``infra.local``.
 """
 
 from __future__ import annotations
@@ -28,22 +29,15 @@ from google.cloud import pubsub_v1
 
 from consumers.core import Processor
 from consumers.messages import Disposition, Inbound, Outcome
-from infra.local import (
-    LOOPBACK,
-    MAX_DATABASES,
-    PUBSUB,
-    REDIS,
-    SPANNER,
-    Component,
+from infra.discovery import (
     StackError,
     find_java,
     find_pubsub_emulator,
     find_redis_server,
     find_spanner_emulator,
-    free_ports,
-    group_members,
-    healthy,
 )
+from infra.local import MAX_DATABASES, PUBSUB, REDIS, SPANNER, Component, healthy
+from infra.processes import LOOPBACK, free_ports, group_members
 from schemas.errors import TransientError
 
 STOP_GRACE_SECONDS = 5.0

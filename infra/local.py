@@ -12,44 +12,42 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import shlex
-import shutil
-import signal
-import socket
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import TypedDict
-from urllib.parse import urlsplit
+
+from infra.discovery import (
+    StackError,
+    find_java,
+    find_pubsub_emulator,
+    find_redis_server,
+    find_spanner_emulator,
+)
+from infra.processes import (
+    LOOPBACK,
+    alive,
+    free_ports,
+    http_ok,
+    is_same_process,
+    log_tail,
+    redis_ok,
+    spawn_group,
+    start_time,
+    stop_group,
+    tcp_ok,
+)
 
 PUBSUB, SPANNER, REDIS = "pubsub", "spanner", "redis"
 COMPONENTS = (PUBSUB, SPANNER, REDIS)
 ENV_VARS = {PUBSUB: "PUBSUB_EMULATOR_HOST", SPANNER: "SPANNER_EMULATOR_HOST", REDIS: "REDIS_URL"}
-LOOPBACK = "127.0.0.1"
 STATE_FILE = "stack.json"
-STOP_GRACE_SECONDS = 5.0
 EXTERNAL_GRACE_SECONDS = 10.0
 # Every test creates its own database; the emulator's default cap is 100 per instance.
 MAX_DATABASES = 10_000
-
-INSTALL_JAVA = "apt-get install openjdk-17-jre-headless"
-INSTALL_EMULATORS = (
-    "apt-get install google-cloud-cli-pubsub-emulator google-cloud-cli-spanner-emulator"
-    " (or: gcloud components install pubsub-emulator cloud-spanner-emulator)"
-)
-INSTALL_REDIS = "apt-get install redis-server"
-SDK_ROOTS = ("/usr/lib/google-cloud-sdk", "/usr/share/google-cloud-sdk", "/opt/google-cloud-sdk",
-             "~/google-cloud-sdk")
-
-
-class StackError(RuntimeError):
-    """The local stack cannot start or stop; the message says what to do about it."""
 
 
 @dataclass(frozen=True)
@@ -102,229 +100,36 @@ def default_state_dir() -> Path:
     return Path.home() / ".local" / "state" / "redis-spanner"
 
 
-# --- discovery -----------------------------------------------------------------------------------
-
-@lru_cache(maxsize=1)
-def sdk_root() -> Path | None:
-    """The Google Cloud SDK root: gcloud's own (``gcloud info``), else the first standard path."""
-    if gcloud := shutil.which("gcloud"):
-        root = Path(gcloud).resolve().parent.parent
-        if (root / "platform").is_dir() and (root / "lib").is_dir():
-            return root  # what `gcloud info` would say, without its second of start-up
-        with suppress(OSError, subprocess.TimeoutExpired):
-            out = subprocess.run([gcloud, "info", "--format=value(installation.sdk_root)"],
-                                 capture_output=True, text=True, timeout=30, check=False)
-            if out.stdout.strip() and Path(out.stdout.strip()).is_dir():
-                return Path(out.stdout.strip())
-    return next((p for p in map(Path, map(os.path.expanduser, SDK_ROOTS)) if p.is_dir()), None)
-
-
-def _executable(path: Path | None) -> bool:
-    return path is not None and path.is_file() and os.access(path, os.X_OK)
-
-
-def _tool(override_var: str, default: Path | None, what: str, install: str) -> Path:
-    if override := os.environ.get(override_var):
-        if _executable(Path(override)):
-            return Path(override)
-        raise StackError(f"{what} not found at {override} (from ${override_var}); "
-                         f"install it with: {install}, or point ${override_var} at it")
-    if default is not None and _executable(default):
-        return default
-    where = f" at {default}" if default else ""
-    raise StackError(f"{what} not found{where}; install it with: {install}, "
-                     f"or set ${override_var} to its path")
-
-
-def find_pubsub_emulator() -> Path:
-    root = None if os.environ.get("REDIS_SPANNER_PUBSUB_EMULATOR") else sdk_root()
-    default = root / "platform/pubsub-emulator/bin/cloud-pubsub-emulator" if root else None
-    return _tool("REDIS_SPANNER_PUBSUB_EMULATOR", default,
-                 "Pub/Sub emulator (cloud-pubsub-emulator)", INSTALL_EMULATORS)
-
-
-def find_spanner_emulator() -> Path:
-    root = None if os.environ.get("REDIS_SPANNER_SPANNER_EMULATOR") else sdk_root()
-    default = root / "bin/cloud_spanner_emulator/gateway_main" if root else None
-    return _tool("REDIS_SPANNER_SPANNER_EMULATOR", default, "Spanner emulator (gateway_main)",
-                 INSTALL_EMULATORS)
-
-
-def find_redis_server() -> Path:
-    found = shutil.which("redis-server")
-    return _tool("REDIS_SPANNER_REDIS_SERVER", Path(found) if found else None, "redis-server",
-                 INSTALL_REDIS)
-
-
-def find_java() -> Path:
-    """The java the Pub/Sub emulator's launcher will run ($JAVA_HOME first), if it is 17+."""
-    home = os.environ.get("JAVA_HOME")
-    found = Path(home) / "bin" / "java" if home else Path(shutil.which("java") or "/nonexistent")
-    if not _executable(found):
-        raise StackError(f"Java 17 not found (the Pub/Sub emulator needs it); "
-                         f"install it with: {INSTALL_JAVA}")
-    out = subprocess.run([str(found), "-version"], capture_output=True, text=True, timeout=30,
-                         check=False)
-    match = re.search(r'version "(?:1\.)?(\d+)', out.stderr + out.stdout)  # "1.8.0" is Java 8
-    major = int(match[1]) if match else 0
-    if major < 17:
-        raise StackError(f"{found} is Java {major or 'of unknown version'}, the Pub/Sub emulator "
-                         f"needs Java 17+; install it with: {INSTALL_JAVA}")
-    return found
-
-
-# --- processes -----------------------------------------------------------------------------------
-
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # reaped by down(), so no zombie lingers
-
-
-def _stat(pid: int) -> list[str] | None:
-    """/proc/<pid>/stat from field 3 (state) on, or None if there is no such process."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2:].split()
-
-
-def _start_time(pid: int) -> str | None:
-    fields = _stat(pid)
-    return fields[19] if fields else None
-
-
-def _alive(pid: int) -> bool:
-    fields = _stat(pid)
-    return fields is not None and fields[0] != "Z"
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
-        if fields and int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
-
+# --- components ----------------------------------------------------------------------------------
 
 def _is_ours(c: Component) -> bool:
-    return c.pid is not None and _alive(c.pid) and _start_time(c.pid) == c.start_time
-
-
-def _reap(pid: int, timeout: float = 0) -> None:
-    """Collect the exit status of a child of this process (a multi-threaded one takes a moment)."""
-    child = _CHILDREN.pop(pid, None)
-    if child is None:
-        return
-    try:
-        child.wait(timeout)
-    except subprocess.TimeoutExpired:
-        _CHILDREN[pid] = child
-
-
-def _wait_group_gone(pgid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while True:
-        if not group_members(pgid):
-            _reap(pgid, seconds)
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
+    return c.pid is not None and is_same_process(c.pid, c.start_time)
 
 
 def _stop(c: Component) -> bool:
     """Stop a recorded process group; True if anything of it was still running."""
     if c.external or c.pgid is None or c.pid is None:
         return False
-    # While any member lives, the kernel does not reuse the group's id, so a group whose leader
-    # is gone is still ours; a live leader with another start time is somebody else's process.
-    if not _is_ours(c) and (_alive(c.pid) or not group_members(c.pgid)):
-        _reap(c.pid)
-        return False
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with suppress(ProcessLookupError):
-            os.killpg(c.pgid, sig)
-        if _wait_group_gone(c.pgid, STOP_GRACE_SECONDS):
-            return True
-    raise StackError(f"{c.name}: process group {c.pgid} survived SIGKILL")
+    return stop_group(c.name, c.pid, c.pgid, c.start_time)
 
 
 def _spawn(name: str, log: Path, command: list[str], address: str,
            ports: dict[str, int]) -> Component:
-    with log.open("wb") as out:
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, cwd=log.parent, start_new_session=True)
-    _CHILDREN[child.pid] = child
-    return Component(name, address, pid=child.pid, pgid=child.pid,
-                     start_time=_start_time(child.pid), ports=ports, command=command, log=str(log))
-
-
-def _tail(log: str | None, lines: int = 20) -> str:
-    if not log:
-        return ""
-    with suppress(OSError):
-        text = Path(log).read_text(errors="replace").splitlines()[-lines:]
-        return f"\nlast lines of {log}:\n" + "\n".join(text)
-    return ""
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (held open together so the kernel hands out different ones)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind((LOOPBACK, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-# --- health --------------------------------------------------------------------------------------
-
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via $http_proxy
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with _DIRECT.open(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-def _redis_ok(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or LOOPBACK, parts.port or 6379), 2) as s:
-            if parts.scheme == "rediss":
-                return True  # a TLS server answered; PING would need its certificates
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
-    except OSError:
-        return False
-
-
-def _tcp_ok(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), 2):
-            return True
-    except (OSError, ValueError):
-        return False
+    pid = spawn_group(command, log)
+    return Component(name, address, pid=pid, pgid=pid, start_time=start_time(pid), ports=ports,
+                     command=command, log=str(log))
 
 
 def healthy(c: Component) -> bool:
     """A real request answered: REST on the emulators, PING on Redis."""
     if c.name == REDIS:
-        return _redis_ok(c.address)
+        return redis_ok(c.address)
     if c.name == PUBSUB:
-        return _http_ok(f"http://{c.address}/v1/projects/redis-spanner/topics")
+        return http_ok(f"http://{c.address}/v1/projects/redis-spanner/topics")
     if "http" in c.ports:
-        return _http_ok(f"http://{LOOPBACK}:{c.ports['http']}/v1/projects/redis-spanner"
-                        "/instanceConfigs")
-    return _tcp_ok(c.address)  # an external Spanner emulator: only its gRPC address is known
+        return http_ok(f"http://{LOOPBACK}:{c.ports['http']}/v1/projects/redis-spanner"
+                       "/instanceConfigs")
+    return tcp_ok(c.address)  # an external Spanner emulator: only its gRPC address is known
 
 
 def _wait_healthy(components: list[Component], timeout: float) -> None:
@@ -333,9 +138,9 @@ def _wait_healthy(components: list[Component], timeout: float) -> None:
     pending = list(components)
     while pending:
         for c in list(pending):
-            if c.pid is not None and not _alive(c.pid):
+            if c.pid is not None and not alive(c.pid):
                 raise StackError(f"{c.name} exited during start-up ({shlex.join(c.command)})"
-                                 + _tail(c.log))
+                                 + log_tail(c.log))
             if healthy(c):
                 pending.remove(c)
                 continue
@@ -344,7 +149,7 @@ def _wait_healthy(components: list[Component], timeout: float) -> None:
                 raise StackError(f"{ENV_VARS[c.name]}={c.address} does not answer; start that "
                                  f"service, or unset {ENV_VARS[c.name]} to get one started here")
             if waited > timeout:
-                raise StackError(f"{c.name} not healthy after {timeout:g}s" + _tail(c.log))
+                raise StackError(f"{c.name} not healthy after {timeout:g}s" + log_tail(c.log))
         if pending:
             time.sleep(0.1)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.local import LocalStack, StackEnv, StackError
+from infra.discovery import StackError
+from infra.local import LocalStack, StackEnv
 from schemas.settings import Settings, get_settings
 
 TEST_PROJECT = "redis-spanner-test"

@@ -24,7 +24,8 @@ from rich.console import Console
 
 from consumers.core import Processor
 from infra import faults
-from infra.local import PUBSUB, LocalStack, StackError, default_state_dir
+from infra.discovery import StackError
+from infra.local import PUBSUB, LocalStack, default_state_dir
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import pytest
 from tests.waiting import wait_until
 
 if TYPE_CHECKING:
-    from tests.faults.conftest import Pipeline
+    from tests.faults.harness import Pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from schemas.events import EventType
 from tests.waiting import wait_until
 
 if TYPE_CHECKING:
-    from tests.faults.conftest import Pipeline
+    from tests.faults.harness import Pipeline
 
 pytestmark = pytest.mark.integration
 

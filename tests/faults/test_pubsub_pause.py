@@ -11,7 +11,7 @@ from infra import faults
 from tests.waiting import wait_until
 
 if TYPE_CHECKING:
-    from tests.faults.conftest import Pipeline
+    from tests.faults.harness import Pipeline
 
 pytestmark = pytest.mark.integration
 

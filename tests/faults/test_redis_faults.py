@@ -10,7 +10,7 @@ import pytest
 from infra import faults
 
 if TYPE_CHECKING:
-    from tests.faults.conftest import Pipeline
+    from tests.faults.harness import Pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from consumers.core import Processor
 from consumers.messages import Inbound, Outcome
 
 if TYPE_CHECKING:
-    from tests.faults.conftest import Pipeline
+    from tests.faults.harness import Pipeline
 
 pytestmark = pytest.mark.integration
 

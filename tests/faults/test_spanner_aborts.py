@@ -16,7 +16,7 @@ from producers.spanner import run_transaction
 from schemas.events import EventType
 
 if TYPE_CHECKING:
-    from tests.faults.conftest import Pipeline
+    from tests.faults.harness import Pipeline
 
 pytestmark = pytest.mark.integration
 

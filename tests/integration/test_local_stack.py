@@ -17,7 +17,9 @@ from google.cloud.pubsub import PublisherClient
 from typer.testing import CliRunner
 
 from infra.dev_cli import dev_app
-from infra.local import LocalStack, StackEnv, StackError, free_ports, started
+from infra.discovery import StackError
+from infra.local import LocalStack, StackEnv, started
+from infra.processes import free_ports
 from schemas.settings import Settings, get_settings
 
 SERVICE_VARS = ("PUBSUB_EMULATOR_HOST", "SPANNER_EMULATOR_HOST", "REDIS_URL")

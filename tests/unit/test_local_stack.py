@@ -12,18 +12,15 @@ import pytest
 from typer.testing import CliRunner
 
 from infra.dev_cli import dev_app
-from infra.local import (
-    Component,
-    LocalStack,
-    StackEnv,
+from infra.discovery import (
     StackError,
-    default_state_dir,
     find_java,
     find_pubsub_emulator,
     find_redis_server,
     find_spanner_emulator,
-    group_members,
 )
+from infra.local import Component, LocalStack, StackEnv, default_state_dir
+from infra.processes import group_members
 
 EMULATORS = ("apt-get install google-cloud-cli-pubsub-emulator google-cloud-cli-spanner-emulator",
              "gcloud components install pubsub-emulator cloud-spanner-emulator")
