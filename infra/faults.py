@@ -29,19 +29,20 @@ from google.cloud import pubsub_v1
 
 from consumers.core import Processor
 from consumers.messages import Disposition, Inbound, Outcome
-from infra.discovery import (
-    StackError,
-    find_java,
-    find_pubsub_emulator,
-    find_redis_server,
-    find_spanner_emulator,
+from infra.discovery import StackError
+from infra.local import (
+    PUBSUB,
+    REDIS,
+    SPANNER,
+    Component,
+    Launch,
+    healthy,
+    pubsub_launch,
+    redis_launch,
+    spanner_launch,
 )
-from infra.local import MAX_DATABASES, PUBSUB, REDIS, SPANNER, Component, healthy
-from infra.processes import LOOPBACK, free_ports, group_members
+from infra.processes import STOP_GRACE_SECONDS, signal_group
 from schemas.errors import TransientError
-
-STOP_GRACE_SECONDS = 5.0
-
 
 # --- process groups ------------------------------------------------------------------------------
 
@@ -139,17 +140,8 @@ class OwnProcess:
     def _signal_until_gone(self, signals: Sequence[signal.Signals]) -> None:
         if self._child is None:
             return
-        pgid = self._child.pid
-        for sig in signals:
-            with suppress(ProcessLookupError):
-                os.killpg(pgid, sig)
-            deadline = time.monotonic() + STOP_GRACE_SECONDS
-            while group_members(pgid) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if not group_members(pgid):
-                self._child.wait(timeout=STOP_GRACE_SECONDS)
-                return
-        raise StackError(f"{self.name}: process group {pgid} survived SIGKILL")
+        signal_group(self.name, self._child.pid, signals)
+        self._child.wait(timeout=STOP_GRACE_SECONDS)
 
     def __enter__(self) -> OwnProcess:
         return self
@@ -160,31 +152,24 @@ class OwnProcess:
 
 def redis_server(directory: Path) -> OwnProcess:
     """A throwaway redis-server on a free port: nothing saved, nothing appended."""
-    (port,) = free_ports(1)
-    command = [str(find_redis_server()), "--port", str(port), "--bind", LOOPBACK,
-               "--save", "", "--appendonly", "no", "--dir", str(directory)]
-    return OwnProcess(REDIS, command, f"redis://{LOOPBACK}:{port}/0", {"redis": port},
-                      directory / f"redis-{port}.log")
+    return _own(REDIS, redis_launch(directory), directory)
 
 
 def pubsub_emulator(directory: Path) -> OwnProcess:
-    find_java()
-    (port,) = free_ports(1)
-    command = [str(find_pubsub_emulator()), f"--host={LOOPBACK}", f"--port={port}"]
-    return OwnProcess(PUBSUB, command, f"{LOOPBACK}:{port}", {"grpc": port},
-                      directory / f"pubsub-{port}.log")
+    return _own(PUBSUB, pubsub_launch(), directory)
 
 
 def spanner_emulator(directory: Path, *, fault_injection: bool = False) -> OwnProcess:
     """A Spanner emulator; with ``fault_injection`` it aborts commits at random, as Spanner
     may, so that callers prove their retries."""
-    grpc, http = free_ports(2)
-    command = [str(find_spanner_emulator()), "--hostname", LOOPBACK, "--grpc_port", str(grpc),
-               "--http_port", str(http), f"--override_max_databases_per_instance={MAX_DATABASES}"]
-    if fault_injection:
-        command.append("--enable_fault_injection")
-    return OwnProcess(SPANNER, command, f"{LOOPBACK}:{grpc}", {"grpc": grpc, "http": http},
-                      directory / f"spanner-{grpc}.log")
+    flags = ("--enable_fault_injection",) if fault_injection else ()
+    return _own(SPANNER, spanner_launch(*flags), directory)
+
+
+def _own(name: str, launch: Launch, directory: Path) -> OwnProcess:
+    command, address, ports = launch
+    port = next(iter(ports.values()))
+    return OwnProcess(name, command, address, ports, directory / f"{name}-{port}.log")
 
 
 def flush_redis(url: str) -> None:

@@ -82,6 +82,33 @@ class Component:
 Launch = tuple[list[str], str, dict[str, int]]  # command, address, ports
 
 
+def pubsub_launch() -> Launch:
+    """The Pub/Sub emulator on a free loopback port."""
+    emulator = find_pubsub_emulator()
+    find_java()
+    (port,) = free_ports(1)
+    return ([str(emulator), f"--host={LOOPBACK}", f"--port={port}"],
+            f"{LOOPBACK}:{port}", {"grpc": port})
+
+
+def spanner_launch(*flags: str) -> Launch:
+    """The Spanner emulator gateway on free loopback ports, with extra gateway ``flags``."""
+    gateway = find_spanner_emulator()
+    grpc, http = free_ports(2)
+    return ([str(gateway), "--hostname", LOOPBACK, "--grpc_port", str(grpc),
+             "--http_port", str(http), f"--override_max_databases_per_instance="
+             f"{MAX_DATABASES}", *flags], f"{LOOPBACK}:{grpc}", {"grpc": grpc, "http": http})
+
+
+def redis_launch(directory: Path) -> Launch:
+    """A redis-server on a free loopback port that keeps nothing on disk."""
+    server = find_redis_server()
+    (port,) = free_ports(1)
+    return ([str(server), "--port", str(port), "--bind", LOOPBACK, "--save", "",
+             "--appendonly", "no", "--dir", str(directory)],
+            f"redis://{LOOPBACK}:{port}/0", {"redis": port})
+
+
 class ComponentStatus(TypedDict):
     running: bool
     healthy: bool
@@ -244,22 +271,10 @@ class LocalStack:
 
     def _command(self, name: str) -> Launch:
         if name == PUBSUB:
-            emulator = find_pubsub_emulator()
-            find_java()
-            (port,) = free_ports(1)
-            return ([str(emulator), f"--host={LOOPBACK}", f"--port={port}"],
-                    f"{LOOPBACK}:{port}", {"grpc": port})
+            return pubsub_launch()
         if name == SPANNER:
-            gateway = find_spanner_emulator()
-            grpc, http = free_ports(2)
-            return ([str(gateway), "--hostname", LOOPBACK, "--grpc_port", str(grpc),
-                     "--http_port", str(http), f"--override_max_databases_per_instance="
-                     f"{MAX_DATABASES}"], f"{LOOPBACK}:{grpc}", {"grpc": grpc, "http": http})
-        server = find_redis_server()
-        (port,) = free_ports(1)
-        return ([str(server), "--port", str(port), "--bind", LOOPBACK, "--save", "",
-                 "--appendonly", "no", "--dir", str(self.state_dir)],
-                f"redis://{LOOPBACK}:{port}/0", {"redis": port})
+            return spanner_launch()
+        return redis_launch(self.state_dir)
 
     @contextmanager
     def _lock(self) -> Iterator[None]:

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -99,12 +100,19 @@ def stop_group(name: str, pid: int, pgid: int, started: str | None) -> bool:
     if not is_same_process(pid, started) and (alive(pid) or not group_members(pgid)):
         _reap(pid)
         return False
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    signal_group(name, pgid, (signal.SIGTERM, signal.SIGKILL))
+    return True
+
+
+def signal_group(name: str, pgid: int, signals: Sequence[signal.Signals]) -> None:
+    """Send each signal to the group in turn until none of it is left (each gets a grace
+    period). Raises ``StackError`` if the group outlives the last one."""
+    for sig in signals:
         with suppress(ProcessLookupError):
             os.killpg(pgid, sig)
         if _wait_group_gone(pgid, STOP_GRACE_SECONDS):
-            return True
-    raise StackError(f"{name}: process group {pgid} survived SIGKILL")
+            return
+    raise StackError(f"{name}: process group {pgid} survived {signals[-1].name}")
 
 
 def log_tail(log: str | None, lines: int = 20) -> str:
