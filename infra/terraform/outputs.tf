@@ -39,13 +39,5 @@ output "worker_uri" {
 
 output "settings_env" {
   description = "The environment that points redis-spanner at these resources."
-  value = {
-    GOOGLE_CLOUD_PROJECT                   = var.project
-    REDIS_SPANNER_INSTANCE                 = var.instance
-    REDIS_SPANNER_DATABASE                 = var.database
-    REDIS_SPANNER_TOPIC                    = var.topic
-    REDIS_SPANNER_SUBSCRIPTION             = var.subscription
-    REDIS_SPANNER_DEAD_LETTER_TOPIC        = var.dead_letter_topic
-    REDIS_SPANNER_DEAD_LETTER_SUBSCRIPTION = var.dead_letter_subscription
-  }
+  value       = local.worker_env
 }
