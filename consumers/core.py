@@ -12,6 +12,10 @@ The ack policy, in one place:
   Pub/Sub's own dead-letter policy forwards the message after max_delivery_attempts;
 - otherwise the message is acked, and only after Redis has applied (or refused as superseded)
   every write the event asked for.
+
+A failure of the whole batch blames no single message: none is dead-lettered before its last
+delivery attempt. A rewarm whose Spanner read fails becomes an invalidation, so the batch's
+other writes still apply.
 """
 
 from __future__ import annotations
@@ -23,8 +27,7 @@ from typing import Any, Protocol
 from consumers import metrics
 from consumers.messages import Disposition, Inbound, Outcome
 from consumers.plan import KeyPlan, Plan, coalesce
-from consumers.redis_cache import Applied
-from schemas.cache import CacheOp
+from schemas.cache import Applied, CacheOp
 from schemas.envelope import Event, decode
 from schemas.errors import PermanentError, RedisSpannerError, RetriesExhausted, TransientError
 from schemas.failpoints import failpoint

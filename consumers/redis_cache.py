@@ -9,25 +9,23 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from schemas import versions
-from schemas.cache import GUARD, LEASE_RELEASE, OP_INVALIDATE, CacheOp, Entry, parse_entry
+from schemas.cache import (
+    GUARD,
+    LEASE_RELEASE,
+    OP_INVALIDATE,
+    Applied,
+    CacheOp,
+    Entry,
+    parse_entry,
+)
 from schemas.errors import TransientError
 from schemas.settings import Settings, redacted_url
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """The guard's answer for one op: whether it wrote, and the version it found."""
-
-    op: CacheOp
-    applied: bool
-    previous: int | None
 
 
 class RedisCache:

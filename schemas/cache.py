@@ -115,3 +115,12 @@ class CacheOp:
     @classmethod
     def set(cls, key: str, version: int, value: Any) -> CacheOp:
         return cls(key, OP_SET, version, encode_value(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The guard's answer for one op: whether it wrote, and the version it found."""
+
+    op: CacheOp
+    applied: bool
+    previous: int | None

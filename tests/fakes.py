@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from consumers.messages import Inbound
-from consumers.redis_cache import Applied
-from schemas.cache import OP_INVALIDATE, CacheOp, Entry
+from schemas.cache import OP_INVALIDATE, Applied, CacheOp, Entry
 from schemas.errors import PermanentError, TransientError
 from schemas.keys import CacheKey
 
