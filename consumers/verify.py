@@ -77,11 +77,18 @@ class VerifyReport:
         }
 
 
-def compare(keys: Sequence[CacheKey], cache: Any, rows: RowReader) -> list[Checked]:
-    """Read the entries, then Spanner in one snapshot, and judge each entry."""
+def compare(
+    keys: Sequence[CacheKey],
+    cache: Any,
+    rows: RowReader,
+    entries: Sequence[Entry | None] | None = None,
+) -> list[Checked]:
+    """Read the entries (unless the caller already did), then Spanner in one snapshot, and
+    judge each entry."""
     if not keys:
         return []
-    entries: list[Entry | None] = cache.get([k.key for k in keys])
+    if entries is None:
+        entries = cache.get([k.key for k in keys])
     values, read_version = rows.read(keys)
     return [
         Checked(key.key, _judge(entry, values[key.key], read_version),
@@ -112,13 +119,15 @@ def verify(
     report = VerifyReport()
     keys, report.orphaned = _scan(cache, catalog, sample, rng or random.Random())
     raw = cache.raw([k.key for k in keys])
-    versioned = []
+    versioned: list[CacheKey] = []
+    entries: list[Entry | None] = []
     for key, fields in zip(keys, raw, strict=True):
         if fields and FIELD_VERSION not in fields:
             report.unversioned.append(key.key)
-        elif parse_entry(fields) is not None:
+        elif (entry := parse_entry(fields)) is not None:
             versioned.append(key)
-    checked = compare(versioned, cache, rows)
+            entries.append(entry)
+    checked = compare(versioned, cache, rows, entries)
     report.checked = len(keys) + len(report.orphaned)
     report.verdicts.update(c.verdict for c in checked)
     report.stale = [c.key for c in checked if c.verdict is Verdict.STALE]

@@ -88,14 +88,7 @@ def _relay(settings: Settings, events: int) -> float:
             done.set()
 
     relay, publisher = build_relay(settings, on_published=count)
-    stop = threading.Event()
-    began = time.monotonic()
-    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
-    thread.start()
-    done.wait(300)
-    elapsed = time.monotonic() - began
-    stop.set()
-    thread.join(30)
+    elapsed = _timed(relay.run, done)
     publisher.close()
     return published / elapsed
 
@@ -125,15 +118,21 @@ def _consumer(keys: int | None) -> Callable[[Settings, int], float]:
         consumer = Consumer.from_settings(settings, observer=observe)
         worker = PullWorker(PullSubscription(settings.subscription_path, max_messages=500),
                             consumer.processor, streams=settings.worker_streams)
-        stop = threading.Event()
-        began = time.monotonic()
-        thread = threading.Thread(target=worker.run, args=(stop, 1.0), daemon=True)
-        thread.start()
-        done.wait(300)
-        elapsed = time.monotonic() - began
-        stop.set()
-        thread.join(30)
+        elapsed = _timed(lambda stop: worker.run(stop, 1.0), done)
         consumer.close()
         return acked / elapsed
 
     return measure
+
+
+def _timed(loop: Callable[[threading.Event], None], done: threading.Event) -> float:
+    """Run ``loop`` in a thread until ``done`` is set; the seconds that took."""
+    stop = threading.Event()
+    began = time.monotonic()
+    thread = threading.Thread(target=loop, args=(stop,), daemon=True)
+    thread.start()
+    done.wait(300)
+    elapsed = time.monotonic() - began
+    stop.set()
+    thread.join(30)
+    return elapsed
