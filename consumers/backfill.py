@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from consumers.core import CacheWriter, RowReader
-from schemas.cache import CacheOp
-from schemas.errors import KeyRefused
-from schemas.keys import CacheKey, Catalog
+from redis_spanner.consumers.core import CacheWriter, RowReader
+from redis_spanner.schemas.cache import CacheOp
+from redis_spanner.schemas.errors import KeyRefused
+from redis_spanner.schemas.keys import CacheKey, Catalog
 
 
 class Walker(Protocol):

@@ -24,15 +24,20 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from consumers import metrics
-from consumers.messages import Disposition, Inbound, Outcome
-from consumers.plan import KeyPlan, Plan, coalesce
-from schemas.cache import Applied, CacheOp
-from schemas.envelope import Event, decode
-from schemas.errors import PermanentError, RedisSpannerError, RetriesExhausted, TransientError
-from schemas.failpoints import failpoint
-from schemas.keys import Action, CacheKey, Catalog, KeyTarget
-from schemas.retrying import retrying
+from redis_spanner.consumers import metrics
+from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
+from redis_spanner.consumers.plan import KeyPlan, Plan, coalesce
+from redis_spanner.schemas.cache import Applied, CacheOp
+from redis_spanner.schemas.envelope import Event, decode
+from redis_spanner.schemas.errors import (
+    PermanentError,
+    RedisSpannerError,
+    RetriesExhausted,
+    TransientError,
+)
+from redis_spanner.schemas.failpoints import failpoint
+from redis_spanner.schemas.keys import Action, CacheKey, Catalog, KeyTarget
+from redis_spanner.schemas.retrying import retrying
 
 log = logging.getLogger(__name__)
 

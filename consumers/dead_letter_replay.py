@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from consumers.dead_letter_scan import Hold, Scan
-from consumers.dead_letters import REPLAY_COUNT, DeadLetter, Filter, why
-from consumers.pubsub import DEAD_LETTER_PREFIX
-from schemas.cache import Entry
-from schemas.errors import PermanentError, RedisSpannerError
-from schemas.failpoints import failpoint
-from schemas.keys import Catalog, KeyTarget
+from redis_spanner.consumers.dead_letter_scan import Hold, Scan
+from redis_spanner.consumers.dead_letters import REPLAY_COUNT, DeadLetter, Filter, why
+from redis_spanner.consumers.pubsub import DEAD_LETTER_PREFIX
+from redis_spanner.schemas.cache import Entry
+from redis_spanner.schemas.errors import PermanentError, RedisSpannerError
+from redis_spanner.schemas.failpoints import failpoint
+from redis_spanner.schemas.keys import Catalog, KeyTarget
 
 REPLAYED_FROM = "replayed_from"
 # Not republished: the dead-letter story, what Pub/Sub adds when it forwards, and the prefix

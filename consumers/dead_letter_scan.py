@@ -15,9 +15,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from consumers.dead_letters import DeadLetter, Filter
-from consumers.messages import Inbound
-from schemas.errors import RedisSpannerError
+from redis_spanner.consumers.dead_letters import DeadLetter, Filter
+from redis_spanner.consumers.messages import Inbound
+from redis_spanner.schemas.errors import RedisSpannerError
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.messages import Inbound
-from consumers.pubsub import DEAD_LETTER_PREFIX
-from schemas.envelope import Event, decode
-from schemas.errors import PermanentError
+from redis_spanner.consumers.messages import Inbound
+from redis_spanner.consumers.pubsub import DEAD_LETTER_PREFIX
+from redis_spanner.schemas.envelope import Event, decode
+from redis_spanner.schemas.errors import PermanentError
 
 FORWARDED_REASON = "delivery-attempts-exceeded"
 REPLAY_COUNT = "replay_count"

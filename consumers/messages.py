@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from schemas.envelope import Event
-from schemas.errors import RedisSpannerError
+from redis_spanner.schemas.envelope import Event
+from redis_spanner.schemas.errors import RedisSpannerError
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Histogram
 
 if TYPE_CHECKING:
-    from consumers.messages import Outcome
+    from redis_spanner.consumers.messages import Outcome
 
 EVENTS = Counter(
     "redis_spanner_consumer_events", "Messages decided by the consumer", ["outcome"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from schemas.keys import Action, CacheKey, KeyTarget
+from redis_spanner.schemas.keys import Action, CacheKey, KeyTarget
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,8 @@ from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.api_core.gapic_v1.method import DEFAULT
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-
-from consumers.messages import Inbound
-from schemas.errors import PermanentError, TransientError
+from redis_spanner.consumers.messages import Inbound
+from redis_spanner.schemas.errors import PermanentError, TransientError
 
 T = TypeVar("T")
 DEAD_LETTER_PREFIX = "dl_"

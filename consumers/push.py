@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from consumers.messages import Disposition, Inbound, Outcome
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from consumers import metrics
-from consumers.core import CacheWriter, RowReader
-from schemas.cache import CacheOp, Entry, encode_value
-from schemas.keys import CacheKey, Catalog
+from redis_spanner.consumers import metrics
+from redis_spanner.consumers.core import CacheWriter, RowReader
+from redis_spanner.schemas.cache import CacheOp, Entry, encode_value
+from redis_spanner.schemas.keys import CacheKey, Catalog
 
 
 class CacheReader(CacheWriter, Protocol):

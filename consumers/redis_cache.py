@@ -13,9 +13,8 @@ from typing import Any
 
 import redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
-
-from schemas import versions
-from schemas.cache import (
+from redis_spanner.schemas import versions
+from redis_spanner.schemas.cache import (
     GUARD,
     LEASE_RELEASE,
     OP_INVALIDATE,
@@ -24,8 +23,8 @@ from schemas.cache import (
     Entry,
     parse_entry,
 )
-from schemas.errors import TransientError
-from schemas.settings import Settings, redacted_url
+from redis_spanner.schemas.errors import TransientError
+from redis_spanner.schemas.settings import Settings, redacted_url
 
 
 class RedisCache:

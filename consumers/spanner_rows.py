@@ -13,12 +13,11 @@ from typing import Any
 
 from google.cloud import spanner
 from google.cloud.spanner_v1 import param_types
-
-from schemas import versions
-from schemas.errors import PermanentError, TransientError
-from schemas.keys import CacheKey, KeyTemplate
-from schemas.settings import Settings
-from schemas.spanner_errors import translate
+from redis_spanner.schemas import versions
+from redis_spanner.schemas.errors import PermanentError, TransientError
+from redis_spanner.schemas.keys import CacheKey, KeyTemplate
+from redis_spanner.schemas.settings import Settings
+from redis_spanner.schemas.spanner_errors import translate
 
 _PARAM_TYPES = {"STRING": param_types.STRING, "INT64": param_types.INT64}
 def open_database(settings: Settings) -> Any:

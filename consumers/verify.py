@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from consumers.core import RowReader
-from schemas.cache import FIELD_VERSION, CacheOp, Entry, encode_value, parse_entry
-from schemas.errors import KeyRefused
-from schemas.keys import LEASE_SUFFIX, CacheKey, Catalog
+from redis_spanner.consumers.core import RowReader
+from redis_spanner.schemas.cache import FIELD_VERSION, CacheOp, Entry, encode_value, parse_entry
+from redis_spanner.schemas.errors import KeyRefused
+from redis_spanner.schemas.keys import LEASE_SUFFIX, CacheKey, Catalog
 
 
 class Verdict(StrEnum):

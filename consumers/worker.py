@@ -8,15 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.core import Processor
-from consumers.messages import Disposition, Inbound, Outcome
-from consumers.pubsub import DeadLetterPublisher, PullSubscription
-from consumers.redis_cache import RedisCache
-from consumers.spanner_rows import SpannerRows, open_database
-from schemas.catalog import load_catalog
-from schemas.errors import TransientError
-from schemas.keys import Catalog
-from schemas.settings import Settings
+from redis_spanner.consumers.core import Processor
+from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
+from redis_spanner.consumers.pubsub import DeadLetterPublisher, PullSubscription
+from redis_spanner.consumers.redis_cache import RedisCache
+from redis_spanner.consumers.spanner_rows import SpannerRows, open_database
+from redis_spanner.schemas.catalog import load_catalog
+from redis_spanner.schemas.errors import TransientError
+from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

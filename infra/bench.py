@@ -19,18 +19,17 @@ from collections.abc import Callable
 from typing import Any
 
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-
-from consumers.messages import Outcome
-from consumers.pubsub import PullSubscription
-from consumers.worker import Consumer, PullWorker
-from infra.local import started
-from infra.provision import provision, teardown
-from producers.outbox import OUTBOX_COLUMNS, OUTBOX_TABLE, outbox_values
-from producers.runner import build_relay
-from producers.spanner import open_database, run_transaction
-from schemas.envelope import Event
-from schemas.events import EventType
-from schemas.settings import Settings
+from redis_spanner.consumers.messages import Outcome
+from redis_spanner.consumers.pubsub import PullSubscription
+from redis_spanner.consumers.worker import Consumer, PullWorker
+from redis_spanner.infra.local import started
+from redis_spanner.infra.provision import provision, teardown
+from redis_spanner.producers.outbox import OUTBOX_COLUMNS, OUTBOX_TABLE, outbox_values
+from redis_spanner.producers.runner import build_relay
+from redis_spanner.producers.spanner import open_database, run_transaction
+from redis_spanner.schemas.envelope import Event
+from redis_spanner.schemas.events import EventType
+from redis_spanner.schemas.settings import Settings
 
 Progress = Callable[[str], None]
 

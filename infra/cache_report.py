@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from redis_spanner.consumers.verify import VerifyReport
 from rich.console import Console
 from rich.table import Table
-
-from consumers.verify import VerifyReport
 
 
 def render_verify(report: VerifyReport, console: Console) -> None:

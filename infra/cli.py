@@ -11,10 +11,9 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
+from redis_spanner.infra.dev_cli import dev_app
+from redis_spanner.infra.dlq_cli import dlq_app
 from rich.console import Console
-
-from infra.dev_cli import dev_app
-from infra.dlq_cli import dlq_app
 
 app = typer.Typer(
     help="Keep a Redis cache coherent with Cloud Spanner.",
@@ -62,9 +61,9 @@ def _metrics(port: int) -> None:
 @app.command()
 def provision(as_json: Json = False) -> None:
     """Create or update the topics, subscriptions, Spanner instance and database (idempotent)."""
-    from infra.provision import format_report
-    from infra.provision import provision as run
-    from schemas.settings import get_settings
+    from redis_spanner.infra.provision import format_report
+    from redis_spanner.infra.provision import provision as run
+    from redis_spanner.schemas.settings import get_settings
 
     _logging(False)
     report = run(get_settings())
@@ -80,8 +79,8 @@ def relay(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Publish outbox rows to Pub/Sub until SIGINT or SIGTERM."""
-    from producers.runner import build_relay
-    from schemas.settings import get_settings
+    from redis_spanner.producers.runner import build_relay
+    from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
     _metrics(metrics_port)
@@ -100,9 +99,9 @@ def worker(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Pull events and apply them to Redis until SIGINT or SIGTERM."""
-    from consumers.pubsub import PullSubscription
-    from consumers.worker import Consumer, PullWorker
-    from schemas.settings import get_settings
+    from redis_spanner.consumers.pubsub import PullSubscription
+    from redis_spanner.consumers.worker import Consumer, PullWorker
+    from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
     _metrics(metrics_port)
@@ -127,10 +126,9 @@ def serve(
 ) -> None:
     """Serve the push endpoint for a Pub/Sub push subscription (POST /push, /healthz, /metrics)."""
     import uvicorn
-
-    from consumers.push import create_app
-    from consumers.worker import Consumer
-    from schemas.settings import get_settings
+    from redis_spanner.consumers.push import create_app
+    from redis_spanner.consumers.worker import Consumer
+    from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
     consumer = Consumer.from_settings(get_settings())
@@ -149,10 +147,10 @@ def verify(
     as_json: Json = False,
 ) -> None:
     """Compare cached entries with Spanner at one read timestamp; exit 1 if stale ones remain."""
-    from consumers.verify import verify as run
-    from consumers.worker import Consumer
-    from infra.cache_report import render_verify
-    from schemas.settings import get_settings
+    from redis_spanner.consumers.verify import verify as run
+    from redis_spanner.consumers.worker import Consumer
+    from redis_spanner.infra.cache_report import render_verify
+    from redis_spanner.schemas.settings import get_settings
 
     _logging(False)
     consumer = Consumer.from_settings(get_settings())
@@ -179,12 +177,11 @@ def rewarm(
     as_json: Json = False,
 ) -> None:
     """Backfill: walk a table (or key range) in Spanner and rewarm its keys in Redis."""
+    from redis_spanner.consumers.backfill import backfill
+    from redis_spanner.consumers.spanner_rows import TableWalker
+    from redis_spanner.consumers.worker import Consumer
+    from redis_spanner.schemas.settings import get_settings
     from rich.progress import Progress
-
-    from consumers.backfill import backfill
-    from consumers.spanner_rows import TableWalker
-    from consumers.worker import Consumer
-    from schemas.settings import get_settings
 
     _logging(False)
     consumer = Consumer.from_settings(get_settings())
@@ -216,7 +213,7 @@ def bench(
     as_json: Json = False,
 ) -> None:
     """Measure relay and consumer throughput on the local stack (medians of several runs)."""
-    from infra.bench import run_bench
+    from redis_spanner.infra.bench import run_bench
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     console = Console(stderr=True, emoji=False)
@@ -246,8 +243,8 @@ def demo(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the whole pattern on the local stack and check the cache against Spanner."""
-    from infra.demo.report import render
-    from infra.demo.run import DemoOptions, run_demo
+    from redis_spanner.infra.demo.report import render
+    from redis_spanner.infra.demo.run import DemoOptions, run_demo
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
     console = Console(stderr=as_json, emoji=False)

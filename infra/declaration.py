@@ -13,7 +13,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from schemas.errors import RedisSpannerError
+from redis_spanner.schemas.errors import RedisSpannerError
 
 DEFAULT_PATH = Path(__file__).with_name("pipeline.json")
 

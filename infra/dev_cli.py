@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from redis_spanner.infra.discovery import StackError
+from redis_spanner.infra.local import LocalStack, default_state_dir
 from rich.console import Console
 from rich.table import Table
-
-from infra.discovery import StackError
-from infra.local import LocalStack, default_state_dir
 
 dev_app = typer.Typer(
     help="The local stack: the Pub/Sub and Spanner emulators and a redis-server on free ports.",

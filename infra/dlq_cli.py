@@ -18,8 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:  # the Pub/Sub client is slow to import: commands import what they use
-    from consumers.dead_letter_replay import ReplayReport
-    from consumers.dead_letters import DeadLetter, Filter
+    from redis_spanner.consumers.dead_letter_replay import ReplayReport
+    from redis_spanner.consumers.dead_letters import DeadLetter, Filter
 
 dlq_app = typer.Typer(
     help="Inspect, replay and purge dead letters (the dead-letter hold subscription).",
@@ -60,8 +60,7 @@ def _reported() -> Iterator[None]:
     """Outages and bad settings become one line on stderr and exit status 2."""
     from google.auth.exceptions import GoogleAuthError
     from pydantic import ValidationError
-
-    from schemas.errors import RedisSpannerError
+    from redis_spanner.schemas.errors import RedisSpannerError
 
     try:
         yield
@@ -76,8 +75,8 @@ def _reported() -> Iterator[None]:
 
 @contextmanager
 def _hold(ctx: typer.Context) -> Iterator[Any]:
-    from consumers.pubsub import HoldSubscription
-    from schemas.settings import get_settings
+    from redis_spanner.consumers.pubsub import HoldSubscription
+    from redis_spanner.schemas.settings import get_settings
 
     options: _Options = ctx.obj
     hold = HoldSubscription(get_settings().dead_letter_subscription_path,
@@ -90,7 +89,7 @@ def _hold(ctx: typer.Context) -> Iterator[Any]:
 
 def _filter(reasons: Sequence[str] | None = None, types: Sequence[str] | None = None,
             ids: Sequence[str] | None = None) -> Filter:
-    from consumers.dead_letters import Filter
+    from redis_spanner.consumers.dead_letters import Filter
 
     return Filter(frozenset(reasons or ()), frozenset(types or ()), frozenset(ids or ()))
 
@@ -104,7 +103,7 @@ def list_(
     as_json: Json = False,
 ) -> None:
     """Show the dead letters in a table; every one stays in place."""
-    from consumers.dead_letter_scan import collect
+    from redis_spanner.consumers.dead_letter_scan import collect
 
     with _reported(), _hold(ctx) as hold:
         letters = collect(hold, _filter(reason, event_type), limit)
@@ -127,7 +126,7 @@ def show(
     as_json: Json = False,
 ) -> None:
     """Everything about one dead letter: attributes, data, decode error. Exit 1 if not found."""
-    from consumers.dead_letter_scan import collect
+    from redis_spanner.consumers.dead_letter_scan import collect
 
     with _reported(), _hold(ctx) as hold:
         letters = collect(hold, _filter(ids=[ident]))
@@ -162,13 +161,13 @@ def replay(
     confirmed. Superseded events (Redis holds every key at their version or newer) are
     reported and left in place unless --drop-superseded. Undecodable events are replayed only
     when named by --id or --reason."""
-    from consumers.dead_letter_replay import ReplayOptions
-    from consumers.dead_letter_replay import replay as run
-    from consumers.pubsub import EventsTopic
-    from consumers.redis_cache import RedisCache
-    from schemas.catalog import load_catalog
-    from schemas.errors import PermanentError
-    from schemas.settings import get_settings
+    from redis_spanner.consumers.dead_letter_replay import ReplayOptions
+    from redis_spanner.consumers.dead_letter_replay import replay as run
+    from redis_spanner.consumers.pubsub import EventsTopic
+    from redis_spanner.consumers.redis_cache import RedisCache
+    from redis_spanner.schemas.catalog import load_catalog
+    from redis_spanner.schemas.errors import PermanentError
+    from redis_spanner.schemas.settings import get_settings
 
     options: _Options = ctx.obj
     replay_options = ReplayOptions(_filter(reason, event_type, ids), limit, dry_run,
@@ -214,7 +213,7 @@ def purge(
     as_json: Json = False,
 ) -> None:
     """Ack (delete for good) the matching dead letters. Refuses without --yes."""
-    from consumers.dead_letter_scan import purge as run
+    from redis_spanner.consumers.dead_letter_scan import purge as run
 
     if not yes:
         typer.echo("refusing to delete dead letters without --yes; 'redis-spanner dlq list' "
@@ -235,7 +234,7 @@ def purge(
 
 # --- rendering ---------------------------------------------------------------------------
 
-# By verdict (consumers.dead_letter_replay.Verdict), for a run and for a dry run.
+# By verdict (redis_spanner.consumers.dead_letter_replay.Verdict), for a run and for a dry run.
 _VERBS: dict[bool, dict[str, str]] = {
     False: {"replayed": "replayed", "superseded-dropped": "superseded, dropped",
             "superseded-kept": "superseded, kept", "held-back": "held back", "failed": "failed"},
@@ -341,7 +340,7 @@ def _age(seconds: float | None) -> str:
 
 
 def _full(letter: DeadLetter, now: float) -> dict[str, Any]:
-    from consumers.dead_letters import render_data
+    from redis_spanner.consumers.dead_letters import render_data
 
     kind, text = render_data(letter.data)
     return {**letter.as_dict(now), "attributes": dict(letter.attributes),
@@ -349,7 +348,7 @@ def _full(letter: DeadLetter, now: float) -> dict[str, Any]:
 
 
 def _details(letter: DeadLetter, now: float, position: str) -> str:
-    from consumers.dead_letters import render_data
+    from redis_spanner.consumers.dead_letters import render_data
 
     kind, text = render_data(letter.data)
     told = "forwarded by Pub/Sub" if letter.forwarded else "told by the consumer"

@@ -7,8 +7,8 @@ reason the consumer must give it.
 
 Every process started here leads its own process group, so a signal reaches all of it: the
 Spanner emulator's gateway and its emulator_main, the Pub/Sub emulator's launcher and its JVM.
-Discovery is that of ``infra.discovery``, free ports and process groups those of
-``infra.processes``, health checks those of ``infra.local``.
+Discovery is that of ``redis_spanner.infra.discovery``, free ports and process groups those of
+``redis_spanner.infra.processes``, health checks those of ``redis_spanner.infra.local``.
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from pathlib import Path
 
 import redis
 from google.cloud import pubsub_v1
-
-from consumers.core import Processor
-from consumers.messages import Disposition, Inbound, Outcome
-from infra.discovery import StackError
-from infra.local import (
+from redis_spanner.consumers.core import Processor
+from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
+from redis_spanner.infra.discovery import StackError
+from redis_spanner.infra.local import (
     PUBSUB,
     REDIS,
     SPANNER,
@@ -41,8 +40,8 @@ from infra.local import (
     redis_launch,
     spanner_launch,
 )
-from infra.processes import STOP_GRACE_SECONDS, signal_group
-from schemas.errors import TransientError
+from redis_spanner.infra.processes import STOP_GRACE_SECONDS, signal_group
+from redis_spanner.schemas.errors import TransientError
 
 # --- process groups ------------------------------------------------------------------------------
 
@@ -97,7 +96,7 @@ class OwnProcess:
         return self
 
     def healthy(self) -> bool:
-        """A real request answered (``infra.local.healthy``)."""
+        """A real request answered (``redis_spanner.infra.local.healthy``)."""
         return healthy(Component(self.name, self.address, ports=self.ports))
 
     def wait_healthy(self, timeout: float = 60.0) -> None:

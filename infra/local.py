@@ -20,14 +20,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypedDict
 
-from infra.discovery import (
+from redis_spanner.infra.discovery import (
     StackError,
     find_java,
     find_pubsub_emulator,
     find_redis_server,
     find_spanner_emulator,
 )
-from infra.processes import (
+from redis_spanner.infra.processes import (
     LOOPBACK,
     alive,
     free_ports,

@@ -16,7 +16,7 @@ from contextlib import suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from infra.discovery import StackError
+from redis_spanner.infra.discovery import StackError
 
 LOOPBACK = "127.0.0.1"
 STOP_GRACE_SECONDS = 5.0

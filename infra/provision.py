@@ -2,7 +2,7 @@
 
 The same code serves the emulators and GCP: the client libraries follow PUBSUB_EMULATOR_HOST
 and SPANNER_EMULATOR_HOST. Names come from `Settings`, policies from infra/pipeline.json.
-Pub/Sub is provisioned by ``infra.provision_pubsub``, Spanner by ``infra.provision_spanner``.
+Pub/Sub is provisioned by ``provision_pubsub``, Spanner by ``provision_spanner``.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import time
 
-from infra.declaration import Declaration, load_declaration
-from infra.provision_pubsub import delete_pubsub, provision_pubsub
-from infra.provision_report import ProvisionError, ProvisionReport
-from infra.provision_spanner import delete_spanner, provision_spanner
-from schemas.settings import Settings
+from redis_spanner.infra.declaration import Declaration, load_declaration
+from redis_spanner.infra.provision_pubsub import delete_pubsub, provision_pubsub
+from redis_spanner.infra.provision_report import ProvisionError, ProvisionReport
+from redis_spanner.infra.provision_spanner import delete_spanner, provision_spanner
+from redis_spanner.schemas.settings import Settings
 
 
 def provision(

@@ -11,10 +11,15 @@ from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import pubsub_v1
-
-from infra.declaration import Declaration
-from infra.provision_report import Action, ProvisionError, ProvisionReport, ResourceResult, step
-from schemas.settings import Settings
+from redis_spanner.infra.declaration import Declaration
+from redis_spanner.infra.provision_report import (
+    Action,
+    ProvisionError,
+    ProvisionReport,
+    ResourceResult,
+    step,
+)
+from redis_spanner.schemas.settings import Settings
 
 CALL_TIMEOUT_SECONDS = 60.0
 # Fields compared and, on drift, updated in place. Topic and ordering cannot change in place.

@@ -9,8 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from google.api_core import exceptions
-
-from schemas.errors import RedisSpannerError
+from redis_spanner.schemas.errors import RedisSpannerError
 
 Action = Literal["created", "updated", "unchanged"]
 

@@ -9,11 +9,16 @@ from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import spanner
-
-from infra.declaration import Declaration
-from infra.provision_report import Action, ProvisionError, ProvisionReport, ResourceResult, step
-from infra.spanner.ddl import load_schema, missing_statements
-from schemas.settings import Settings
+from redis_spanner.infra.declaration import Declaration
+from redis_spanner.infra.provision_report import (
+    Action,
+    ProvisionError,
+    ProvisionReport,
+    ResourceResult,
+    step,
+)
+from redis_spanner.infra.spanner.ddl import load_schema, missing_statements
+from redis_spanner.schemas.settings import Settings
 
 
 def provision_spanner(

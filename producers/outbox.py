@@ -18,10 +18,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.cloud import spanner
-
-from schemas.envelope import Event, KeyPart
-from schemas.errors import EventTooLarge, UnknownEventType
-from schemas.events import MAX_MESSAGE_BYTES, SCHEMA_VERSION, EventType
+from redis_spanner.schemas.envelope import Event, KeyPart
+from redis_spanner.schemas.errors import EventTooLarge, UnknownEventType
+from redis_spanner.schemas.events import MAX_MESSAGE_BYTES, SCHEMA_VERSION, EventType
 
 OUTBOX_TABLE = "Outbox"
 OUTBOX_SHARDS = 16

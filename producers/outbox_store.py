@@ -14,12 +14,11 @@ from typing import Any
 
 from google.cloud import spanner
 from google.cloud.spanner_v1 import param_types
-
-from producers.outbox import OUTBOX_SHARDS, OUTBOX_TABLE
-from producers.spanner import run_transaction
-from schemas import versions
-from schemas.envelope import attributes_of, encode_fields
-from schemas.spanner_errors import translate
+from redis_spanner.producers.outbox import OUTBOX_SHARDS, OUTBOX_TABLE
+from redis_spanner.producers.spanner import run_transaction
+from redis_spanner.schemas import versions
+from redis_spanner.schemas.envelope import attributes_of, encode_fields
+from redis_spanner.schemas.spanner_errors import translate
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,8 @@ from concurrent import futures
 from google.api_core import retry as gretry
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
-
-from producers.outbox_store import OutboxRow
-from schemas.errors import TransientError
+from redis_spanner.producers.outbox_store import OutboxRow
+from redis_spanner.schemas.errors import TransientError
 
 
 class PubSubPublisher:

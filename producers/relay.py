@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from producers import metrics
-from producers.outbox import OUTBOX_SHARDS
-from producers.outbox_store import Claim, OutboxRow
-from schemas.errors import TransientError
-from schemas.failpoints import failpoint
+from redis_spanner.producers import metrics
+from redis_spanner.producers.outbox import OUTBOX_SHARDS
+from redis_spanner.producers.outbox_store import Claim, OutboxRow
+from redis_spanner.schemas.errors import TransientError
+from redis_spanner.schemas.failpoints import failpoint
 
 log = logging.getLogger(__name__)
 

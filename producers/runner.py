@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from producers.outbox_store import OutboxRow, SpannerOutbox
-from producers.publisher import PubSubPublisher
-from producers.relay import Relay, RelayConfig
-from producers.spanner import open_database
-from schemas.settings import Settings
+from redis_spanner.producers.outbox_store import OutboxRow, SpannerOutbox
+from redis_spanner.producers.publisher import PubSubPublisher
+from redis_spanner.producers.relay import Relay, RelayConfig
+from redis_spanner.producers.spanner import open_database
+from redis_spanner.schemas.settings import Settings
 
 
 def build_relay(

@@ -7,11 +7,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from google.cloud import spanner
-
-from schemas.errors import TransientError
-from schemas.retrying import retrying
-from schemas.settings import Settings
-from schemas.spanner_errors import is_transient
+from redis_spanner.schemas.errors import TransientError
+from redis_spanner.schemas.retrying import retrying
+from redis_spanner.schemas.settings import Settings
+from redis_spanner.schemas.spanner_errors import is_transient
 
 T = TypeVar("T")
 ABORT_RETRY_DELAY = 0.02

@@ -1,8 +1,8 @@
 """The layout of a cache entry in Redis and the compare-and-set guard that writes it.
 
-An entry is a hash at its key (see ``schemas.keys``):
+An entry is a hash at its key (see ``redis_spanner.schemas.keys``):
 
-    v  version, 20-digit nanoseconds (``schemas.versions.encode``)
+    v  version, 20-digit nanoseconds (``redis_spanner.schemas.versions.encode``)
     s  "v" for a value, "t" for a tombstone left by an invalidation
     d  the value as JSON (values only)
 
@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from schemas import versions
+from redis_spanner.schemas import versions
 
 FIELD_VERSION = "v"
 FIELD_STATE = "s"

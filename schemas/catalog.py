@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import replace
 
-from schemas.keys import Action, Catalog, KeyTemplate, Trigger
+from redis_spanner.schemas.keys import Action, Catalog, KeyTemplate, Trigger
 
 ACCOUNT = KeyTemplate(
     name="account",

@@ -2,7 +2,7 @@
 
 The wire form is UTF-8 JSON. The producer mints ``event_id`` once; nothing downstream replaces
 it, so a duplicate or a replayed event is recognisable everywhere. ``version`` is the commit
-timestamp of the producing transaction, in nanoseconds (see ``schemas.versions``).
+timestamp of the producing transaction, in nanoseconds (see ``redis_spanner.schemas.versions``).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas import versions
-from schemas.errors import (
+from redis_spanner.schemas import versions
+from redis_spanner.schemas.errors import (
     DecodeError,
     UnknownEventType,
     UnsupportedSchemaVersion,
     ValidationError,
 )
-from schemas.events import (
+from redis_spanner.schemas.events import (
     MAX_KEY_PART_LENGTH,
     MAX_KEY_PARTS,
     SCHEMA_VERSION,

@@ -16,9 +16,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from schemas.envelope import Event, KeyPart
-from schemas.errors import KeyRefused
-from schemas.events import INT64_MAX, INT64_MIN, MAX_KEY_PART_LENGTH, EventType
+from redis_spanner.schemas.envelope import Event, KeyPart
+from redis_spanner.schemas.errors import KeyRefused
+from redis_spanner.schemas.events import INT64_MAX, INT64_MIN, MAX_KEY_PART_LENGTH, EventType
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,47}$")
 _NAMESPACE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import tenacity
-
-from schemas.errors import TransientError
+from redis_spanner.schemas.errors import TransientError
 
 T = TypeVar("T")
 

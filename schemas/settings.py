@@ -7,8 +7,7 @@ from functools import lru_cache
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from schemas.cache import DEFAULT_CACHE_TTL_SECONDS, DEFAULT_TOMBSTONE_TTL_SECONDS
+from redis_spanner.schemas.cache import DEFAULT_CACHE_TTL_SECONDS, DEFAULT_TOMBSTONE_TTL_SECONDS
 
 
 class Settings(BaseSettings):
@@ -28,7 +27,7 @@ class Settings(BaseSettings):
     spanner_emulator_host: str | None = Field(None, validation_alias="SPANNER_EMULATOR_HOST")
 
     namespace: str = "rsc"
-    catalog: str = "schemas.catalog:DEMO"
+    catalog: str = "redis_spanner.schemas.catalog:DEMO"
     cache_ttl_seconds: int = Field(DEFAULT_CACHE_TTL_SECONDS, gt=0)
     tombstone_ttl_seconds: int = Field(DEFAULT_TOMBSTONE_TTL_SECONDS, gt=0)
     redis_timeout_seconds: float = Field(2.0, gt=0)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from google.api_core import exceptions as gexc
-
-from schemas.errors import PermanentError, RedisSpannerError, TransientError
+from redis_spanner.schemas.errors import PermanentError, RedisSpannerError, TransientError
 
 _TRANSIENT = (
     gexc.Aborted,

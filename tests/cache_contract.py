@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.cache import CacheOp
+from redis_spanner.schemas.cache import CacheOp
 
 
 class CacheContract:

@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from infra.discovery import StackError
-from infra.local import LocalStack, StackEnv
-from schemas.settings import Settings, get_settings
+from redis_spanner.infra.discovery import StackError
+from redis_spanner.infra.local import LocalStack, StackEnv
+from redis_spanner.schemas.settings import Settings, get_settings
 
 TEST_PROJECT = "redis-spanner-test"
 TEST_INSTANCE = "redis-spanner"

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from consumers.messages import Inbound
-from schemas.cache import OP_INVALIDATE, Applied, CacheOp, Entry
-from schemas.errors import PermanentError, TransientError
-from schemas.keys import CacheKey
+from redis_spanner.consumers.messages import Inbound
+from redis_spanner.schemas.cache import OP_INVALIDATE, Applied, CacheOp, Entry
+from redis_spanner.schemas.errors import PermanentError, TransientError
+from redis_spanner.schemas.keys import CacheKey
 
 
 class MemoryCache:

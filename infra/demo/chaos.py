@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.cloud import pubsub_v1
+from redis_spanner.consumers.core import Processor
+from redis_spanner.infra import faults
+from redis_spanner.infra.discovery import StackError
+from redis_spanner.infra.local import PUBSUB, LocalStack, default_state_dir
 from rich.console import Console
-
-from consumers.core import Processor
-from infra import faults
-from infra.discovery import StackError
-from infra.local import PUBSUB, LocalStack, default_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ REDIS_FLUSH = "redis-flush"
 BATCH_FAILURES = "batch-failures"
 PUBSUB_PAUSE = "pubsub-pause"
 POISON = "poison"
-NOISY_LOGGERS = ("infra.demo.workload", "consumers.core")
+NOISY_LOGGERS = ("redis_spanner.infra.demo.workload", "redis_spanner.consumers.core")
 
 
 @dataclass

@@ -12,21 +12,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from redis_spanner.consumers.pubsub import PullSubscription
+from redis_spanner.consumers.readthrough import ReadThrough
+from redis_spanner.consumers.verify import verify
+from redis_spanner.consumers.worker import Consumer, PullWorker
+from redis_spanner.infra.demo import chaos, workload
+from redis_spanner.infra.demo.tally import Tally
+from redis_spanner.infra.local import started
+from redis_spanner.infra.provision import provision
+from redis_spanner.producers.outbox import OUTBOX_SHARDS
+from redis_spanner.producers.runner import build_relay
+from redis_spanner.producers.spanner import open_database
+from redis_spanner.schemas.settings import Settings
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-from consumers.pubsub import PullSubscription
-from consumers.readthrough import ReadThrough
-from consumers.verify import verify
-from consumers.worker import Consumer, PullWorker
-from infra.demo import chaos, workload
-from infra.demo.tally import Tally
-from infra.local import started
-from infra.provision import provision
-from producers.outbox import OUTBOX_SHARDS
-from producers.runner import build_relay
-from producers.spanner import open_database
-from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +47,14 @@ class DemoOptions:
     """``invalidate``: changes tombstone the account key and readers refill it;
     ``rewarm``: the consumer reads the changed row and writes the fresh value itself."""
     chaos: bool = False
-    """Inject faults while the workload runs (``infra.demo.chaos``)."""
+    """Inject faults while the workload runs (``redis_spanner.infra.demo.chaos``)."""
 
 
 def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     with chaos.environment(options.chaos, console) as targets, started() as env:
         os.environ.update(env.exports())
         if options.mode == "rewarm":
-            os.environ["REDIS_SPANNER_CATALOG"] = "schemas.catalog:DEMO_REWARM"
+            os.environ["REDIS_SPANNER_CATALOG"] = "redis_spanner.schemas.catalog:DEMO_REWARM"
         settings = Settings()
         console.print(f"[bold]mode[/] {options.mode}: catalog {settings.catalog}")
         console.print(f"[bold]stack[/] pubsub={env.pubsub_emulator_host} "

@@ -8,8 +8,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from consumers.messages import Outcome
-from producers.outbox_store import OutboxRow
+from redis_spanner.consumers.messages import Outcome
+from redis_spanner.producers.outbox_store import OutboxRow
 
 
 @dataclass

@@ -12,14 +12,13 @@ from typing import Any
 
 from google.cloud import spanner
 from google.cloud.spanner_v1 import param_types
-
-from consumers.readthrough import ReadThrough
-from infra.demo.tally import Tally
-from producers.outbox import record
-from producers.spanner import run_transaction
-from schemas import versions
-from schemas.errors import RedisSpannerError
-from schemas.events import EventType
+from redis_spanner.consumers.readthrough import ReadThrough
+from redis_spanner.infra.demo.tally import Tally
+from redis_spanner.producers.outbox import record
+from redis_spanner.producers.spanner import run_transaction
+from redis_spanner.schemas import versions
+from redis_spanner.schemas.errors import RedisSpannerError
+from redis_spanner.schemas.events import EventType
 
 log = logging.getLogger(__name__)
 

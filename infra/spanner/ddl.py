@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.errors import RedisSpannerError
+from redis_spanner.schemas.errors import RedisSpannerError
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
 

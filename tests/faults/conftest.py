@@ -13,11 +13,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from redis_spanner.infra import faults
+from redis_spanner.infra.declaration import load_declaration
+from redis_spanner.infra.provision import provision, teardown
+from redis_spanner.schemas.settings import Settings, get_settings
 
-from infra import faults
-from infra.declaration import load_declaration
-from infra.provision import provision, teardown
-from schemas.settings import Settings, get_settings
 from tests.faults.harness import Pipeline, own_process
 
 

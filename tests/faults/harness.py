@@ -18,25 +18,25 @@ from typing import Any
 
 import pytest
 from google.cloud import pubsub_v1, spanner
+from redis_spanner.consumers.core import Processor
+from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
+from redis_spanner.consumers.pubsub import DEAD_LETTER_PREFIX, PullSubscription
+from redis_spanner.consumers.readthrough import ReadThrough
+from redis_spanner.consumers.redis_cache import RedisCache
+from redis_spanner.consumers.spanner_rows import SpannerRows
+from redis_spanner.consumers.verify import Verdict, compare
+from redis_spanner.consumers.worker import Consumer, PullWorker
+from redis_spanner.infra import faults
+from redis_spanner.infra.demo.tally import Tally
+from redis_spanner.infra.demo.workload import bump
+from redis_spanner.infra.discovery import StackError
+from redis_spanner.producers.runner import build_relay
+from redis_spanner.producers.spanner import open_database, run_transaction
+from redis_spanner.schemas.cache import Entry
+from redis_spanner.schemas.catalog import load_catalog
+from redis_spanner.schemas.keys import CacheKey
+from redis_spanner.schemas.settings import Settings
 
-from consumers.core import Processor
-from consumers.messages import Disposition, Inbound, Outcome
-from consumers.pubsub import DEAD_LETTER_PREFIX, PullSubscription
-from consumers.readthrough import ReadThrough
-from consumers.redis_cache import RedisCache
-from consumers.spanner_rows import SpannerRows
-from consumers.verify import Verdict, compare
-from consumers.worker import Consumer, PullWorker
-from infra import faults
-from infra.demo.tally import Tally
-from infra.demo.workload import bump
-from infra.discovery import StackError
-from producers.runner import build_relay
-from producers.spanner import open_database, run_transaction
-from schemas.cache import Entry
-from schemas.catalog import load_catalog
-from schemas.keys import CacheKey
-from schemas.settings import Settings
 from tests.waiting import wait_until
 
 QUIESCE_SECONDS = 60.0
@@ -120,8 +120,9 @@ class Pipeline:
         """``redis-spanner <command>`` in a process of its own that SIGKILLs itself at
         ``failpoint``, with this test's settings."""
         env = {**os.environ, "REDIS_SPANNER_FAILPOINTS": f"{failpoint}=kill"}
-        return subprocess.Popen([sys.executable, "-m", "infra.cli", command, *args], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            [sys.executable, "-m", "redis_spanner.infra.cli", command, *args], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def close(self) -> None:
         self._stop.set()

@@ -14,11 +14,11 @@ from google.cloud import pubsub_v1
 from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
+from redis_spanner.consumers.messages import Disposition, Inbound
+from redis_spanner.consumers.worker import Consumer
+from redis_spanner.infra import faults
+from redis_spanner.schemas.events import EventType
 
-from consumers.messages import Disposition, Inbound
-from consumers.worker import Consumer
-from infra import faults
-from schemas.events import EventType
 from tests.waiting import wait_until
 
 if TYPE_CHECKING:

@@ -6,8 +6,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from redis_spanner.infra import faults
 
-from infra import faults
 from tests.waiting import wait_until
 
 if TYPE_CHECKING:

@@ -6,8 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
-from infra import faults
+from redis_spanner.infra import faults
 
 if TYPE_CHECKING:
     from tests.faults.harness import Pipeline

@@ -8,9 +8,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
-from consumers.core import Processor
-from consumers.messages import Inbound, Outcome
+from redis_spanner.consumers.core import Processor
+from redis_spanner.consumers.messages import Inbound, Outcome
 
 if TYPE_CHECKING:
     from tests.faults.harness import Pipeline

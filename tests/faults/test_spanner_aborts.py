@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from google.cloud.spanner_v1 import param_types
-
-from infra import faults
-from producers.outbox import record
-from producers.spanner import run_transaction
-from schemas.events import EventType
+from redis_spanner.infra import faults
+from redis_spanner.producers.outbox import record
+from redis_spanner.producers.spanner import run_transaction
+from redis_spanner.schemas.events import EventType
 
 if TYPE_CHECKING:
     from tests.faults.harness import Pipeline

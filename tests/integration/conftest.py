@@ -8,15 +8,14 @@ from typing import Any
 
 import pytest
 import redis
-
-from consumers.pubsub import PullSubscription
-from consumers.redis_cache import RedisCache
-from consumers.worker import Consumer, PullWorker
-from infra.provision import provision, teardown
-from producers.spanner import open_database
-from schemas.catalog import load_catalog
-from schemas.keys import Catalog
-from schemas.settings import Settings
+from redis_spanner.consumers.pubsub import PullSubscription
+from redis_spanner.consumers.redis_cache import RedisCache
+from redis_spanner.consumers.worker import Consumer, PullWorker
+from redis_spanner.infra.provision import provision, teardown
+from redis_spanner.producers.spanner import open_database
+from redis_spanner.schemas.catalog import load_catalog
+from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.settings import Settings
 
 
 @pytest.fixture

@@ -12,21 +12,21 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import spanner
+from redis_spanner.consumers.messages import Disposition, Outcome
+from redis_spanner.consumers.readthrough import LeasingCache, Read, ReadThrough
+from redis_spanner.consumers.redis_cache import RedisCache
+from redis_spanner.consumers.spanner_rows import SpannerRows
+from redis_spanner.consumers.worker import PullWorker
+from redis_spanner.producers.outbox import record
+from redis_spanner.producers.runner import build_relay
+from redis_spanner.producers.spanner import run_transaction
+from redis_spanner.schemas import versions
+from redis_spanner.schemas.cache import Entry
+from redis_spanner.schemas.errors import RedisSpannerError
+from redis_spanner.schemas.events import EventType
+from redis_spanner.schemas.keys import CacheKey, Catalog
+from redis_spanner.schemas.settings import Settings
 
-from consumers.messages import Disposition, Outcome
-from consumers.readthrough import LeasingCache, Read, ReadThrough
-from consumers.redis_cache import RedisCache
-from consumers.spanner_rows import SpannerRows
-from consumers.worker import PullWorker
-from producers.outbox import record
-from producers.runner import build_relay
-from producers.spanner import run_transaction
-from schemas import versions
-from schemas.cache import Entry
-from schemas.errors import RedisSpannerError
-from schemas.events import EventType
-from schemas.keys import CacheKey, Catalog
-from schemas.settings import Settings
 from tests.waiting import wait_until
 
 Loop = Callable[[threading.Event], None]

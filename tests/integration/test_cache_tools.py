@@ -8,20 +8,20 @@ import subprocess
 import sys
 from typing import Any
 
-from consumers.backfill import backfill
-from consumers.readthrough import ReadThrough
-from consumers.redis_cache import RedisCache
-from consumers.spanner_rows import SpannerRows, TableWalker
-from consumers.verify import verify
-from infra.demo.workload import bump, seed_accounts
-from schemas.cache import CacheOp
-from schemas.keys import Catalog
-from schemas.settings import Settings
+from redis_spanner.consumers.backfill import backfill
+from redis_spanner.consumers.readthrough import ReadThrough
+from redis_spanner.consumers.redis_cache import RedisCache
+from redis_spanner.consumers.spanner_rows import SpannerRows, TableWalker
+from redis_spanner.consumers.verify import verify
+from redis_spanner.infra.demo.workload import bump, seed_accounts
+from redis_spanner.schemas.cache import CacheOp
+from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.settings import Settings
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=dict(os.environ),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "redis_spanner.infra.cli", *args],
+                          env=dict(os.environ), capture_output=True, text=True, timeout=120)
 
 
 def test_verify_finds_and_repairs_deliberate_corruption(

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
+from redis_spanner.consumers.redis_cache import RedisCache
+from redis_spanner.schemas.settings import Settings
 
-from consumers.redis_cache import RedisCache
-from schemas.settings import Settings
 from tests.unit.test_guard_property import run_machine
 
 PROPERTY_DB = 14

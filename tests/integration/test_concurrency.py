@@ -8,17 +8,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from redis_spanner.consumers.pubsub import PullSubscription
+from redis_spanner.consumers.readthrough import ReadThrough
+from redis_spanner.consumers.redis_cache import RedisCache
+from redis_spanner.consumers.spanner_rows import SpannerRows
+from redis_spanner.consumers.verify import Verdict, compare
+from redis_spanner.consumers.worker import Consumer, PullWorker
+from redis_spanner.producers.runner import build_relay
+from redis_spanner.schemas.errors import PermanentError
+from redis_spanner.schemas.keys import CacheKey, Catalog
+from redis_spanner.schemas.settings import Settings
 
-from consumers.pubsub import PullSubscription
-from consumers.readthrough import ReadThrough
-from consumers.redis_cache import RedisCache
-from consumers.spanner_rows import SpannerRows
-from consumers.verify import Verdict, compare
-from consumers.worker import Consumer, PullWorker
-from producers.runner import build_relay
-from schemas.errors import PermanentError
-from schemas.keys import CacheKey, Catalog
-from schemas.settings import Settings
 from tests.integration.race_support import (
     Ledger,
     Running,

@@ -14,22 +14,32 @@ from typing import Any
 
 import pytest
 from google.cloud import pubsub_v1
+from redis_spanner.consumers.dead_letter_replay import ReplayOptions, replay
+from redis_spanner.consumers.dead_letter_scan import collect
+from redis_spanner.consumers.dead_letters import DeadLetter
+from redis_spanner.consumers.messages import Inbound
+from redis_spanner.consumers.pubsub import (
+    DeadLetterPublisher,
+    EventsTopic,
+    HoldSubscription,
+    PullSubscription,
+)
+from redis_spanner.consumers.redis_cache import RedisCache
+from redis_spanner.consumers.worker import PullWorker
+from redis_spanner.infra.dlq_cli import dlq_app
+from redis_spanner.schemas.cache import CacheOp
+from redis_spanner.schemas.envelope import Event
+from redis_spanner.schemas.errors import (
+    DecodeError,
+    PermanentError,
+    RetriesExhausted,
+    TransientError,
+)
+from redis_spanner.schemas.events import EventType
+from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.settings import Settings, get_settings
 from typer.testing import CliRunner, Result
 
-from consumers.dead_letter_replay import ReplayOptions, replay
-from consumers.dead_letter_scan import collect
-from consumers.dead_letters import DeadLetter
-from consumers.messages import Inbound
-from consumers.pubsub import DeadLetterPublisher, EventsTopic, HoldSubscription, PullSubscription
-from consumers.redis_cache import RedisCache
-from consumers.worker import PullWorker
-from infra.dlq_cli import dlq_app
-from schemas.cache import CacheOp
-from schemas.envelope import Event
-from schemas.errors import DecodeError, PermanentError, RetriesExhausted, TransientError
-from schemas.events import EventType
-from schemas.keys import Catalog
-from schemas.settings import Settings, get_settings
 from tests.waiting import wait_until
 
 VERSION = 1_800_000_000_000_000_000
@@ -261,7 +271,8 @@ def test_replay_killed_between_republish_and_ack_loses_nothing(
         dead_letter(e.encode(), e.attributes(), RetriesExhausted("redis unavailable"))
     env = {**os.environ, "REDIS_SPANNER_FAILPOINTS": "dlq.after_republish=kill"}
     crashed = subprocess.run(
-        [sys.executable, "-c", "from infra.dlq_cli import dlq_app; dlq_app()", "replay"],
+        [sys.executable, "-c",
+         "from redis_spanner.infra.dlq_cli import dlq_app; dlq_app()", "replay"],
         env=env, timeout=60, capture_output=True, text=True,
     )
     assert crashed.returncode == -9, crashed.stderr[-2000:]

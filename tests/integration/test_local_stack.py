@@ -14,13 +14,12 @@ import pytest
 import redis
 from google.cloud import spanner
 from google.cloud.pubsub import PublisherClient
+from redis_spanner.infra.dev_cli import dev_app
+from redis_spanner.infra.discovery import StackError
+from redis_spanner.infra.local import LocalStack, StackEnv, started
+from redis_spanner.infra.processes import free_ports
+from redis_spanner.schemas.settings import Settings, get_settings
 from typer.testing import CliRunner
-
-from infra.dev_cli import dev_app
-from infra.discovery import StackError
-from infra.local import LocalStack, StackEnv, started
-from infra.processes import free_ports
-from schemas.settings import Settings, get_settings
 
 SERVICE_VARS = ("PUBSUB_EMULATOR_HOST", "SPANNER_EMULATOR_HOST", "REDIS_URL")
 

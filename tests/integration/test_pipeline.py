@@ -10,19 +10,19 @@ from typing import Any
 
 import pytest
 from google.cloud import pubsub_v1
+from redis_spanner.consumers.worker import PullWorker
+from redis_spanner.infra.demo.workload import bump, seed_accounts
+from redis_spanner.producers.outbox import record
+from redis_spanner.producers.outbox_store import OutboxRow, SpannerOutbox
+from redis_spanner.producers.runner import build_relay
+from redis_spanner.producers.spanner import run_transaction
+from redis_spanner.schemas import versions
+from redis_spanner.schemas.cache import CacheOp
+from redis_spanner.schemas.envelope import Event
+from redis_spanner.schemas.events import EventType
+from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.settings import Settings
 
-from consumers.worker import PullWorker
-from infra.demo.workload import bump, seed_accounts
-from producers.outbox import record
-from producers.outbox_store import OutboxRow, SpannerOutbox
-from producers.runner import build_relay
-from producers.spanner import run_transaction
-from schemas import versions
-from schemas.cache import CacheOp
-from schemas.envelope import Event
-from schemas.events import EventType
-from schemas.keys import Catalog
-from schemas.settings import Settings
 from tests.waiting import wait_until
 
 
@@ -123,7 +123,7 @@ def test_relay_killed_between_publish_and_delete_loses_nothing(
     event_ids = seed_accounts(database, [f"k-{n}" for n in range(30)])
     env = {**os.environ, "REDIS_SPANNER_FAILPOINTS": "relay.after_publish=kill"}
     crashed = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "relay"], env=env, timeout=60,
+        [sys.executable, "-m", "redis_spanner.infra.cli", "relay"], env=env, timeout=60,
         capture_output=True, text=True,
     )
     assert crashed.returncode == -9, crashed.stderr[-2000:]

@@ -16,12 +16,17 @@ from google.cloud import pubsub_v1, spanner
 from google.cloud.spanner_v1.database import Database
 from google.cloud.spanner_v1.instance import Instance
 from google.iam.v1 import policy_pb2
-
-from infra.declaration import load_declaration
-from infra.provision import ProvisionError, ProvisionReport, format_report, provision, teardown
-from infra.provision_pubsub import grant_dead_lettering
-from infra.spanner.ddl import load_schema
-from schemas.settings import Settings
+from redis_spanner.infra.declaration import load_declaration
+from redis_spanner.infra.provision import (
+    ProvisionError,
+    ProvisionReport,
+    format_report,
+    provision,
+    teardown,
+)
+from redis_spanner.infra.provision_pubsub import grant_dead_lettering
+from redis_spanner.infra.spanner.ddl import load_schema
+from redis_spanner.schemas.settings import Settings
 
 DECLARATION = load_declaration()
 
@@ -298,7 +303,8 @@ def test_unknown_project_number_reports_what_to_grant(monkeypatch: pytest.Monkey
     """When the project number cannot be found, provisioning does not fail: the report says
     which roles to grant to the service agent, on which resources."""
     settings = Settings(GOOGLE_CLOUD_PROJECT="p-gcp")
-    monkeypatch.setattr("infra.provision_pubsub._lookup_project_number", lambda project: None)
+    monkeypatch.setattr(
+        "redis_spanner.infra.provision_pubsub._lookup_project_number", lambda project: None)
     report = ProvisionReport()
 
     grant_dead_lettering(_IamOnly(), _IamOnly(), settings, None, report)  # type: ignore[arg-type]

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import uvicorn
 from google.cloud import pubsub_v1
+from redis_spanner.consumers.push import create_app
+from redis_spanner.consumers.worker import Consumer
+from redis_spanner.schemas.envelope import Event
+from redis_spanner.schemas.events import EventType
+from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.settings import Settings
 
-from consumers.push import create_app
-from consumers.worker import Consumer
-from schemas.envelope import Event
-from schemas.events import EventType
-from schemas.keys import Catalog
-from schemas.settings import Settings
 from tests.waiting import wait_until
 
 

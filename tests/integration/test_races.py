@@ -13,20 +13,20 @@ import random
 from typing import Any
 
 import pytest
+from redis_spanner.consumers.core import Processor
+from redis_spanner.consumers.messages import Disposition, Inbound
+from redis_spanner.consumers.readthrough import Read, ReadThrough
+from redis_spanner.consumers.redis_cache import RedisCache
+from redis_spanner.consumers.spanner_rows import SpannerRows
+from redis_spanner.consumers.verify import Verdict, compare
+from redis_spanner.consumers.worker import PullWorker
+from redis_spanner.producers.outbox_store import SpannerOutbox
+from redis_spanner.schemas.cache import CacheOp
+from redis_spanner.schemas.envelope import Event
+from redis_spanner.schemas.events import EventType
+from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.settings import Settings
 
-from consumers.core import Processor
-from consumers.messages import Disposition, Inbound
-from consumers.readthrough import Read, ReadThrough
-from consumers.redis_cache import RedisCache
-from consumers.spanner_rows import SpannerRows
-from consumers.verify import Verdict, compare
-from consumers.worker import PullWorker
-from producers.outbox_store import SpannerOutbox
-from schemas.cache import CacheOp
-from schemas.envelope import Event
-from schemas.events import EventType
-from schemas.keys import Catalog
-from schemas.settings import Settings
 from tests.fakes import MemoryDeadLetters
 from tests.integration.race_support import (
     ContendedDatabase,

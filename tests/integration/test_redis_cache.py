@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from redis_spanner.consumers.redis_cache import RedisCache
+from redis_spanner.schemas.cache import CacheOp
+from redis_spanner.schemas.settings import Settings
 
-from consumers.redis_cache import RedisCache
-from schemas.cache import CacheOp
-from schemas.settings import Settings
 from tests.cache_contract import CacheContract
 
 CONTRACT_DB = 15

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from redis_spanner.consumers.core import Processor
+from redis_spanner.consumers.messages import Disposition, Inbound
+from redis_spanner.schemas.catalog import DEMO
+from redis_spanner.schemas.envelope import Event
+from redis_spanner.schemas.events import EventType
+from redis_spanner.schemas.keys import Catalog
 
-from consumers.core import Processor
-from consumers.messages import Disposition, Inbound
-from schemas.catalog import DEMO
-from schemas.envelope import Event
-from schemas.events import EventType
-from schemas.keys import Catalog
 from tests.fakes import MemoryCache, MemoryDeadLetters, MemoryRows
 
 CATALOG = Catalog("rsc", DEMO)

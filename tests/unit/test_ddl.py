@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from infra.spanner.ddl import (
+from redis_spanner.infra.spanner.ddl import (
     SCHEMA_PATH,
     DdlError,
     DdlStatement,

@@ -9,8 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
-
-from consumers.dead_letter_replay import (
+from redis_spanner.consumers.dead_letter_replay import (
     Pacer,
     ReplayOptions,
     ReplayReport,
@@ -19,15 +18,16 @@ from consumers.dead_letter_replay import (
     replay_attributes,
     superseded,
 )
-from consumers.dead_letter_scan import Scan, collect, purge
-from consumers.dead_letters import FORWARDED_REASON, DeadLetter, Filter, render_data
-from consumers.messages import Inbound
-from schemas.cache import Entry
-from schemas.catalog import DEMO
-from schemas.envelope import Event
-from schemas.errors import TransientError
-from schemas.events import EventType
-from schemas.keys import Catalog
+from redis_spanner.consumers.dead_letter_scan import Scan, collect, purge
+from redis_spanner.consumers.dead_letters import FORWARDED_REASON, DeadLetter, Filter, render_data
+from redis_spanner.consumers.messages import Inbound
+from redis_spanner.schemas.cache import Entry
+from redis_spanner.schemas.catalog import DEMO
+from redis_spanner.schemas.envelope import Event
+from redis_spanner.schemas.errors import TransientError
+from redis_spanner.schemas.events import EventType
+from redis_spanner.schemas.keys import Catalog
+
 from tests.fakes import MemoryCache
 
 CATALOG = Catalog("rsc", DEMO)

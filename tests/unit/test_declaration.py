@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from infra.declaration import (
+from redis_spanner.infra.declaration import (
     DEFAULT_PATH,
     Declaration,
     DeclarationError,

@@ -9,17 +9,16 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from schemas import versions
-from schemas.envelope import Event, decode
-from schemas.errors import (
+from redis_spanner.schemas import versions
+from redis_spanner.schemas.envelope import Event, decode
+from redis_spanner.schemas.errors import (
     DecodeError,
     PermanentError,
     UnknownEventType,
     UnsupportedSchemaVersion,
     ValidationError,
 )
-from schemas.events import EventType
+from redis_spanner.schemas.events import EventType
 
 EVENT = Event(
     "0f8e2c1a-1111", EventType.ROW_CHANGED, "Accounts", ("a-1",), 1_764_124_688_123_456_789

@@ -22,11 +22,11 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from redis_spanner.consumers.readthrough import LeasePolicy, ReadThrough
+from redis_spanner.schemas.cache import CacheOp
+from redis_spanner.schemas.catalog import ACCOUNT, DEMO
+from redis_spanner.schemas.keys import CacheKey, Catalog
 
-from consumers.readthrough import LeasePolicy, ReadThrough
-from schemas.cache import CacheOp
-from schemas.catalog import ACCOUNT, DEMO
-from schemas.keys import CacheKey, Catalog
 from tests.fakes import MemoryCache
 
 ROWS = 3

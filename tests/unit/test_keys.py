@@ -4,12 +4,11 @@ an event can never address a key outside its namespace."""
 from __future__ import annotations
 
 import pytest
-
-from schemas.catalog import DEMO
-from schemas.envelope import Event
-from schemas.errors import KeyRefused
-from schemas.events import EventType
-from schemas.keys import Action, Catalog
+from redis_spanner.schemas.catalog import DEMO
+from redis_spanner.schemas.envelope import Event
+from redis_spanner.schemas.errors import KeyRefused
+from redis_spanner.schemas.events import EventType
+from redis_spanner.schemas.keys import Action, Catalog
 
 CATALOG = Catalog("rsc", DEMO)
 

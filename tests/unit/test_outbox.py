@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from producers.outbox import OUTBOX_COLUMNS, OUTBOX_SHARDS, outbox_values, shard_of
-from schemas.errors import EventTooLarge, KeyRefused, UnknownEventType, ValidationError
-from schemas.events import MAX_MESSAGE_BYTES, EventType
+from redis_spanner.producers.outbox import OUTBOX_COLUMNS, OUTBOX_SHARDS, outbox_values, shard_of
+from redis_spanner.schemas.errors import (
+    EventTooLarge,
+    KeyRefused,
+    UnknownEventType,
+    ValidationError,
+)
+from redis_spanner.schemas.events import MAX_MESSAGE_BYTES, EventType
 
 
 def test_row_carries_a_fresh_event_id_a_spread_shard_and_a_pending_commit_timestamp() -> None:

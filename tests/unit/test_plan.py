@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from consumers.plan import coalesce
-from schemas.catalog import DEMO
-from schemas.keys import Action, Catalog, KeyTarget
+from redis_spanner.consumers.plan import coalesce
+from redis_spanner.schemas.catalog import DEMO
+from redis_spanner.schemas.keys import Action, Catalog, KeyTarget
 
 CATALOG = Catalog("rsc", DEMO)
 ACCOUNT = CATALOG.template("account")

@@ -6,8 +6,7 @@ import base64
 import json
 
 import pytest
-
-from consumers.push import PushFormatError, parse_push
+from redis_spanner.consumers.push import PushFormatError, parse_push
 
 
 def test_push_envelope_becomes_an_inbound_message() -> None:

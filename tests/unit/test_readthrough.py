@@ -3,10 +3,11 @@ and verify=True never serves a value Spanner has moved past."""
 
 from __future__ import annotations
 
-from consumers.readthrough import LeasePolicy, ReadThrough
-from schemas.cache import CacheOp
-from schemas.catalog import DEMO
-from schemas.keys import Catalog
+from redis_spanner.consumers.readthrough import LeasePolicy, ReadThrough
+from redis_spanner.schemas.cache import CacheOp
+from redis_spanner.schemas.catalog import DEMO
+from redis_spanner.schemas.keys import Catalog
+
 from tests.fakes import MemoryCache, MemoryRows
 
 CATALOG = Catalog("rsc", DEMO)
