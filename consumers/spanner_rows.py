@@ -3,16 +3,20 @@
 All keys of one call are read in one strong multi-use snapshot, so every value carries the same
 read timestamp, which becomes its version in Redis. Row templates are read with one key-set read
 per template; derived (query) templates run their query once per key, in the same snapshot.
+
+Values come back as the client decodes them, except JSON, which comes back as the plain JSON
+tree it holds (object, array or scalar): the client's ``JsonObject`` is a dict whatever it holds.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from google.cloud import spanner
-from google.cloud.spanner_v1 import param_types
+from google.cloud.spanner_v1 import JsonObject, param_types
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.errors import PermanentError, TransientError
 from redis_spanner.schemas.keys import CacheKey, KeyTemplate
@@ -20,6 +24,8 @@ from redis_spanner.schemas.settings import Settings
 from redis_spanner.schemas.spanner_errors import translate
 
 _PARAM_TYPES = {"STRING": param_types.STRING, "INT64": param_types.INT64}
+
+
 def open_database(settings: Settings) -> Any:
     client = spanner.Client(project=settings.project)
     return client.instance(settings.instance).database(settings.database)
@@ -111,7 +117,8 @@ def _read_rows(
     for row in result:
         key = by_parts.get(tuple(row[:width]))
         if key is not None:
-            found[key] = dict(zip(template.columns, row[width:], strict=True))
+            found[key] = {name: plain(cell)
+                          for name, cell in zip(template.columns, row[width:], strict=True)}
     return result, found
 
 
@@ -121,7 +128,18 @@ def _run_query(snapshot: Any, template: KeyTemplate, key: CacheKey) -> tuple[Any
     result = snapshot.execute_sql(template.query, params=params, param_types=types)
     rows = list(result)
     names = [field.name for field in result.fields]
-    return result, {key.key: [dict(zip(names, row, strict=True)) for row in rows]}
+    return result, {key.key: [{name: plain(cell) for name, cell in zip(names, row, strict=True)}
+                              for row in rows]}
+
+
+def plain(cell: Any) -> Any:
+    """A cell as the client decodes it, with every JSON value turned into its JSON tree."""
+    if isinstance(cell, JsonObject):
+        text = cell.serialize()
+        return None if text is None else json.loads(text)
+    if isinstance(cell, list):
+        return [plain(item) for item in cell]
+    return cell
 
 
 def _read_timestamp(result: Any) -> Any:

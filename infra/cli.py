@@ -146,7 +146,8 @@ def verify(
                       ] = False,
     as_json: Json = False,
 ) -> None:
-    """Compare cached entries with Spanner at one read timestamp; exit 1 if stale ones remain."""
+    """Compare cached entries with Spanner at one read timestamp; exit 1 if stale or foreign
+    entries remain."""
     from redis_spanner.consumers.verify import verify as run
     from redis_spanner.consumers.worker import Consumer
     from redis_spanner.infra.cache_report import render_verify
@@ -162,7 +163,7 @@ def verify(
     render_verify(report, Console(stderr=as_json, emoji=False))
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
-    raise typer.Exit(1 if report.remaining_stale else 0)
+    raise typer.Exit(1 if report.remaining_stale or report.remaining_foreign else 0)
 
 
 @app.command()
