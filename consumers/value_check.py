@@ -50,7 +50,7 @@ def same(cached: Any, expected: Any) -> bool:
         return (isinstance(cached, str) and _DECIMAL.fullmatch(cached) is not None
                 and decimal.Decimal(cached) == expected)
     if isinstance(expected, str):
-        return cached == expected
+        return isinstance(cached, str) and cached == expected
     if isinstance(expected, bytes):
         return isinstance(cached, str) and _unbase64(cached) == expected
     if isinstance(expected, dt.datetime):
