@@ -239,7 +239,8 @@ def demo(
     chaos: Annotated[bool, typer.Option(
         "--chaos", help="Inject a fault every few seconds: Redis stalled, restarted or flushed, "
                         "consumer batches failed, the Pub/Sub emulator paused (if this run "
-                        "started it), poison messages.")] = False,
+                        "started it), poison messages, foreign entries in the namespace."
+    )] = False,
     as_json: Json = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -255,7 +256,7 @@ def demo(
     render(result, console)
     if as_json:
         typer.echo(json.dumps(result))
-    ok = result["stale_keys"] == 0 and result["lost"] == 0
+    ok = result["stale_keys"] == 0 and result["lost"] == 0 and result["foreign_keys"] == 0
     raise typer.Exit(0 if ok else 1)
 
 
