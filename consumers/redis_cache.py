@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis_spanner.consumers import metrics
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import (
     GUARD,
@@ -84,6 +85,7 @@ class RedisCache:
             applied, previous, foreign = reply
             if foreign:
                 log.warning("overwrote a foreign entry (%s) at %s", foreign, op.key)
+                metrics.FOREIGN_OVERWRITTEN.labels(foreign).inc()
             out.append(Applied(op, bool(applied), int(previous) if previous else None,
                                foreign or None))
         return out

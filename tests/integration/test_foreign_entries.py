@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import (
@@ -59,6 +60,12 @@ PLANTS: dict[str, tuple[Callable[[Any, str], Any], str]] = {
 }
 
 
+def _overwritten(kind: str) -> float:
+    value = REGISTRY.get_sample_value("redis_spanner_cache_foreign_overwritten_total",
+                                      {"kind": kind})
+    return value or 0.0
+
+
 @pytest.fixture
 def key(settings: Any) -> str:
     return f"{settings.namespace}:account:{{Accounts:{uuid.uuid4().hex[:8]}}}"
@@ -72,6 +79,7 @@ def test_guard_overwrites_each_foreign_kind_without_failing_the_batch(
     """Every kind of foreign entry is overwritten by any op, reported with its kind (the same
     kind the Python reader assigns), and the batch's other ops apply as usual."""
     write, kind = PLANTS[plant]
+    counted = _overwritten(kind)
     write(cache.client, key)
     before = cache.raw([key])[0]
     assert foreign_kind(before, cache.ceiling()) == kind
@@ -87,6 +95,7 @@ def test_guard_overwrites_each_foreign_kind_without_failing_the_batch(
     assert entry is not None and entry.version == version
     assert entry.tombstone is (op == "invalidate")
     assert cache.client.pttl(key) > 0
+    assert _overwritten(kind) == counted + 1
     cache.delete([key, neighbour])
 
 
