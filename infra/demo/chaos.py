@@ -232,12 +232,10 @@ def plant_foreign(address: str, topic_path: str, publisher: pubsub_v1.PublisherC
         found = [k for k in itertools.islice(client.scan_iter(match=pattern, count=500), 500)
                  if not k.endswith(LEASE_SUFFIX)]
         chosen = rng.sample(found, min(len(found), rng.randint(3, 6)))
-        planted = []
-        for key in chosen:
-            kind = rng.choice(sorted(_FOREIGN))
+        planted = rng.sample(sorted(_FOREIGN), len(chosen))  # a different kind on each key
+        for key, kind in zip(chosen, planted, strict=True):
             client.delete(key)
             _FOREIGN[kind](client, key)
-            planted.append(kind)
             event = Event(str(uuid.uuid4()), EventType.ROW_CHANGED, "Accounts",
                           catalog.parse(key).parts, time.time_ns())
             publisher.publish(topic_path, event.encode(), **event.attributes())

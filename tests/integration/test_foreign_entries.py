@@ -139,3 +139,39 @@ def test_guard_and_reader_agree_on_any_hash(cache: RedisCache, key: str,
     else:
         assert held is None and result.applied
     cache.client.delete(key)
+
+
+def test_chaos_foreign_entries_are_overwritten_by_the_running_pipeline(
+    provisioned: Any, database: Any, cache: RedisCache, catalog: Any, running: Any,
+    worker: Any,
+) -> None:
+    """The demo's foreign-entries fault plants a different foreign kind on several cached
+    keys and publishes a change for each; the running worker overwrites every one of them,
+    so verify then finds no foreign entry."""
+    import random
+
+    from google.cloud import pubsub_v1
+    from redis_spanner.consumers.readthrough import ReadThrough
+    from redis_spanner.consumers.spanner_rows import SpannerRows
+    from redis_spanner.consumers.verify import verify
+    from redis_spanner.infra.demo.chaos import plant_foreign
+    from redis_spanner.infra.demo.workload import seed_accounts
+
+    from tests.waiting import wait_until
+
+    ids = [f"c-{n}" for n in range(8)]
+    seed_accounts(database, ids)
+    rows = SpannerRows(database)
+    reader = ReadThrough(catalog, cache, rows)
+    reader.get_many([reader.key("account", i) for i in ids])
+    publisher = pubsub_v1.PublisherClient()
+    try:
+        detail = plant_foreign(provisioned.require_redis_url(), provisioned.topic_path,
+                               publisher, random.Random(3))
+    finally:
+        publisher.stop()
+    planted = detail.split(", ")
+    assert 3 <= len(planted) == len(set(planted))
+    assert len(verify(cache, catalog, rows).foreign) == len(planted)
+    running(worker.run)
+    wait_until(lambda: not verify(cache, catalog, rows).foreign, timeout=60)
