@@ -30,6 +30,7 @@ from redis_spanner.schemas.settings import Settings, redacted_url
 
 log = logging.getLogger(__name__)
 
+
 class RedisCache:
     def __init__(
         self,
