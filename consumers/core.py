@@ -15,7 +15,8 @@ The ack policy, in one place:
 
 A failure of the whole batch blames no single message: none is dead-lettered before its last
 delivery attempt. A rewarm whose Spanner read fails becomes an invalidation, so the batch's
-other writes still apply.
+other writes still apply. A rewarm whose value has no cached form (``UncacheableValue``) also
+becomes an invalidation, and the events that asked for it are dead-lettered with that reason.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ from redis_spanner.schemas.errors import (
     RedisSpannerError,
     RetriesExhausted,
     TransientError,
+    UncacheableValue,
 )
 from redis_spanner.schemas.failpoints import failpoint
 from redis_spanner.schemas.keys import Action, CacheKey, Catalog, KeyTarget
 from redis_spanner.schemas.retrying import retrying
+from redis_spanner.schemas.versions import DEFAULT_MAX_SKEW_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,7 @@ class Processor:
         retry_attempts: int = 4,
         retry_seconds: float = 5.0,
         max_delivery_attempts: int = 0,
+        max_version_skew_seconds: float = DEFAULT_MAX_SKEW_SECONDS,
         observer: Callable[[list[Outcome]], None] | None = None,
     ) -> None:
         self._catalog = catalog
@@ -74,6 +78,7 @@ class Processor:
         self._retry_attempts = retry_attempts
         self._retry_seconds = retry_seconds
         self._max_delivery_attempts = max_delivery_attempts
+        self._max_skew_seconds = max_version_skew_seconds
         self._observer = observer
         self.coalesced = 0
         """Key writes folded into a newer one of the same batch, since this processor began."""
@@ -84,7 +89,7 @@ class Processor:
         routed: list[tuple[int, Event, list[KeyTarget]]] = []
         for i, message in enumerate(batch):
             try:
-                event = decode(message.data)
+                event = decode(message.data, max_skew_seconds=self._max_skew_seconds)
                 routed.append((i, event, self._catalog.targets(event)))
             except PermanentError as e:
                 outcomes[i] = self._dead_letter(message, e)
@@ -108,7 +113,7 @@ class Processor:
         metrics.COALESCED.inc(plan.coalesced)
         self.coalesced += plan.coalesced
         try:
-            results = retrying(self._retry_attempts, self._retry_seconds)(
+            results, uncacheable = retrying(self._retry_attempts, self._retry_seconds)(
                 lambda: self._write(plan)
             )
         except RedisSpannerError as e:
@@ -119,11 +124,17 @@ class Processor:
             error = TransientError(f"unexpected {type(e).__name__}: {e}")
             return [(i, self._failed(batch[i], event, error)) for i, event, _ in routed]
         changed = {r.op.key for r in results if r.applied}
-        return [
-            (i, Outcome(batch[i], Disposition.ACK, event,
-                        changed=any(t.cache_key.key in changed for t in targets)))
-            for i, event, targets in routed
-        ]
+        outcomes: list[tuple[int, Outcome]] = []
+        for i, event, targets in routed:
+            refused = [uncacheable[t.cache_key.key] for t in targets
+                       if t.cache_key.key in uncacheable]
+            if refused:
+                outcomes.append((i, self._dead_letter(batch[i], refused[0])))
+            else:
+                outcomes.append((i, Outcome(
+                    batch[i], Disposition.ACK, event,
+                    changed=any(t.cache_key.key in changed for t in targets))))
+        return outcomes
 
     def _failed(self, message: Inbound, event: Event, error: RedisSpannerError) -> Outcome:
         """A batch failed as a whole: no single message is to blame, so none is dead-lettered
@@ -137,19 +148,24 @@ class Processor:
             return self._dead_letter(message, exhausted)
         return Outcome(message, Disposition.NACK, event, error=error)
 
-    def _write(self, plan: Plan) -> list[Applied]:
+    def _write(self, plan: Plan) -> tuple[list[Applied], dict[str, UncacheableValue]]:
+        """The batch's writes and, by key, the rewarms invalidated for want of a cached form."""
         ops = [CacheOp.invalidate(k.cache_key.key, k.version)
                for k in plan.by_action(Action.INVALIDATE)]
-        ops += self._rewarm_ops(plan.by_action(Action.REWARM))
+        uncacheable: dict[str, UncacheableValue] = {}
+        ops += self._rewarm_ops(plan.by_action(Action.REWARM), uncacheable)
         failpoint("consumer.before_apply")
         results = self._cache.apply(ops)
         failpoint("consumer.after_apply")
-        return results
+        return results, uncacheable
 
-    def _rewarm_ops(self, rewarm: list[KeyPlan]) -> list[CacheOp]:
+    def _rewarm_ops(
+        self, rewarm: list[KeyPlan], uncacheable: dict[str, UncacheableValue]
+    ) -> list[CacheOp]:
         """Fresh values at the snapshot's version. If Spanner can't be read, or the snapshot is
         older than an event, those keys are invalidated instead: the invalidations of the
-        batch still apply, and readers refill the keys."""
+        batch still apply, and readers refill the keys. So is a value with no cached form,
+        recorded in ``uncacheable``."""
         if not rewarm:
             return []
         try:
@@ -160,11 +176,19 @@ class Processor:
             log.warning("rewarm read of %d key(s) failed, invalidating them: %s", len(rewarm), e)
             metrics.REWARM_FALLBACKS.inc(len(rewarm))
             return [CacheOp.invalidate(k.cache_key.key, k.version) for k in rewarm]
-        return [
-            CacheOp.set(k.cache_key.key, read_version, values[k.cache_key.key])
-            if read_version >= k.version else CacheOp.invalidate(k.cache_key.key, k.version)
-            for k in rewarm
-        ]
+        ops = []
+        for k in rewarm:
+            key = k.cache_key.key
+            if read_version < k.version:
+                ops.append(CacheOp.invalidate(key, k.version))
+                continue
+            try:
+                ops.append(CacheOp.set(key, read_version, values[key]))
+            except UncacheableValue as e:
+                log.warning("no cached form for %s, invalidating it: %s", key, e)
+                uncacheable[key] = e
+                ops.append(CacheOp.invalidate(key, k.version))
+        return ops
 
     def _dead_letter(self, message: Inbound, error: PermanentError) -> Outcome:
         try:

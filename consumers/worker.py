@@ -51,6 +51,7 @@ class Consumer:
             retry_attempts=settings.retry_attempts,
             retry_seconds=settings.retry_seconds,
             max_delivery_attempts=settings.max_delivery_attempts,
+            max_version_skew_seconds=settings.max_version_skew_seconds,
             observer=observer,
         )
         return cls(processor, cache, dead_letters, catalog, database, rows)

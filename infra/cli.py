@@ -146,7 +146,8 @@ def verify(
                       ] = False,
     as_json: Json = False,
 ) -> None:
-    """Compare cached entries with Spanner at one read timestamp; exit 1 if stale ones remain."""
+    """Compare cached entries with Spanner at one read timestamp; exit 1 if stale or foreign
+    entries remain."""
     from redis_spanner.consumers.verify import verify as run
     from redis_spanner.consumers.worker import Consumer
     from redis_spanner.infra.cache_report import render_verify
@@ -162,7 +163,7 @@ def verify(
     render_verify(report, Console(stderr=as_json, emoji=False))
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
-    raise typer.Exit(1 if report.remaining_stale else 0)
+    raise typer.Exit(1 if report.remaining_stale or report.remaining_foreign else 0)
 
 
 @app.command()
@@ -238,7 +239,8 @@ def demo(
     chaos: Annotated[bool, typer.Option(
         "--chaos", help="Inject a fault every few seconds: Redis stalled, restarted or flushed, "
                         "consumer batches failed, the Pub/Sub emulator paused (if this run "
-                        "started it), poison messages.")] = False,
+                        "started it), poison messages, foreign entries in the namespace."
+    )] = False,
     as_json: Json = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -254,7 +256,7 @@ def demo(
     render(result, console)
     if as_json:
         typer.echo(json.dumps(result))
-    ok = result["stale_keys"] == 0 and result["lost"] == 0
+    ok = result["stale_keys"] == 0 and result["lost"] == 0 and result["foreign_keys"] == 0
     raise typer.Exit(0 if ok else 1)
 
 

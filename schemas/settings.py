@@ -8,6 +8,7 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis_spanner.schemas.cache import DEFAULT_CACHE_TTL_SECONDS, DEFAULT_TOMBSTONE_TTL_SECONDS
+from redis_spanner.schemas.versions import DEFAULT_MAX_SKEW_SECONDS
 
 
 class Settings(BaseSettings):
@@ -30,6 +31,8 @@ class Settings(BaseSettings):
     catalog: str = "redis_spanner.schemas.catalog:DEMO"
     cache_ttl_seconds: int = Field(DEFAULT_CACHE_TTL_SECONDS, gt=0)
     tombstone_ttl_seconds: int = Field(DEFAULT_TOMBSTONE_TTL_SECONDS, gt=0)
+    max_version_skew_seconds: float = Field(DEFAULT_MAX_SKEW_SECONDS, gt=0)
+    """Events further ahead of the clock are refused; cache entries further ahead are foreign."""
     redis_timeout_seconds: float = Field(2.0, gt=0)
 
     relay_poll_ms: int = Field(50, gt=0)

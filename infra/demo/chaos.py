@@ -8,22 +8,30 @@ processor. Every fault ends before the next one starts, and before the schedule 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
 import threading
 import time
+import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis as redis_py
 from google.cloud import pubsub_v1
 from redis_spanner.consumers.core import Processor
 from redis_spanner.infra import faults
 from redis_spanner.infra.discovery import StackError
 from redis_spanner.infra.local import PUBSUB, LocalStack, default_state_dir
+from redis_spanner.schemas.catalog import load_catalog
+from redis_spanner.schemas.envelope import Event
+from redis_spanner.schemas.events import EventType
+from redis_spanner.schemas.keys import LEASE_SUFFIX
+from redis_spanner.schemas.settings import Settings
 from rich.console import Console
 
 log = logging.getLogger(__name__)
@@ -34,6 +42,7 @@ REDIS_FLUSH = "redis-flush"
 BATCH_FAILURES = "batch-failures"
 PUBSUB_PAUSE = "pubsub-pause"
 POISON = "poison"
+FOREIGN = "foreign-entries"
 NOISY_LOGGERS = ("redis_spanner.infra.demo.workload", "redis_spanner.consumers.core")
 
 
@@ -120,7 +129,7 @@ class Schedule:
         return self._batches
 
     def kinds(self) -> list[str]:
-        kinds = [REDIS_STALL, REDIS_RESTART, REDIS_FLUSH, POISON]
+        kinds = [REDIS_STALL, REDIS_RESTART, REDIS_FLUSH, POISON, FOREIGN]
         if self._batches is not None:
             kinds.append(BATCH_FAILURES)
         if self.targets.owned_pubsub() is not None:
@@ -179,6 +188,8 @@ class Schedule:
             with faults.paused(pgid):
                 stop.wait(seconds)
             return f"emulator SIGSTOP {seconds:.1f}s"
+        if kind == FOREIGN:
+            return plant_foreign(redis.address, self.topic_path, publisher, self.rng)
         sent = self.rng.sample(faults.POISON, self.rng.randint(2, 4))
         for poison in sent:
             faults.publish_raw(publisher, self.topic_path, poison.data)
@@ -194,3 +205,40 @@ class Schedule:
         if (pgid := self.targets.owned_pubsub()) is not None:
             with suppress(ProcessLookupError):
                 faults.resume_group(pgid)
+
+
+# What an outside client or an older release may leave at a key (see schemas.cache.FOREIGN_*).
+_FOREIGN: dict[str, Callable[[redis_py.Redis, str], object]] = {
+    "string": lambda r, k: r.set(k, "left by someone else"),
+    "list": lambda r, k: r.rpush(k, "a", "b"),
+    "set": lambda r, k: r.sadd(k, "a"),
+    "zset": lambda r, k: r.zadd(k, {"a": 1.0}),
+    "stream": lambda r, k: r.xadd(k, {"f": "v"}),
+    "unversioned-hash": lambda r, k: r.hset(k, mapping={"d": "{}", "s": "v"}),
+    "bad-version": lambda r, k: r.hset(k, mapping={"v": "not-a-number", "s": "t"}),
+    "far-future-version": lambda r, k: r.hset(k, mapping={"v": "9" * 20, "s": "t"}),
+}
+
+
+def plant_foreign(address: str, topic_path: str, publisher: pubsub_v1.PublisherClient,
+                  rng: random.Random) -> str:
+    """Overwrite a few cached account keys with foreign entries, then publish a genuine change
+    event for each: the consumer must overwrite them (and readers treat them as misses)."""
+    settings = Settings()
+    catalog = load_catalog(settings.catalog, settings.namespace)
+    client = redis_py.Redis.from_url(address, decode_responses=True, socket_timeout=5)
+    try:
+        pattern = catalog.pattern(catalog.template("account"))
+        found = [k for k in itertools.islice(client.scan_iter(match=pattern, count=500), 500)
+                 if not k.endswith(LEASE_SUFFIX)]
+        chosen = rng.sample(found, min(len(found), rng.randint(3, 6)))
+        planted = rng.sample(sorted(_FOREIGN), len(chosen))  # a different kind on each key
+        for key, kind in zip(chosen, planted, strict=True):
+            client.delete(key)
+            _FOREIGN[kind](client, key)
+            event = Event(str(uuid.uuid4()), EventType.ROW_CHANGED, "Accounts",
+                          catalog.parse(key).parts, time.time_ns())
+            publisher.publish(topic_path, event.encode(), **event.attributes())
+    finally:
+        client.close()
+    return ", ".join(planted) or "no cached account yet"

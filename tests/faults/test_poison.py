@@ -154,9 +154,14 @@ def test_poison_of_every_kind_is_dead_lettered_with_its_reason(open_pipeline: An
             outcome = wait_until(lambda: pipe.outcome_of(message_id), timeout=20)
             assert (outcome.dead_letter_reason, outcome.disposition) == (reason, "ack"), data
 
-        # A key Redis holds as a plain string: the guard's script fails on every delivery.
-        pipe.cache.client.set(pipe.keys(["wrong-type"])[0].key, "not a cache entry")
-        publish(_envelope(key=["wrong-type"]), "retries-exhausted")
+        # A key Redis holds as a plain string: the guard overwrites it, the event applies.
+        foreign = pipe.keys(["wrong-type"])[0].key
+        pipe.cache.client.set(foreign, "not a cache entry")
+        applied = faults.publish_raw(client, pipe.settings.topic_path,
+                                     _envelope(key=["wrong-type"]))
+        outcome = wait_until(lambda: pipe.outcome_of(applied), timeout=20)
+        assert (outcome.dead_letter_reason, outcome.disposition) == (None, "ack")
+        assert pipe.cache.get([foreign])[0].tombstone
 
         with pipe.writing(ids, rate=20):
             for each in faults.POISON:

@@ -46,7 +46,7 @@ def test_pushed_events_reach_redis_and_poison_is_dead_lettered(
                                    push_config={"push_endpoint": endpoint})
     publisher = pubsub_v1.PublisherClient()
     events = [Event(f"0f8e2c1a-9{n:03d}", EventType.ROW_CHANGED, "Accounts", (f"p-{n}",),
-                    1_800_000_000_000_000_000 + n) for n in range(20)]
+                    1_700_000_000_000_000_000 + n) for n in range(20)]
     for event in events:
         publisher.publish(provisioned.topic_path, event.encode(), **event.attributes())
     publisher.publish(provisioned.topic_path, b"\x00 not an envelope").result()
