@@ -10,6 +10,8 @@ a failed Spanner read gives its fill leases back.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,8 +19,10 @@ from typing import Any
 
 import pytest
 import redis
-from redis_spanner.consumers.read_flow import FillPolicy
+from redis_spanner.consumers.read_flow import FillPolicy, LeasePolicy
+from redis_spanner.consumers.readthrough_async import AsyncCacheClient
 from redis_spanner.consumers.redis_cache import RedisCache
+from redis_spanner.consumers.redis_cache_async import AsyncRedisCache
 from redis_spanner.consumers.spanner_rows import SpannerRows
 from redis_spanner.consumers.worker import PullWorker
 from redis_spanner.schemas import versions
@@ -26,7 +30,7 @@ from redis_spanner.schemas.errors import TransientError
 from redis_spanner.schemas.keys import CacheKey, Catalog
 from redis_spanner.schemas.settings import Settings
 
-from tests.integration.clients import KINDS, Clients
+from tests.integration.clients import KINDS, Clients, EventLoopThread
 from tests.integration.race_support import (
     HeldRows,
     InThread,
@@ -37,6 +41,7 @@ from tests.integration.race_support import (
     wait_for_version,
     write_account,
 )
+from tests.waiting import wait_until
 
 
 @pytest.fixture(params=KINDS)
@@ -279,3 +284,34 @@ def test_an_entry_the_guard_did_not_write_is_a_miss_never_an_error(
     assert odd.value == account_value("odd-1", 3) and not odd.hit
     assert fine.value == account_value("odd-2", 4)
     assert client.get("account", "odd-1") == account_value("odd-1", 3)
+
+
+# --- asyncio only -------------------------------------------------------------------------
+
+
+def test_a_cancelled_async_read_gives_its_fill_lease_back(
+    provisioned: Settings, database: Any, catalog: Catalog, cache: RedisCache,
+) -> None:
+    """A coroutine cancelled while its Spanner read is in flight (a request timeout in an
+    asyncio service) releases its fill lease before the cancellation propagates, so the next
+    caller fills at once instead of waiting out the lease."""
+    key = account(catalog, "cancel-1")
+    write_account(database, "cancel-1", 1)
+    held = HeldRows(SpannerRows(database))
+    loop = EventLoopThread()
+    client = AsyncCacheClient(catalog, AsyncRedisCache.from_settings(provisioned), held,
+                              LeasePolicy(ttl_ms=60_000))
+    try:
+        task = asyncio.run_coroutine_threadsafe(client.get_many([key]), loop.loop)
+        assert held.has_read.wait(20), "the reader never reached Spanner"
+        assert cache.client.exists(key.lease_key)
+        task.cancel()
+        with pytest.raises(concurrent.futures.CancelledError):
+            task.result(10)
+        # Released, not expired: the lease would live a minute.
+        wait_until(lambda: not cache.client.exists(key.lease_key), timeout=5)
+        assert entry_of(cache, key) is None
+    finally:
+        held.release.set()
+        loop.run(client.aclose())
+        loop.close()
