@@ -26,7 +26,8 @@ REWARM_FALLBACKS = Counter(
 )
 READS = Counter(
     "redis_spanner_reads",
-    "Read-through lookups by result (hit, miss, unconfirmed by verify, waited on a lease)",
+    "Read-through lookups by result (hit, miss, unconfirmed by verify, waited on a lease, "
+    "foreign entry read as a miss, fill not written because its snapshot was too old)",
     ["result"],
 )
 LAG = Histogram(
