@@ -24,11 +24,21 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis_spanner.consumers import metrics
+from redis_spanner.consumers.read_requests import (
+    AcquireLeases,
+    Flow,
+    RawEntries,
+    ReadRows,
+    ReadVersions,
+    ReleaseLeases,
+    Sleep,
+    Write,
+)
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import (
     DEFAULT_TOMBSTONE_TTL_SECONDS,
@@ -82,61 +92,6 @@ class FillPolicy:
     @classmethod
     def for_tombstone_ttl(cls, seconds: float) -> FillPolicy:
         return cls(max_snapshot_age_ns=int(seconds * NANOS) // 2)
-
-
-# --- the I/O a read-through asks its driver for ------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RawEntries:
-    """The hash fields at each key (``LeasingCache.raw``)."""
-
-    keys: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class ReadRows:
-    """The values of ``keys`` and the snapshot's version (``RowReader.read``)."""
-
-    keys: list[CacheKey]
-
-
-@dataclass(frozen=True, slots=True)
-class ReadVersions:
-    """Each key's last commit timestamp (``VersionReader.read_versions``)."""
-
-    keys: list[CacheKey]
-
-
-@dataclass(frozen=True, slots=True)
-class AcquireLeases:
-    lease_keys: list[str]
-    token: str
-    ttl_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReleaseLeases:
-    lease_keys: list[str]
-    token: str
-
-
-@dataclass(frozen=True, slots=True)
-class Write:
-    """Guarded writes (``CacheWriter.apply``). With ``tolerant``, a failure answers ``None``
-    instead of raising: used for keys that hold an entry the guard did not write."""
-
-    ops: list[CacheOp]
-    tolerant: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Sleep:
-    seconds: float
-
-
-Request = RawEntries | ReadRows | ReadVersions | AcquireLeases | ReleaseLeases | Write | Sleep
-Flow = Generator[Request, Any, Any]
 
 
 # --- decisions --------------------------------------------------------------------------

@@ -15,19 +15,16 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from redis_spanner.consumers.core import CacheWriter, RowReader
-from redis_spanner.consumers.read_flow import (
+from redis_spanner.consumers.read_flow import FillPolicy, LeasePolicy, Read, get_many
+from redis_spanner.consumers.read_requests import (
     AcquireLeases,
-    FillPolicy,
-    LeasePolicy,
     RawEntries,
-    Read,
     ReadRows,
     ReadVersions,
     ReleaseLeases,
     Request,
     Sleep,
     Write,
-    get_many,
 )
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.spanner_rows import SpannerRows, open_database

@@ -16,19 +16,16 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
-from redis_spanner.consumers.read_flow import (
+from redis_spanner.consumers.read_flow import FillPolicy, LeasePolicy, Read, get_many
+from redis_spanner.consumers.read_requests import (
     AcquireLeases,
-    FillPolicy,
-    LeasePolicy,
     RawEntries,
-    Read,
     ReadRows,
     ReadVersions,
     ReleaseLeases,
     Request,
     Sleep,
     Write,
-    get_many,
 )
 from redis_spanner.consumers.readthrough import VersionReader
 from redis_spanner.consumers.redis_cache_async import AsyncRedisCache

@@ -42,7 +42,7 @@ def start_time(pid: int) -> str | None:
 def alive(pid: int) -> bool:
     """``pid`` exists and is not a zombie."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
