@@ -139,14 +139,14 @@ def test_slow_read_through_cannot_cache_what_a_newer_commit_invalidated(
 def test_fill_older_than_half_the_tombstone_ttl_is_served_but_not_written(
     clients: Clients, provisioned: Settings, database: Any, catalog: Catalog, cache: RedisCache,
 ) -> None:
-    """With a 2 s tombstone TTL, a fill whose snapshot is 1.5 s old when it would be written
+    """With a 4 s tombstone TTL, a fill whose snapshot is 2.5 s old when it would be written
     is served to its caller and never written (its tombstone may already be gone), while a
     prompt fill under the same policy is written. Property: no fill outlives its guard."""
     slow_key, quick_key = account(catalog, "late-1"), account(catalog, "late-2")
     write_account(database, "late-1", 1)
     write_account(database, "late-2", 2)
-    policy = FillPolicy.for_tombstone_ttl(2)
-    delayed = CountingRows(SpannerRows(database), delay=1.5)
+    policy = FillPolicy.for_tombstone_ttl(4)
+    delayed = CountingRows(SpannerRows(database), delay=2.5)
     [late] = clients(delayed, fills=policy).get_many([slow_key])
     assert late.value == account_value("late-1", 1) and not late.filled
     assert entry_of(cache, slow_key) is None, "a fill older than half the tombstone TTL landed"
@@ -163,11 +163,12 @@ def test_one_caller_of_a_herd_fills_and_the_others_get_the_same_value(
     clients: Clients, provisioned: Settings, database: Any, catalog: Catalog,
 ) -> None:
     """Eight concurrent callers miss on a cold key: the fill lease lets exactly one of them
-    write it, every caller gets the committed value, and fewer than eight read Spanner."""
+    read Spanner and write it; the others wait for its value (the wait is long enough here
+    for a loaded machine) and every caller gets the committed value."""
     key = account(catalog, "herd-1")
     write_account(database, "herd-1", 7)
     rows = CountingRows(SpannerRows(database), delay=0.05)
-    client = clients(rows)
+    client = clients(rows, leases=LeasePolicy(wait_ms=10_000))
     start = threading.Barrier(8)
 
     def one() -> Any:
@@ -178,7 +179,7 @@ def test_one_caller_of_a_herd_fills_and_the_others_get_the_same_value(
     reads = [call.result() for call in calls]
     assert all(r.value == account_value("herd-1", 7) for r in reads)
     assert sum(r.filled for r in reads) == 1
-    assert rows.reads < 8
+    assert rows.reads == 1
 
 
 def test_a_failed_spanner_read_raises_the_error_tree_and_gives_the_lease_back(
