@@ -16,7 +16,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 run_pytest = $(BIN)/pytest $(1) $(PYTEST_ARGS) || { rc=$$?; \
 	[ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc; }
 
-.PHONY: .venv test unit integration demo lint typecheck-tree constraints clean distclean
+.PHONY: .venv test unit integration package-check demo lint typecheck-tree constraints clean distclean
 
 .venv: $(STAMP)
 
@@ -38,6 +38,11 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(call run_pytest,-m integration)
+
+# Build the wheel and sdist, twine check, and use the wheel from a fresh virtualenv beside a
+# service's own schemas.py (about a minute). `make test` runs it with the rest of tests/.
+package-check: $(STAMP)
+	$(call run_pytest,tests/package)
 
 demo: $(STAMP)
 	$(BIN)/redis-spanner demo

@@ -75,21 +75,9 @@ class RedisCache:
     def apply(self, ops: Sequence[CacheOp]) -> list[Applied]:
         """Run every op through the guard in one round trip. Raises ``TransientError``.
         Whatever a key holds, its op gets an answer: a foreign entry is overwritten."""
-        ceiling = versions.encode(self.ceiling())
-        replies = self._scripted(GUARD, [
-            (op.key, op.op, versions.encode(op.version), op.data or "",
-             self._tombstone_ttl_ms if op.op == OP_INVALIDATE else self._value_ttl_ms, ceiling)
-            for op in ops
-        ])
-        out: list[Applied] = []
-        for op, reply in zip(ops, replies, strict=True):
-            applied, previous, foreign = reply
-            if foreign:
-                log.warning("overwrote a foreign entry (%s) at %s", foreign, op.key)
-                metrics.FOREIGN_OVERWRITTEN.labels(foreign).inc()
-            out.append(Applied(op, bool(applied), int(previous) if previous else None,
-                               foreign or None))
-        return out
+        calls = guard_calls(ops, value_ttl_ms=self._value_ttl_ms,
+                            tombstone_ttl_ms=self._tombstone_ttl_ms, ceiling=self.ceiling())
+        return guard_answers(ops, self._scripted(GUARD, calls))
 
     def _scripted(self, script: str, calls: Sequence[tuple[str | int, ...]]) -> list[Any]:
         """One pipeline of single-key EVALSHA calls (key first in each call)."""
@@ -169,6 +157,30 @@ class RedisCache:
     def release_leases(self, lease_keys: Sequence[str], token: str) -> None:
         """Give back the leases this token still holds; an expired one is left alone."""
         self._scripted(LEASE_RELEASE, [(key, token) for key in lease_keys])
+
+
+def guard_calls(ops: Sequence[CacheOp], *, value_ttl_ms: int, tombstone_ttl_ms: int,
+                ceiling: int) -> list[tuple[str | int, ...]]:
+    """The ``GUARD`` call (key first, then its arguments) for each op."""
+    top = versions.encode(ceiling)
+    return [
+        (op.key, op.op, versions.encode(op.version), op.data or "",
+         tombstone_ttl_ms if op.op == OP_INVALIDATE else value_ttl_ms, top)
+        for op in ops
+    ]
+
+
+def guard_answers(ops: Sequence[CacheOp], replies: Sequence[Any]) -> list[Applied]:
+    """The guard's reply for each op, read; an overwritten foreign entry is logged and counted."""
+    out: list[Applied] = []
+    for op, reply in zip(ops, replies, strict=True):
+        applied, previous, foreign = reply
+        if foreign:
+            log.warning("overwrote a foreign entry (%s) at %s", foreign, op.key)
+            metrics.FOREIGN_OVERWRITTEN.labels(foreign).inc()
+        out.append(Applied(op, bool(applied), int(previous) if previous else None,
+                           foreign or None))
+    return out
 
 
 @functools.cache
