@@ -64,11 +64,13 @@ def parse_push(body: bytes) -> Inbound:
         message_id = message.get("messageId") or message.get("message_id")
         if not isinstance(message_id, str) or not message_id:
             raise TypeError("messageId is not a non-empty string")
-        attributes = message.get("attributes") or {}
+        attributes = message.get("attributes")
+        attributes = {} if attributes is None else attributes
         if not isinstance(attributes, dict) or not all(
                 isinstance(v, str) for v in attributes.values()):
             raise TypeError("attributes is not an object of strings")
-        attempt = envelope.get("deliveryAttempt") or 0
+        attempt = envelope.get("deliveryAttempt")
+        attempt = 0 if attempt is None else attempt
         if not isinstance(attempt, int) or isinstance(attempt, bool) or not 0 <= attempt < 2**31:
             raise TypeError("deliveryAttempt is not a count")
         for text in (message_id, *attributes, *attributes.values()):
