@@ -22,7 +22,8 @@ from redis_spanner.schemas.spanner_errors import translate
 _PARAM_TYPES = {"STRING": param_types.STRING, "INT64": param_types.INT64}
 def open_database(settings: Settings) -> Any:
     client = spanner.Client(project=settings.project)
-    return client.instance(settings.instance).database(settings.database)
+    return client.instance(settings.instance).database(
+        settings.database, database_role=settings.spanner_database_role)
 
 
 class SpannerRows:
