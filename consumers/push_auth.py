@@ -22,7 +22,7 @@ from typing import Any
 
 import google.auth.exceptions as gexc
 import google.auth.transport.requests as gtransport
-from google.auth.transport import Response
+from google.auth import transport
 from google.oauth2 import id_token
 from redis_spanner.schemas.errors import PermanentError, TransientError
 from redis_spanner.schemas.settings import Settings
@@ -78,7 +78,7 @@ def auth_config(settings: Settings) -> PushAuthConfig | None:
     return PushAuthConfig(audience, account, settings.push_certs_url)
 
 
-class CachingRequest:
+class CachingRequest(transport.Request):
     """A google-auth transport that keeps GET responses for their ``max-age``.
 
     Only successful responses are kept; a failed fetch is tried again on the next request.
@@ -87,20 +87,22 @@ class CachingRequest:
     def __init__(self) -> None:
         self._inner = gtransport.Request()
         self._lock = threading.Lock()
-        self._cached: dict[str, tuple[float, Response]] = {}
+        self._cached: dict[str, tuple[float, transport.Response]] = {}
         self.fetches = 0
 
     def __call__(self, url: str, method: str = "GET", body: Any = None,
                  headers: Mapping[str, str] | None = None, timeout: float | None = None,
-                 **kwargs: Any) -> Response:
+                 **kwargs: Any) -> transport.Response:
         if method != "GET" or body is not None:
-            return self._inner(url, method, body, headers, timeout or FETCH_TIMEOUT_SECONDS,
-                               **kwargs)
+            passed: transport.Response = self._inner(
+                url, method, body, headers, timeout or FETCH_TIMEOUT_SECONDS, **kwargs)
+            return passed
         with self._lock:
             hit = self._cached.get(url)
             if hit is not None and hit[0] > time.monotonic():
                 return hit[1]
-            response = self._inner(url, "GET", None, headers, FETCH_TIMEOUT_SECONDS, **kwargs)
+            response: transport.Response = self._inner(
+                url, "GET", None, headers, FETCH_TIMEOUT_SECONDS, **kwargs)
             self.fetches += 1
             if response.status == 200:
                 max_age = _max_age(response.headers)
