@@ -116,9 +116,16 @@ def worker(
     consumer = Consumer.from_settings(settings)
     subscription = PullSubscription(settings.subscription_path, max_messages=settings.worker_batch)
     pull = PullWorker(subscription, consumer.processor, streams=streams or settings.worker_streams)
-    health = HealthServer([loops_check(pull.dead_loops), redis_check(consumer.cache.client)],
-                          health_port).start() if health_port else None
+    health = None
     try:
+        if health_port:
+            try:
+                health = HealthServer([loops_check(pull.dead_loops),
+                                       redis_check(consumer.cache.client)], health_port).start()
+            except OSError as e:
+                typer.echo(f"redis-spanner worker: cannot serve /healthz on port {health_port} "
+                           f"(PORT or --health-port): {e.strerror}", err=True)
+                raise typer.Exit(2) from None
         pull.run(stop)
     finally:
         if health is not None:
