@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import select
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +31,7 @@ from redis_spanner.consumers.push import MAX_BODY_BYTES, create_app
 from redis_spanner.consumers.push_auth import PushAuthConfig, PushVerifier
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.worker import Consumer
+from redis_spanner.infra.processes import free_ports, http_ok
 from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.events import EventType
 from redis_spanner.schemas.keys import Catalog
@@ -286,3 +292,36 @@ def test_arbitrary_bodies_never_answer_500(endpoint: str, issuer: Issuer, body: 
     (applied or dead-lettered) or 503 (retry): never a 500."""
     status, _ = post(endpoint, body, issuer.token())
     assert status in (204, 400, 503)
+
+
+def test_serve_command_verifies_tokens(provisioned: Settings, issuer: Issuer, certs: CertsServer,
+                                       cache: RedisCache, catalog: Catalog,
+                                       tmp_path: Path) -> None:
+    """`redis-spanner serve`, started as Cloud Run starts it (settings from the environment),
+    verifies tokens: none gets 401, another account's 403, Pub/Sub's 204 and is applied."""
+    (port,) = free_ports(1)
+    env = {**os.environ, "REDIS_SPANNER_PUSH_AUDIENCE": AUDIENCE,
+           "REDIS_SPANNER_PUSH_SERVICE_ACCOUNT": PUSH_ACCOUNT,
+           "REDIS_SPANNER_PUSH_CERTS_URL": certs.url, "PORT": str(port)}
+    env.pop("REDIS_SPANNER_PUSH_AUTH", None)
+    with (tmp_path / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "redis_spanner.infra.cli", "serve", "--host", "127.0.0.1"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_ok(f"{url}/healthz") or server.poll() is not None, timeout=60)
+        assert server.poll() is None, (tmp_path / "serve.log").read_text()
+        assert post(f"{url}/push", push_body("served-0")[0])[0] == 401
+        other = issuer.token(email="someone@example-project.iam.gserviceaccount.com")
+        assert post(f"{url}/push", push_body("served-1")[0], other)[0] == 403
+        assert post(f"{url}/push", push_body("served-2")[0], issuer.token())[0] == 204
+        keys = [catalog.key(catalog.template("account"), [f"served-{n}"]).key for n in range(3)]
+        assert [entry is not None for entry in cache.get(keys)] == [False, False, True]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)

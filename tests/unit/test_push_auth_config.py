@@ -12,11 +12,15 @@ import pytest
 from redis_spanner.consumers.push import MAX_BODY_BYTES, PUBSUB_MAX_MESSAGE_BYTES
 from redis_spanner.consumers.push_auth import (
     DEFAULT_MAX_AGE_SECONDS,
+    CachingRequest,
     PushAuthConfigError,
     _max_age,
     auth_config,
 )
 from redis_spanner.schemas.settings import GOOGLE_CERTS_URL, Settings
+
+from tests.tokens import Issuer, serving_certs
+from tests.waiting import wait_until
 
 EMULATORS = {"PUBSUB_EMULATOR_HOST": "127.0.0.1:1", "SPANNER_EMULATOR_HOST": "127.0.0.1:2"}
 
@@ -100,3 +104,15 @@ def test_serve_refuses_auth_off_in_one_line() -> None:
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
     assert "REDIS_SPANNER_PUSH_AUTH=off" in done.stderr
+
+
+def test_certificates_are_fetched_again_once_their_max_age_passes() -> None:
+    """Within max-age the transport answers from memory; after it, the next call fetches the
+    certificates again (so rotated keys are picked up)."""
+    with serving_certs(Issuer().certs, max_age=1) as certs:
+        request = CachingRequest()
+        for _ in range(5):
+            assert request(certs.url).status == 200
+        assert len(certs.fetches) == 1
+        wait_until(lambda: request(certs.url) and len(certs.fetches) == 2, timeout=20)
+        assert request.fetches == 2
