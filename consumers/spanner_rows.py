@@ -30,7 +30,8 @@ _PARAM_TYPES = {"STRING": param_types.STRING, "INT64": param_types.INT64}
 
 def open_database(settings: Settings) -> Any:
     client = spanner.Client(project=settings.project)
-    return client.instance(settings.instance).database(settings.database)
+    return client.instance(settings.instance).database(
+        settings.database, database_role=settings.spanner_database_role)
 
 
 class SpannerRows:

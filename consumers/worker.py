@@ -68,6 +68,13 @@ class PullWorker:
         self._subscription = subscription
         self._processor = processor
         self._streams = streams
+        self._threads: list[threading.Thread] = []
+        self._stop: threading.Event | None = None
+
+    def dead_loops(self) -> list[str]:
+        """Pull loops that ended without being asked to stop (for the health check)."""
+        stopping = self._stop is not None and self._stop.is_set()
+        return [] if stopping else [t.name for t in self._threads if not t.is_alive()]
 
     def run(self, stop: threading.Event, pull_timeout: float = 2.0) -> None:
         """Run ``streams`` pull loops until ``stop`` is set."""
@@ -77,6 +84,7 @@ class PullWorker:
             )
             for n in range(self._streams)
         ]
+        self._threads, self._stop = threads, stop
         for thread in threads:
             thread.start()
         for thread in threads:

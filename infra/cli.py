@@ -96,23 +96,40 @@ def relay(
 def worker(
     streams: Annotated[int | None, typer.Option(help="Concurrent pull loops.", min=1)] = None,
     metrics_port: MetricsPort = 0,
+    health_port: Annotated[int | None, typer.Option(
+        help="Serve /healthz and /metrics on this port (default: $PORT; 0: off).", min=0,
+        max=65535)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Pull events and apply them to Redis until SIGINT or SIGTERM."""
+    from redis_spanner.consumers.health import HealthServer, loops_check, redis_check
     from redis_spanner.consumers.pubsub import PullSubscription
     from redis_spanner.consumers.worker import Consumer, PullWorker
     from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
-    _metrics(metrics_port)
     settings = get_settings()
+    health_port = settings.health_port if health_port is None else health_port
+    if metrics_port != health_port:
+        _metrics(metrics_port)
     stop = _stop_on_signals()
     consumer = Consumer.from_settings(settings)
     subscription = PullSubscription(settings.subscription_path, max_messages=settings.worker_batch)
+    pull = PullWorker(subscription, consumer.processor, streams=streams or settings.worker_streams)
+    health = None
     try:
-        PullWorker(subscription, consumer.processor,
-                   streams=streams or settings.worker_streams).run(stop)
+        if health_port:
+            try:
+                health = HealthServer([loops_check(pull.dead_loops),
+                                       redis_check(consumer.cache.client)], health_port).start()
+            except OSError as e:
+                typer.echo(f"redis-spanner worker: cannot serve /healthz on port {health_port} "
+                           f"(PORT or --health-port): {e.strerror}", err=True)
+                raise typer.Exit(2) from None
+        pull.run(stop)
     finally:
+        if health is not None:
+            health.close()
         subscription.close()
         consumer.close()
 
@@ -124,16 +141,28 @@ def serve(
                     ] = 8080,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Serve the push endpoint for a Pub/Sub push subscription (POST /push, /healthz, /metrics)."""
+    """Serve the push endpoint for a Pub/Sub push subscription (POST /push, /healthz, /metrics).
+
+    Each push must carry the subscription's OIDC token for REDIS_SPANNER_PUSH_AUDIENCE, issued
+    to REDIS_SPANNER_PUSH_SERVICE_ACCOUNT (REDIS_SPANNER_PUSH_AUTH=off: emulators only)."""
     import uvicorn
     from redis_spanner.consumers.push import create_app
+    from redis_spanner.consumers.push_auth import PushAuthConfigError, PushVerifier, auth_config
     from redis_spanner.consumers.worker import Consumer
     from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
-    consumer = Consumer.from_settings(get_settings())
+    settings = get_settings()
     try:
-        uvicorn.run(create_app(consumer.processor), host=host, port=port, log_level="warning")
+        config = auth_config(settings)
+    except PushAuthConfigError as e:
+        typer.echo(f"redis-spanner serve: {e}", err=True)
+        raise typer.Exit(2) from None
+    verifier = None if config is None else PushVerifier(config)
+    consumer = Consumer.from_settings(settings)
+    try:
+        uvicorn.run(create_app(consumer.processor, verifier=verifier), host=host, port=port,
+                    log_level="warning")
     finally:
         consumer.close()
 

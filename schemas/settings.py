@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis_spanner.schemas.cache import DEFAULT_CACHE_TTL_SECONDS, DEFAULT_TOMBSTONE_TTL_SECONDS
 from redis_spanner.schemas.versions import DEFAULT_MAX_SKEW_SECONDS
 
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+"""Google's public certificates for the ID tokens Pub/Sub attaches to pushes."""
+
 
 class Settings(BaseSettings):
     """Every setting of the pipeline. Names map to ``REDIS_SPANNER_<NAME>`` unless aliased."""
@@ -45,6 +48,20 @@ class Settings(BaseSettings):
     retry_seconds: float = Field(5.0, gt=0)
     max_delivery_attempts: int = Field(5, ge=5, le=100)
 
+    # Fine-grained access control: the Spanner database role the process acts as (none: the
+    # role its IAM grants give it).
+    spanner_database_role: str | None = None
+
+    # The push endpoint (`serve`) verifies Pub/Sub's OIDC token unless this is off, which is
+    # only allowed against the emulators.
+    push_auth: bool = True
+    push_audience: str | None = None
+    push_service_account: str | None = None
+    push_certs_url: str = GOOGLE_CERTS_URL
+
+    # The pull worker's health endpoint (`worker`): Cloud Run sets PORT; 0 turns it off.
+    health_port: int = Field(0, ge=0, le=65535, validation_alias="PORT")
+
     @field_validator("instance", "database", "topic", "subscription", "dead_letter_topic",
                      "dead_letter_subscription")
     @classmethod
@@ -56,6 +73,11 @@ class Settings(BaseSettings):
     @property
     def emulated(self) -> bool:
         return bool(self.pubsub_emulator_host or self.spanner_emulator_host)
+
+    @property
+    def fully_emulated(self) -> bool:
+        """Both Pub/Sub and Spanner are emulators: nothing here can reach a real project."""
+        return bool(self.pubsub_emulator_host and self.spanner_emulator_host)
 
     def require_redis_url(self) -> str:
         if self.redis_url is None:
