@@ -1,7 +1,10 @@
 """The consumers' one touch point with redis-py: guarded writes and reads of cache entries.
 
-A batch of writes is one pipeline of EVALSHA calls, one per key: one round trip, and each call
-touches a single key, so it works unchanged on Redis Cluster.
+A batch of writes is one pipeline of EVALSHA calls, one per key. Each call touches a single key,
+and one entity's keys share a hash tag, so on Redis Cluster the cluster client groups the calls
+by the node that owns their slot and sends one pipeline to each node: one round trip per node,
+not per key (MOVED and ASK replies during a slot migration are followed). The client itself is
+built from the settings in ``redis_spanner.consumers.redis_client``.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis_spanner.consumers.redis_client import RedisClient, connect
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import (
     GUARD,
@@ -30,7 +33,7 @@ from redis_spanner.schemas.settings import Settings, redacted_url
 class RedisCache:
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         *,
         cache_ttl_seconds: int,
         tombstone_ttl_seconds: int,
@@ -43,19 +46,11 @@ class RedisCache:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisCache:
-        url = settings.require_redis_url()
-        client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=settings.redis_timeout_seconds,
-            socket_connect_timeout=settings.redis_timeout_seconds,
-            health_check_interval=30,
-        )
         return cls(
-            client,
+            connect(settings),
             cache_ttl_seconds=settings.cache_ttl_seconds,
             tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
-            where=redacted_url(url),
+            where=redacted_url(settings.require_redis_url()),
         )
 
     def __repr__(self) -> str:
@@ -105,7 +100,8 @@ class RedisCache:
 
 
     def scan(self, pattern: str, count: int = 1000) -> Iterator[str]:
-        """Every key matching ``pattern`` (SCAN: never blocks Redis like KEYS would)."""
+        """Every key matching ``pattern`` (SCAN: never blocks Redis like KEYS would). On a
+        cluster, the cluster client runs SCAN on every primary, each with its own cursor."""
         try:
             yield from self.client.scan_iter(match=pattern, count=count)
         except RedisError as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,12 @@ class Settings(BaseSettings):
     cache_ttl_seconds: int = Field(DEFAULT_CACHE_TTL_SECONDS, gt=0)
     tombstone_ttl_seconds: int = Field(DEFAULT_TOMBSTONE_TTL_SECONDS, gt=0)
     redis_timeout_seconds: float = Field(2.0, gt=0)
+    redis_cluster: bool = False
+    redis_ca_file: Path | None = None
+    redis_cert_file: Path | None = None
+    redis_key_file: Path | None = None
+    redis_username: str | None = None
+    redis_password_file: Path | None = None
 
     relay_poll_ms: int = Field(50, gt=0)
     relay_batch: int = Field(500, gt=0, le=5000)
