@@ -1,10 +1,9 @@
 """The consumers' one touch point with redis-py: guarded writes and reads of cache entries.
 
 A batch of writes is one pipeline of EVALSHA calls, one per key. Each call touches a single key,
-and one entity's keys share a hash tag, so on Redis Cluster the cluster client groups the calls
-by the node that owns their slot and sends one pipeline to each node: one round trip per node,
-not per key (MOVED and ASK replies during a slot migration are followed). The client itself is
-built from the settings in ``redis_spanner.consumers.redis_client``.
+and one entity's keys share a hash tag, so on Redis Cluster the calls are grouped by the node
+that owns their slot and each node gets one pipeline: one round trip per node, not per key
+(``redis_client.pipelined``). The client itself is built from the settings there too.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError, ResponseError
-from redis_spanner.consumers.redis_client import RedisClient, connect
+from redis_spanner.consumers.redis_client import RedisClient, connect, pipelined
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import (
     GUARD,
@@ -89,10 +88,7 @@ class RedisCache:
         return replies
 
     def _evalsha(self, sha: str, calls: Sequence[tuple[str | int, ...]]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for key, *args in calls:
-            pipe.evalsha(sha, 1, key, *args)
-        return list(pipe.execute(raise_on_error=False))
+        return pipelined(self.client, [("EVALSHA", sha, 1, key, *args) for key, *args in calls])
 
     def get(self, keys: Sequence[str]) -> list[Entry | None]:
         """The entries at ``keys`` (``None`` where Redis holds nothing), in one round trip."""

@@ -1,0 +1,269 @@
+"""The consumers on a real local Redis Cluster of three primaries: the whole path, the guard's
+round trips per node, the read-through client, verify and repair, rewarm, and a slot migration
+under a steady stream of events."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+from redis_spanner.consumers.backfill import backfill
+from redis_spanner.consumers.messages import Disposition, Outcome
+from redis_spanner.consumers.pubsub import PullSubscription
+from redis_spanner.consumers.readthrough import ReadThrough
+from redis_spanner.consumers.redis_cache import RedisCache
+from redis_spanner.consumers.spanner_rows import SpannerRows, TableWalker
+from redis_spanner.consumers.verify import verify
+from redis_spanner.consumers.worker import Consumer, PullWorker
+from redis_spanner.infra.demo.workload import bump, latest_commit, seed_accounts
+from redis_spanner.infra.redis_cluster import find_redis_cli
+from redis_spanner.producers.runner import build_relay
+from redis_spanner.schemas.cache import CacheOp
+from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.settings import Settings, get_settings
+
+from tests.redis_servers import LocalCluster, start_cluster
+from tests.waiting import wait_until
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    yield from start_cluster(tmp_path_factory.mktemp("cluster"))
+
+
+def _point_at(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("REDIS_URL", cluster.url)
+    monkeypatch.setenv("REDIS_SPANNER_REDIS_CLUSTER", "true")
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture
+def on_cluster(provisioned: Settings, cluster: LocalCluster,
+               monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The test's provisioned resources, with the module's cluster as its Redis."""
+    return _point_at(cluster, monkeypatch)
+
+
+@pytest.fixture
+def cluster_cache(on_cluster: Settings) -> Iterator[RedisCache]:
+    cache = RedisCache.from_settings(on_cluster)
+    assert isinstance(cache.client, RedisCluster)
+    yield cache
+    cache.client.close()
+
+
+class Ledger:
+    """Every outcome the worker decided."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[Outcome] = []
+        self._lock = threading.Lock()
+
+    def observe(self, outcomes: list[Outcome]) -> None:
+        with self._lock:
+            self.outcomes.extend(outcomes)
+
+    def counts(self) -> Counter[str]:
+        """Outcomes by kind: applied (acked), dead-lettered (acked with a reason), nacked."""
+        with self._lock:
+            return Counter("nacked" if o.disposition is Disposition.NACK
+                           else "dead-lettered" if o.dead_letter_reason else "applied"
+                           for o in self.outcomes)
+
+    def events(self) -> set[str]:
+        """The distinct events applied."""
+        with self._lock:
+            return {o.event.event_id for o in self.outcomes
+                    if o.event and o.disposition is Disposition.ACK and not o.dead_letter_reason}
+
+
+def _start_pipeline(settings: Settings, running: Callable[[Any], None], ledger: Ledger
+                    ) -> Consumer:
+    relay, _ = build_relay(settings)
+    running(relay.run)
+    consumer = Consumer.from_settings(settings, observer=ledger.observe)
+    worker = PullWorker(PullSubscription(settings.subscription_path), consumer.processor,
+                        streams=2)
+    running(lambda stop: worker.run(stop, pull_timeout=1.0))
+    return consumer
+
+
+def _nodes_of(client: RedisCluster, keys: list[str]) -> set[str]:
+    return {client.get_node_from_key(k).name for k in keys}
+
+
+def _account_keys(catalog: Catalog, ids: list[str]) -> list[str]:
+    return [catalog.key(catalog.template("account"), [i]).key for i in ids]
+
+
+def test_events_reach_keys_in_every_slot_of_the_cluster(
+    on_cluster: Settings, database: Any, catalog: Catalog, cluster_cache: RedisCache,
+    running: Any,
+) -> None:
+    """Events for accounts whose keys live on all three primaries are applied through the
+    relay and the worker: every key ends as a tombstone at its row's last commit timestamp,
+    and nothing is nacked or dead-lettered (no MOVED reaches the consumer)."""
+    ids = [f"c-{n:03d}" for n in range(60)]
+    keys = _account_keys(catalog, ids)
+    assert len(_nodes_of(cluster_cache.client, keys)) == 3
+    cluster_cache.apply([CacheOp.set(k, 1, {"Owner": "old", "Balance": 0}) for k in keys])
+    ledger = Ledger()
+    consumer = _start_pipeline(on_cluster, running, ledger)
+    try:
+        seed_accounts(database, ids)
+        for i in ids[::3]:
+            bump(database, i, 7)
+        last = latest_commit(database)
+        wanted = {k: last(i) for k, i in zip(keys, ids, strict=True)}
+
+        def settled() -> bool:
+            entries = cluster_cache.get(keys)
+            return all(e is not None and e.tombstone and e.version == wanted[k]
+                       for k, e in zip(keys, entries, strict=True))
+
+        wait_until(settled, timeout=60)
+        wait_until(lambda: len(ledger.events()) == 60 + 20, timeout=60)
+        assert set(ledger.counts()) == {"applied"}, ledger.counts()
+    finally:
+        consumer.close()
+
+
+def test_a_batch_is_one_round_trip_per_node(
+    cluster_cache: RedisCache, catalog: Catalog, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch of 300 guarded writes spread over the three primaries is sent as one pipeline
+    per node: each node's connection is written to once, not once per key."""
+    keys = _account_keys(catalog, [f"rt-{n}" for n in range(300)])
+    # Script loaded and a connection open on every node, so only the batch is counted.
+    cluster_cache.apply([CacheOp.invalidate(k, 1) for k in keys])
+    sends: Counter[str] = Counter()
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        sends[f"{self.host}:{self.port}"] += 1
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    results = cluster_cache.apply([CacheOp.invalidate(k, 5) for k in keys])
+    assert all(r.applied for r in results)
+    assert len(sends) == 3 and set(sends.values()) == {1}, sends
+
+
+def test_read_through_fills_and_rereads_on_the_cluster(
+    on_cluster: Settings, database: Any, catalog: Catalog, cluster_cache: RedisCache,
+) -> None:
+    """The read-through client fills misses on every node from Spanner, serves hits after, and
+    a tombstone makes the next read go back to Spanner for the new value."""
+    ids = [f"rt-{n:02d}" for n in range(30)]
+    seed_accounts(database, ids)
+    client = ReadThrough(catalog, cluster_cache, SpannerRows(database))
+    first = client.get_many([client.key("account", i) for i in ids])
+    assert all(r.filled and not r.hit for r in first)
+    assert len(_nodes_of(cluster_cache.client, [r.key for r in first])) == 3
+    again = client.get_many([client.key("account", i) for i in ids])
+    assert all(r.hit for r in again)
+    bump(database, "rt-05", 3)
+    cluster_cache.apply([CacheOp.invalidate(client.key("account", "rt-05").key,
+                                            latest_commit(database)("rt-05"))])
+    assert client.get("account", "rt-05")["Balance"] == 1003
+
+
+def test_verify_and_repair_cover_every_primary(
+    on_cluster: Settings, database: Any, catalog: Catalog, cluster_cache: RedisCache,
+) -> None:
+    """Stale entries planted on each of the three primaries are all found by verify (it scans
+    every primary), repaired through the guard, and a second verify finds none; rewarm after
+    a flush of every primary writes every key back, whichever node owns it."""
+    ids = [f"vr-{n:02d}" for n in range(45)]
+    seed_accounts(database, ids)
+    rows = SpannerRows(database)
+    client = ReadThrough(catalog, cluster_cache, rows)
+    client.get_many([client.key("account", i) for i in ids])
+    stale = ids[::5]
+    for i in stale:
+        bump(database, i, 1)  # committed without a consumer: the cached value is now stale
+    stale_keys = _account_keys(catalog, stale)
+    assert len(_nodes_of(cluster_cache.client, stale_keys)) == 3
+
+    report = verify(cluster_cache, catalog, rows)
+    assert report.checked == 45
+    assert sorted(report.stale) == sorted(stale_keys)
+    repaired = verify(cluster_cache, catalog, rows, repair=True)
+    assert (repaired.repaired, repaired.remaining_stale) == (len(stale), [])
+    assert not verify(cluster_cache, catalog, rows).stale
+
+    cluster_cache.delete(_account_keys(catalog, ids))
+    done = backfill(TableWalker(database), rows, cluster_cache, catalog, "Accounts",
+                    prefix="vr-", batch=20)
+    assert done.written == 45
+    after = verify(cluster_cache, catalog, rows)
+    assert (after.checked, after.stale) == (45, [])
+
+
+def _reshard(cluster: LocalCluster, source: str, target: str, slots: int) -> None:
+    ports = cluster.ports
+    done = subprocess.run(
+        [str(find_redis_cli()), "--cluster", "reshard", f"127.0.0.1:{ports[0]}",
+         "--cluster-from", source, "--cluster-to", target, "--cluster-slots", str(slots),
+         "--cluster-yes", "--cluster-pipeline", "50"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+
+
+def test_slot_migration_mid_run_leaves_no_stale_key(
+    provisioned: Settings, database: Any, catalog: Catalog, running: Any,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While writers commit a steady stream of events and the worker applies them, a third
+    of the slots (with their keys) migrate from one primary to another. Every event is acked
+    (none dead-lettered), and after quiescence no cached key is stale."""
+    generator = start_cluster(tmp_path)
+    cluster = next(generator)
+    try:
+        settings = _point_at(cluster, monkeypatch)
+        cache = RedisCache.from_settings(settings)
+        ids = [f"m-{n:03d}" for n in range(90)]
+        seed_accounts(database, ids)
+        rows = SpannerRows(database)
+        reader = ReadThrough(catalog, cache, rows)
+        reader.get_many([reader.key("account", i) for i in ids])
+        ledger = Ledger()
+        consumer = _start_pipeline(settings, running, ledger)
+        stop = threading.Event()
+        written: list[str] = []
+
+        def write(ended: threading.Event) -> None:
+            n = 0
+            while not (stop.is_set() or ended.is_set()):
+                written.append(bump(database, ids[n % len(ids)], 1))
+                if n % 4 == 0:
+                    reader.get(  # fills racing the migration and the invalidations
+                        "account", ids[(n * 7) % len(ids)])
+                n += 1
+
+        running(write)
+        wait_until(lambda: len(written) >= 20, timeout=60)
+        node_ids = {n.name: n for n in cache.client.get_primaries()}
+        assert len(node_ids) == 3
+        ids_by_port = {int(name.rsplit(":", 1)[1]): cache.client.cluster_myid(node)
+                       for name, node in node_ids.items()}
+        source, target = ids_by_port[cluster.ports[0]], ids_by_port[cluster.ports[1]]
+        _reshard(cluster, source, target, 16384 // 3)
+        wait_until(lambda: len(written) >= 60, timeout=60)
+        stop.set()
+        wait_until(lambda: len(ledger.events()) == len(set(written)) + len(ids), timeout=120)
+        assert set(ledger.counts()) == {"applied"}, ledger.counts()
+        report = verify(cache, catalog, rows)
+        assert report.stale == [] and report.checked >= 1
+        consumer.close()
+        cache.client.close()
+    finally:
+        generator.close()
