@@ -29,7 +29,7 @@ def worker_acl(namespace: str) -> list[str]:
     the consumers send (the guard's script runs HGET, DEL, HSET, PEXPIRE and GET as the user)."""
     return [f"~{namespace}:*", "resetchannels", "-@all", "+evalsha", "+script|load",
             "+hgetall", "+hget", "+hset", "+del", "+pexpire", "+get", "+set", "+type",
-            "+unlink", "+scan", "+ping", "+client|setinfo"]
+            "+unlink", "+scan", "+ping"]
 
 
 # --- a cluster -----------------------------------------------------------------------------------
