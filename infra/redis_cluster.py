@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 from redis_spanner.infra.discovery import INSTALL_REDIS, StackError, find_redis_server
-from redis_spanner.infra.processes import LOOPBACK, free_ports
+from redis_spanner.infra.processes import LOOPBACK, free_ports, redis_ok
 
 PRIMARIES = 3
 NODE_TIMEOUT_MS = 2000
@@ -52,6 +52,17 @@ def cluster_launch(directory: Path, nodes: int = PRIMARIES) -> Launch:
                         for p, b in zip(ports, buses, strict=True)) + " & wait"
     return (["/bin/sh", "-c", script], f"redis://{LOOPBACK}:{ports[0]}/0",
             {f"redis-{i}": p for i, p in enumerate(ports, 1)})
+
+
+def join_cluster(ports: Sequence[int], timeout: float = 60.0) -> None:
+    """Wait for freshly started nodes to answer, then form the cluster."""
+    deadline = time.monotonic() + timeout
+    while not all(redis_ok(f"redis://{LOOPBACK}:{p}/0") for p in ports):
+        if time.monotonic() > deadline:
+            raise StackError(f"cluster nodes on ports {', '.join(map(str, ports))} do not "
+                             f"answer after {timeout:g}s")
+        time.sleep(0.1)
+    form_cluster(ports, timeout=max(1.0, deadline - time.monotonic()))
 
 
 def form_cluster(ports: Sequence[int], replicas: int = 0, timeout: float = 60.0) -> None:

@@ -19,15 +19,20 @@ from redis_spanner.consumers.messages import Disposition, Outcome
 from redis_spanner.consumers.pubsub import PullSubscription
 from redis_spanner.consumers.readthrough import ReadThrough
 from redis_spanner.consumers.redis_cache import RedisCache
+from redis_spanner.consumers.redis_client import connect
 from redis_spanner.consumers.spanner_rows import SpannerRows, TableWalker
 from redis_spanner.consumers.verify import verify
 from redis_spanner.consumers.worker import Consumer, PullWorker
 from redis_spanner.infra.demo.workload import bump, latest_commit, seed_accounts
+from redis_spanner.infra.dev_cli import dev_app
+from redis_spanner.infra.local import LocalStack, StackEnv
+from redis_spanner.infra.processes import group_members
 from redis_spanner.infra.redis_cluster import find_redis_cli
 from redis_spanner.producers.runner import build_relay
 from redis_spanner.schemas.cache import CacheOp
 from redis_spanner.schemas.keys import Catalog
 from redis_spanner.schemas.settings import Settings, get_settings
+from typer.testing import CliRunner
 
 from tests.redis_servers import LocalCluster, start_cluster
 from tests.waiting import wait_until
@@ -267,3 +272,34 @@ def test_slot_migration_mid_run_leaves_no_stale_key(
         cache.client.close()
     finally:
         generator.close()
+
+
+def test_dev_up_redis_cluster_starts_three_primaries_and_down_stops_them(
+    stack: StackEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`dev up --redis-cluster` starts a cluster of three primaries serving every slot (the
+    emulators given in the environment are reused), `dev env` exports it with
+    REDIS_SPANNER_REDIS_CLUSTER=true so the consumers' client finds every primary, and
+    `dev down` leaves no node running."""
+    monkeypatch.delenv("REDIS_URL")
+    runner = CliRunner()
+    state = ["--state-dir", str(tmp_path)]
+    up = runner.invoke(dev_app, ["up", "--redis-cluster", *state])
+    try:
+        assert up.exit_code == 0, up.output
+        exported = dict(line.removeprefix("export ").split("=", 1) for line in
+                        runner.invoke(dev_app, ["env", *state]).output.splitlines())
+        assert exported["REDIS_SPANNER_REDIS_CLUSTER"] == "true"
+        monkeypatch.setenv("REDIS_URL", exported["REDIS_URL"])
+        monkeypatch.setenv("REDIS_SPANNER_REDIS_CLUSTER", "true")
+        get_settings.cache_clear()
+        client = connect(get_settings())
+        assert isinstance(client, RedisCluster) and len(client.get_primaries()) == 3
+        client.close()
+        recorded = LocalStack(tmp_path).status()["redis"]
+        assert recorded["healthy"] and recorded["pid"]
+        pgid = recorded["pid"]
+    finally:
+        down = runner.invoke(dev_app, ["down", *state])
+    assert down.exit_code == 0 and "redis" in down.output
+    assert group_members(pgid) == []
