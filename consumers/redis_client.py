@@ -125,14 +125,16 @@ def client_options(settings: Settings, url: str) -> dict[str, Any]:
 
 
 def _split(url: str) -> Any:
+    """The URL's parts. A URL that won't do is refused without echoing it (it may hold a
+    password)."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (raises on a bad port)
     except ValueError:
-        raise ConfigError(f"REDIS_URL is not a URL: {redacted_url(url)}") from None
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise ConfigError(f"REDIS_URL must be redis:// or rediss://host:port, not "
-                          f"{redacted_url(url)}")
+        parts = None
+    if parts is None or parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigError("REDIS_URL must look like redis://[user:password@]host:port/db or "
+                          "rediss://...")
     return parts
 
 

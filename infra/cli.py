@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from redis_spanner.infra.dev_cli import dev_app
@@ -49,6 +49,20 @@ def _stop_on_signals() -> threading.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     return stop
+
+
+def _consumer() -> Any:
+    """The consumer built from the settings; settings that can't work, or a cluster that can't
+    be reached, are one line on stderr and exit status 2."""
+    from redis_spanner.consumers.worker import Consumer
+    from redis_spanner.schemas.errors import ConfigError, TransientError
+    from redis_spanner.schemas.settings import get_settings
+
+    try:
+        return Consumer.from_settings(get_settings())
+    except (ConfigError, TransientError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _metrics(port: int) -> None:
@@ -148,12 +162,10 @@ def verify(
 ) -> None:
     """Compare cached entries with Spanner at one read timestamp; exit 1 if stale ones remain."""
     from redis_spanner.consumers.verify import verify as run
-    from redis_spanner.consumers.worker import Consumer
     from redis_spanner.infra.cache_report import render_verify
-    from redis_spanner.schemas.settings import get_settings
 
     _logging(False)
-    consumer = Consumer.from_settings(get_settings())
+    consumer = _consumer()
     try:
         report = run(consumer.cache, consumer.catalog, consumer.rows, sample=sample,
                      repair=repair)
@@ -179,12 +191,10 @@ def rewarm(
     """Backfill: walk a table (or key range) in Spanner and rewarm its keys in Redis."""
     from redis_spanner.consumers.backfill import backfill
     from redis_spanner.consumers.spanner_rows import TableWalker
-    from redis_spanner.consumers.worker import Consumer
-    from redis_spanner.schemas.settings import get_settings
     from rich.progress import Progress
 
     _logging(False)
-    consumer = Consumer.from_settings(get_settings())
+    consumer = _consumer()
     walker = TableWalker(consumer.database)
     console = Console(stderr=True, emoji=False)
     try:
