@@ -114,14 +114,14 @@ def worker(
 ) -> None:
     """Pull events and apply them to Redis until SIGINT or SIGTERM."""
     from redis_spanner.consumers.pubsub import PullSubscription
-    from redis_spanner.consumers.worker import Consumer, PullWorker
+    from redis_spanner.consumers.worker import PullWorker
     from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
     _metrics(metrics_port)
     settings = get_settings()
     stop = _stop_on_signals()
-    consumer = Consumer.from_settings(settings)
+    consumer = _consumer()
     subscription = PullSubscription(settings.subscription_path, max_messages=settings.worker_batch)
     try:
         PullWorker(subscription, consumer.processor,
@@ -141,11 +141,9 @@ def serve(
     """Serve the push endpoint for a Pub/Sub push subscription (POST /push, /healthz, /metrics)."""
     import uvicorn
     from redis_spanner.consumers.push import create_app
-    from redis_spanner.consumers.worker import Consumer
-    from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
-    consumer = Consumer.from_settings(get_settings())
+    consumer = _consumer()
     try:
         uvicorn.run(create_app(consumer.processor), host=host, port=port, log_level="warning")
     finally:

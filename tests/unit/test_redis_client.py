@@ -9,6 +9,7 @@ import pytest
 from redis.exceptions import AuthenticationError
 from redis_spanner.consumers.redis_client import PasswordFile, client_options
 from redis_spanner.infra.cli import app
+from redis_spanner.infra.processes import free_ports
 from redis_spanner.schemas.errors import ConfigError
 from redis_spanner.schemas.settings import Settings, get_settings
 from typer.testing import CliRunner
@@ -101,14 +102,20 @@ def test_password_file_is_read_afresh_for_each_connection(files: dict[str, Path]
 @pytest.mark.parametrize(("command", "variable"), [
     (["verify"], "REDIS_SPANNER_REDIS_CA_FILE"),
     (["rewarm", "--table", "Accounts"], "REDIS_SPANNER_REDIS_PASSWORD_FILE"),
+    (["worker"], "REDIS_SPANNER_REDIS_CERT_FILE"),
+    (["serve"], "REDIS_SPANNER_REDIS_CLUSTER"),
 ])
-def test_cache_tools_refuse_unusable_redis_settings_in_one_line(
+def test_consumer_commands_refuse_unusable_redis_settings_in_one_line(
     command: list[str], variable: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """verify and rewarm given a Redis setting that can't work print one line naming it and
-    exit 2, without a traceback and before reaching any service."""
-    monkeypatch.setenv("REDIS_URL", "rediss://127.0.0.1:1/0")
-    monkeypatch.setenv(variable, str(tmp_path / "missing"))
+    """The consumer's commands, given a Redis setting that can't work (a missing file) or a
+    cluster nobody answers for, print one line naming the setting and exit 2, without a
+    traceback and before reaching any other service."""
+    (port,) = free_ports(1)
+    monkeypatch.setenv("REDIS_URL", f"rediss://127.0.0.1:{port}/0")
+    monkeypatch.setenv("REDIS_SPANNER_REDIS_TIMEOUT_SECONDS", "0.5")
+    monkeypatch.setenv(variable, "true" if variable.endswith("CLUSTER") else
+                       str(tmp_path / "missing"))
     get_settings.cache_clear()
     try:
         result = CliRunner().invoke(app, command)
