@@ -11,7 +11,7 @@ from redis_spanner.consumers.redis_client import PasswordFile, client_options
 from redis_spanner.infra.cli import app
 from redis_spanner.infra.processes import free_ports
 from redis_spanner.schemas.errors import ConfigError
-from redis_spanner.schemas.settings import Settings, get_settings
+from redis_spanner.schemas.settings import Settings, get_settings, redacted_url
 from typer.testing import CliRunner
 
 SECRET = "s3cret-value-91"
@@ -124,3 +124,15 @@ def test_consumer_commands_refuse_unusable_redis_settings_in_one_line(
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and variable in lines[0] and "Traceback" not in result.output
+
+
+def test_settings_mask_the_url_password_and_hold_no_file_content(
+    files: dict[str, Path],
+) -> None:
+    """The settings' repr, str and dump show neither a password inside REDIS_URL nor the
+    password file's content (only its path); the redacted URL keeps host and port."""
+    url = f"rediss://worker:{SECRET}@10.1.2.3:6378/0"
+    settings = _settings(url, redis_password_file=files["password"])
+    shown = "\n".join([repr(settings), str(settings), str(settings.model_dump())])
+    assert SECRET not in shown and str(files["password"]) in shown
+    assert redacted_url(url) == "rediss://worker:***@10.1.2.3:6378/0"
