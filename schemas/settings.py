@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis_spanner.schemas.cache import DEFAULT_CACHE_TTL_SECONDS, DEFAULT_TOMBSTONE_TTL_SECONDS
+from redis_spanner.schemas.errors import ConfigError
 
 
 class Settings(BaseSettings):
@@ -63,7 +64,7 @@ class Settings(BaseSettings):
 
     def require_redis_url(self) -> str:
         if self.redis_url is None:
-            raise RuntimeError(
+            raise ConfigError(
                 "REDIS_URL is not set: export it, or run "
                 "'eval \"$(redis-spanner dev env)\"' after 'redis-spanner dev up'"
             )

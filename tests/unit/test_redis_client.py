@@ -104,6 +104,7 @@ def test_password_file_is_read_afresh_for_each_connection(files: dict[str, Path]
     (["rewarm", "--table", "Accounts"], "REDIS_SPANNER_REDIS_PASSWORD_FILE"),
     (["worker"], "REDIS_SPANNER_REDIS_CERT_FILE"),
     (["serve"], "REDIS_SPANNER_REDIS_CLUSTER"),
+    (["verify"], "REDIS_URL"),
 ])
 def test_consumer_commands_refuse_unusable_redis_settings_in_one_line(
     command: list[str], variable: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -114,8 +115,11 @@ def test_consumer_commands_refuse_unusable_redis_settings_in_one_line(
     (port,) = free_ports(1)
     monkeypatch.setenv("REDIS_URL", f"rediss://127.0.0.1:{port}/0")
     monkeypatch.setenv("REDIS_SPANNER_REDIS_TIMEOUT_SECONDS", "0.5")
-    monkeypatch.setenv(variable, "true" if variable.endswith("CLUSTER") else
-                       str(tmp_path / "missing"))
+    if variable == "REDIS_URL":
+        monkeypatch.delenv(variable)
+    else:
+        monkeypatch.setenv(variable, "true" if variable.endswith("CLUSTER") else
+                           str(tmp_path / "missing"))
     get_settings.cache_clear()
     try:
         result = CliRunner().invoke(app, command)
