@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,25 +15,22 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 from redis_spanner.consumers.backfill import backfill
-from redis_spanner.consumers.messages import Disposition, Outcome
-from redis_spanner.consumers.pubsub import PullSubscription
 from redis_spanner.consumers.readthrough import ReadThrough
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.redis_client import connect
 from redis_spanner.consumers.spanner_rows import SpannerRows, TableWalker
 from redis_spanner.consumers.verify import verify
-from redis_spanner.consumers.worker import Consumer, PullWorker
 from redis_spanner.infra.demo.workload import bump, latest_commit, seed_accounts
 from redis_spanner.infra.dev_cli import dev_app
 from redis_spanner.infra.local import LocalStack, StackEnv
 from redis_spanner.infra.processes import group_members
 from redis_spanner.infra.redis_cluster import find_redis_cli
-from redis_spanner.producers.runner import build_relay
 from redis_spanner.schemas.cache import CacheOp
 from redis_spanner.schemas.keys import Catalog
 from redis_spanner.schemas.settings import Settings, get_settings
 from typer.testing import CliRunner
 
+from tests.integration.consumer_support import Ledger, start_pipeline
 from tests.redis_servers import LocalCluster, start_cluster
 from tests.waiting import wait_until
 
@@ -65,42 +62,6 @@ def cluster_cache(on_cluster: Settings) -> Iterator[RedisCache]:
     cache.client.close()
 
 
-class Ledger:
-    """Every outcome the worker decided."""
-
-    def __init__(self) -> None:
-        self.outcomes: list[Outcome] = []
-        self._lock = threading.Lock()
-
-    def observe(self, outcomes: list[Outcome]) -> None:
-        with self._lock:
-            self.outcomes.extend(outcomes)
-
-    def counts(self) -> Counter[str]:
-        """Outcomes by kind: applied (acked), dead-lettered (acked with a reason), nacked."""
-        with self._lock:
-            return Counter("nacked" if o.disposition is Disposition.NACK
-                           else "dead-lettered" if o.dead_letter_reason else "applied"
-                           for o in self.outcomes)
-
-    def events(self) -> set[str]:
-        """The distinct events applied."""
-        with self._lock:
-            return {o.event.event_id for o in self.outcomes
-                    if o.event and o.disposition is Disposition.ACK and not o.dead_letter_reason}
-
-
-def _start_pipeline(settings: Settings, running: Callable[[Any], None], ledger: Ledger
-                    ) -> Consumer:
-    relay, _ = build_relay(settings)
-    running(relay.run)
-    consumer = Consumer.from_settings(settings, observer=ledger.observe)
-    worker = PullWorker(PullSubscription(settings.subscription_path), consumer.processor,
-                        streams=2)
-    running(lambda stop: worker.run(stop, pull_timeout=1.0))
-    return consumer
-
-
 def _nodes_of(client: RedisCluster, keys: list[str]) -> set[str]:
     return {client.get_node_from_key(k).name for k in keys}
 
@@ -121,7 +82,7 @@ def test_events_reach_keys_in_every_slot_of_the_cluster(
     assert len(_nodes_of(cluster_cache.client, keys)) == 3
     cluster_cache.apply([CacheOp.set(k, 1, {"Owner": "old", "Balance": 0}) for k in keys])
     ledger = Ledger()
-    consumer = _start_pipeline(on_cluster, running, ledger)
+    consumer = start_pipeline(on_cluster, running, ledger)
     try:
         seed_accounts(database, ids)
         for i in ids[::3]:
@@ -213,6 +174,17 @@ def test_verify_and_repair_cover_every_primary(
     assert (after.checked, after.stale) == (45, [])
 
 
+MIGRATED_SLOTS = 1500
+
+
+def _keys_in_slots_of(client: RedisCluster, port: int, catalog: Catalog, ids: list[str]
+                      ) -> set[str]:
+    """The accounts' keys whose slot the node on ``port`` serves now."""
+    client.nodes_manager.initialize()
+    return {k for k in _account_keys(catalog, ids)
+            if client.get_node_from_key(k).port == port}
+
+
 def _reshard(cluster: LocalCluster, source: str, target: str, slots: int) -> None:
     ports = cluster.ports
     done = subprocess.run(
@@ -227,9 +199,10 @@ def test_slot_migration_mid_run_leaves_no_stale_key(
     provisioned: Settings, database: Any, catalog: Catalog, running: Any,
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """While writers commit a steady stream of events and the worker applies them, a third
-    of the slots (with their keys) migrate from one primary to another. Every event is acked
-    (none dead-lettered), and after quiescence no cached key is stale."""
+    """While writers commit a steady stream of events and the worker applies them, slots
+    holding some of the accounts' keys migrate (keys and all) from one primary to another.
+    Every event is acked (none nacked or dead-lettered), and after quiescence no cached key is
+    stale."""
     generator = start_cluster(tmp_path)
     cluster = next(generator)
     try:
@@ -241,7 +214,7 @@ def test_slot_migration_mid_run_leaves_no_stale_key(
         reader = ReadThrough(catalog, cache, rows)
         reader.get_many([reader.key("account", i) for i in ids])
         ledger = Ledger()
-        consumer = _start_pipeline(settings, running, ledger)
+        consumer = start_pipeline(settings, running, ledger)
         stop = threading.Event()
         written: list[str] = []
 
@@ -261,7 +234,12 @@ def test_slot_migration_mid_run_leaves_no_stale_key(
         ids_by_port = {int(name.rsplit(":", 1)[1]): cache.client.cluster_myid(node)
                        for name, node in node_ids.items()}
         source, target = ids_by_port[cluster.ports[0]], ids_by_port[cluster.ports[1]]
-        _reshard(cluster, source, target, 16384 // 3)
+        wait_until(lambda: len(ledger.events()) >= len(ids), timeout=60)
+        applied_before = len(ledger.events())
+        moved = _keys_in_slots_of(cache.client, cluster.ports[0], catalog, ids)
+        _reshard(cluster, source, target, MIGRATED_SLOTS)
+        assert len(ledger.events()) > applied_before  # the worker applied events meanwhile
+        assert moved - _keys_in_slots_of(cache.client, cluster.ports[0], catalog, ids)
         wait_until(lambda: len(written) >= 60, timeout=60)
         stop.set()
         wait_until(lambda: len(ledger.events()) == len(set(written)) + len(ids), timeout=120)

@@ -26,9 +26,12 @@ from redis_spanner.schemas.errors import TransientError
 from redis_spanner.schemas.keys import Catalog
 from redis_spanner.schemas.settings import Settings, get_settings
 
-from tests.integration.test_redis_cluster import Ledger, _start_pipeline
+from tests.integration.consumer_support import Ledger, start_pipeline
 from tests.redis_servers import TlsFiles, admin_client, make_tls_files, tls_redis, worker_acl
 from tests.waiting import wait_until
+
+STEP_EVENTS = 25
+"""Events the worker must apply between two steps of the rotation."""
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +115,7 @@ def test_pipeline_runs_through_mutual_tls_as_the_acl_user(
     confined ACL user; the read-through client fills and verify finds nothing stale."""
     settings, account = on_tls
     ledger = Ledger()
-    consumer = _start_pipeline(settings, running, ledger)
+    consumer = start_pipeline(settings, running, ledger)
     try:
         ids = [f"tls-{n}" for n in range(10)]
         seed_accounts(database, ids)
@@ -227,7 +230,7 @@ def test_password_rotation_under_load_loses_no_event(
     ids = [f"rot-{n}" for n in range(20)]
     seed_accounts(database, ids)
     ledger = Ledger()
-    consumer = _start_pipeline(settings, running, ledger)
+    consumer = start_pipeline(settings, running, ledger)
     held = redis.Redis.from_url(settings.require_redis_url(), single_connection_client=True,
                                 ssl_ca_certs=str(settings.redis_ca_file),
                                 ssl_certfile=str(settings.redis_cert_file),
@@ -255,11 +258,11 @@ def test_password_rotation_under_load_loses_no_event(
         account.write(new)
         assert account.drop_connections(keep) >= 1  # the worker reconnects with the new file
         mark = applied()
-        wait_until(lambda: applied() >= mark + 10, timeout=60)
+        wait_until(lambda: applied() >= mark + STEP_EVENTS, timeout=60)
         account.setuser(f"<{old}")
         account.password = new
         mark = applied()
-        wait_until(lambda: applied() >= mark + 10, timeout=60)
+        wait_until(lambda: applied() >= mark + STEP_EVENTS, timeout=60)
 
         assert held.ping()  # still the connection authenticated with the old password
         with pytest.raises(redis.exceptions.AuthenticationError):
@@ -269,7 +272,7 @@ def test_password_rotation_under_load_loses_no_event(
                                  ssl_keyfile=str(settings.redis_key_file)).ping()
         assert account.drop_connections(keep) >= 1
         mark = applied()
-        wait_until(lambda: applied() >= mark + 10, timeout=60)
+        wait_until(lambda: applied() >= mark + STEP_EVENTS, timeout=60)
         stop.set()
         wait_until(lambda: applied() == len(ids) + len(set(written)), timeout=120)
         assert set(ledger.counts()) == {"applied"}, ledger.counts()
