@@ -13,8 +13,13 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisError, ResponseError
-from redis_spanner.consumers.redis_client import RedisClient, connect, pipelined
+from redis.exceptions import NoScriptError, ResponseError
+from redis_spanner.consumers.redis_client import (
+    REDIS_ERRORS,
+    RedisClient,
+    connect,
+    pipelined,
+)
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import (
     GUARD,
@@ -80,7 +85,7 @@ class RedisCache:
                 # Running a call twice is harmless: both scripts are idempotent.
                 self.client.script_load(script)
                 replies = self._evalsha(sha, calls)
-        except RedisError as e:
+        except REDIS_ERRORS as e:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
         for reply in replies:
             if isinstance(reply, Exception):
@@ -100,7 +105,7 @@ class RedisCache:
         cluster, the cluster client runs SCAN on every primary, each with its own cursor."""
         try:
             yield from self.client.scan_iter(match=pattern, count=count)
-        except RedisError as e:
+        except REDIS_ERRORS as e:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 
     def raw(self, keys: Sequence[str]) -> list[dict[str, str]]:
@@ -115,7 +120,7 @@ class RedisCache:
                 {"type": str(self.client.type(key))} if isinstance(reply, ResponseError) else reply
                 for key, reply in zip(keys, replies, strict=True)
             ]
-        except RedisError as e:
+        except REDIS_ERRORS as e:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 
     def delete(self, keys: Sequence[str]) -> int:
@@ -123,7 +128,7 @@ class RedisCache:
             return 0
         try:
             return int(self.client.unlink(*keys))
-        except RedisError as e:
+        except REDIS_ERRORS as e:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 
     def acquire_leases(self, lease_keys: Sequence[str], token: str, ttl_ms: int) -> list[bool]:
@@ -135,7 +140,7 @@ class RedisCache:
             for key in lease_keys:
                 pipe.set(key, token, nx=True, px=ttl_ms)
             return [bool(r) for r in pipe.execute()]
-        except RedisError as e:
+        except REDIS_ERRORS as e:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 
     def release_leases(self, lease_keys: Sequence[str], token: str) -> None:

@@ -36,6 +36,9 @@ RedisClient = redis.Redis | RedisCluster
 HEALTH_CHECK_SECONDS = 30
 Command = tuple[str | int | bytes, ...]
 """A command whose only key is its fourth word (EVALSHA sha 1 key ...)."""
+# What redis-py raises when Redis can't be reached or answer: the cluster client's own
+# exception (no slot map, every node down) is not a RedisError.
+REDIS_ERRORS = (RedisError, RedisClusterException)
 # Replies that mean "ask the cluster again": the slot moved, is moving, or its node is down.
 _REROUTE = (MovedError, AskError, TryAgainError, ClusterDownError, ConnectionError, TimeoutError)
 

@@ -67,7 +67,8 @@ def join_cluster(ports: Sequence[int], timeout: float = 60.0) -> None:
 
 def form_cluster(ports: Sequence[int], replicas: int = 0, timeout: float = 60.0) -> None:
     """Join fresh nodes into one cluster (``replicas`` per primary) and wait until every node
-    sees all slots served. Raises ``StackError`` with redis-cli's words if it can't."""
+    sees all slots served and every replica is in sync with its primary (so that it may take
+    over). Raises ``StackError`` with redis-cli's words if it can't."""
     nodes = [f"{LOOPBACK}:{p}" for p in ports]
     command = [str(find_redis_cli()), "--cluster", "create", *nodes,
                "--cluster-replicas", str(replicas), "--cluster-yes"]
@@ -79,7 +80,12 @@ def form_cluster(ports: Sequence[int], replicas: int = 0, timeout: float = 60.0)
     if done.returncode != 0:
         raise StackError("redis-cli --cluster create failed: "
                          + (done.stdout + done.stderr).strip().splitlines()[-1])
+    deadline = time.monotonic() + timeout
     wait_cluster_ok(ports, timeout)
+    while replicas and not replicas_synced(ports, replicas):
+        if time.monotonic() > deadline:
+            raise StackError(f"the cluster's replicas are not in sync after {timeout:g}s")
+        time.sleep(0.1)
 
 
 def cluster_ok(port: int) -> bool:
@@ -93,6 +99,21 @@ def cluster_ok(port: int) -> bool:
         client.close()
     fields = dict(line.split(":", 1) for line in str(info).split() if ":" in line)
     return fields.get("cluster_state") == "ok" and fields.get("cluster_slots_ok") == str(SLOTS)
+
+
+def replicas_synced(ports: Sequence[int], replicas: int) -> bool:
+    """Every primary among the nodes at ``ports`` has ``replicas`` replicas in sync with it."""
+    synced = 0
+    for port in ports:
+        client = redis.Redis(LOOPBACK, port, socket_timeout=2, decode_responses=True)
+        try:
+            info = client.info("replication")
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+        synced += info.get("role") == "slave" and info.get("master_link_status") == "up"
+    return synced == len(ports) * replicas // (1 + replicas)
 
 
 def wait_cluster_ok(ports: Sequence[int], timeout: float = 60.0) -> None:

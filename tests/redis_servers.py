@@ -50,19 +50,21 @@ class LocalCluster:
         return RedisCluster(LOOPBACK, self.ports[0], decode_responses=True)
 
 
-def start_cluster(directory: Path, primaries: int = PRIMARIES) -> Iterator[LocalCluster]:
-    """``primaries`` cluster nodes, each a process group of its own, joined into a cluster;
-    all stopped when the generator is closed."""
+def start_cluster(directory: Path, primaries: int = PRIMARIES, replicas: int = 0
+                  ) -> Iterator[LocalCluster]:
+    """``primaries`` cluster nodes (and ``replicas`` per primary), each a process group of its
+    own, joined into a cluster; all stopped when the generator is closed."""
     nodes: list[OwnProcess] = []
+    count = primaries * (1 + replicas)
     try:
-        free = free_ports(2 * primaries)
-        for port, bus in zip(free[:primaries], free[primaries:], strict=True):
+        free = free_ports(2 * count)
+        for port, bus in zip(free[:count], free[count:], strict=True):
             node = OwnProcess("redis", node_command(directory, port, bus),
                               f"redis://{LOOPBACK}:{port}/0", {"redis": port},
                               directory / f"node-{port}.log")
             nodes.append(node)
             node.start()
-        form_cluster([n.ports["redis"] for n in nodes])
+        form_cluster([n.ports["redis"] for n in nodes], replicas=replicas)
         yield LocalCluster(nodes)
     finally:
         for node in nodes:

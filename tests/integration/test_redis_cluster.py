@@ -5,7 +5,6 @@ under a steady stream of events."""
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,13 +23,13 @@ from redis_spanner.infra.demo.workload import bump, latest_commit, seed_accounts
 from redis_spanner.infra.dev_cli import dev_app
 from redis_spanner.infra.local import LocalStack, StackEnv
 from redis_spanner.infra.processes import group_members
-from redis_spanner.infra.redis_cluster import find_redis_cli
+from redis_spanner.infra.redis_cluster import cluster_ok, find_redis_cli
 from redis_spanner.schemas.cache import CacheOp
 from redis_spanner.schemas.keys import Catalog
 from redis_spanner.schemas.settings import Settings, get_settings
 from typer.testing import CliRunner
 
-from tests.integration.consumer_support import Ledger, start_pipeline
+from tests.integration.consumer_support import Ledger, SteadyRun, start_pipeline
 from tests.redis_servers import LocalCluster, start_cluster
 from tests.waiting import wait_until
 
@@ -206,48 +205,63 @@ def test_slot_migration_mid_run_leaves_no_stale_key(
     generator = start_cluster(tmp_path)
     cluster = next(generator)
     try:
-        settings = _point_at(cluster, monkeypatch)
-        cache = RedisCache.from_settings(settings)
-        ids = [f"m-{n:03d}" for n in range(90)]
-        seed_accounts(database, ids)
-        rows = SpannerRows(database)
-        reader = ReadThrough(catalog, cache, rows)
-        reader.get_many([reader.key("account", i) for i in ids])
-        ledger = Ledger()
-        consumer = start_pipeline(settings, running, ledger)
-        stop = threading.Event()
-        written: list[str] = []
+        run = SteadyRun(_point_at(cluster, monkeypatch), database, catalog, running,
+                        [f"m-{n:03d}" for n in range(90)])
+        try:
+            client = run.cache.client
+            ids_by_port = {node.port: client.cluster_myid(node)
+                           for node in client.get_primaries()}
+            source, target = ids_by_port[cluster.ports[0]], ids_by_port[cluster.ports[1]]
+            wait_until(lambda: run.applied() >= len(run.ids) + 20, timeout=60)
+            applied_before = run.applied()
+            moved = _keys_in_slots_of(client, cluster.ports[0], catalog, run.ids)
+            _reshard(cluster, source, target, MIGRATED_SLOTS)
+            assert run.applied() > applied_before  # the worker applied events meanwhile
+            assert moved - _keys_in_slots_of(client, cluster.ports[0], catalog, run.ids)
+            mark = run.applied()
+            wait_until(lambda: run.applied() >= mark + 20, timeout=60)
+            run.finish()
+            assert set(run.ledger.counts()) == {"applied"}, run.ledger.counts()
+            report = verify(run.cache, catalog, run.rows)
+            assert report.stale == [] and report.checked == len(run.ids)
+        finally:
+            run.close()
+    finally:
+        generator.close()
 
-        def write(ended: threading.Event) -> None:
-            n = 0
-            while not (stop.is_set() or ended.is_set()):
-                written.append(bump(database, ids[n % len(ids)], 1))
-                if n % 4 == 0:
-                    reader.get(  # fills racing the migration and the invalidations
-                        "account", ids[(n * 7) % len(ids)])
-                n += 1
 
-        running(write)
-        wait_until(lambda: len(written) >= 20, timeout=60)
-        node_ids = {n.name: n for n in cache.client.get_primaries()}
-        assert len(node_ids) == 3
-        ids_by_port = {int(name.rsplit(":", 1)[1]): cache.client.cluster_myid(node)
-                       for name, node in node_ids.items()}
-        source, target = ids_by_port[cluster.ports[0]], ids_by_port[cluster.ports[1]]
-        wait_until(lambda: len(ledger.events()) >= len(ids), timeout=60)
-        applied_before = len(ledger.events())
-        moved = _keys_in_slots_of(cache.client, cluster.ports[0], catalog, ids)
-        _reshard(cluster, source, target, MIGRATED_SLOTS)
-        assert len(ledger.events()) > applied_before  # the worker applied events meanwhile
-        assert moved - _keys_in_slots_of(cache.client, cluster.ports[0], catalog, ids)
-        wait_until(lambda: len(written) >= 60, timeout=60)
-        stop.set()
-        wait_until(lambda: len(ledger.events()) == len(set(written)) + len(ids), timeout=120)
-        assert set(ledger.counts()) == {"applied"}, ledger.counts()
-        report = verify(cache, catalog, rows)
-        assert report.stale == [] and report.checked >= 1
-        consumer.close()
-        cache.client.close()
+def test_primary_killed_mid_run_fails_over_and_leaves_no_stale_key(
+    provisioned: Settings, database: Any, catalog: Catalog, running: Any,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a replica per primary, a primary is SIGKILLed while events stream in; its replica
+    takes over its slots. Batches that meet the dead node are retried (in process, or
+    redelivered), none is dead-lettered, every event is applied, and after quiescence no cached
+    key is stale."""
+    generator = start_cluster(tmp_path, replicas=1)
+    cluster = next(generator)
+    try:
+        run = SteadyRun(_point_at(cluster, monkeypatch), database, catalog, running,
+                        [f"f-{n:03d}" for n in range(90)])
+        try:
+            client = run.cache.client
+            victim_port = next(n.port for n in client.get_primaries()
+                               if n.port != cluster.ports[0])
+            victim = next(n for n in cluster.nodes if n.ports["redis"] == victim_port)
+            assert _keys_in_slots_of(client, victim_port, catalog, run.ids)
+            wait_until(lambda: run.applied() >= len(run.ids) + 20, timeout=60)
+            victim.kill()
+            survivors = [p for p in cluster.ports if p != victim_port]
+            wait_until(lambda: all(cluster_ok(p) for p in survivors), timeout=60)
+            mark = run.applied()
+            wait_until(lambda: run.applied() >= mark + 2 * len(run.ids), timeout=120)
+            run.finish()
+            counts = run.ledger.counts()
+            assert counts["dead-lettered"] == 0, counts
+            report = verify(run.cache, catalog, run.rows)
+            assert report.stale == [] and report.checked == len(run.ids)
+        finally:
+            run.close()
     finally:
         generator.close()
 
