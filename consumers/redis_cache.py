@@ -1,7 +1,9 @@
 """The consumers' one touch point with redis-py: guarded writes and reads of cache entries.
 
-A batch of writes is one pipeline of EVALSHA calls, one per key: one round trip, and each call
-touches a single key, so it works unchanged on Redis Cluster.
+A batch of writes is one pipeline of EVALSHA calls, one per key. Each call touches a single key,
+and one entity's keys share a hash tag, so on Redis Cluster the calls are grouped by the node
+that owns their slot and each node gets one pipeline: one round trip per node, not per key
+(``redis_client.pipelined``). The client itself is built from the settings there too.
 """
 
 from __future__ import annotations
@@ -12,9 +14,14 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import redis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis_spanner.consumers import metrics
+from redis_spanner.consumers.redis_client import (
+    REDIS_ERRORS,
+    RedisClient,
+    connect,
+    pipelined,
+)
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import (
     GUARD,
@@ -34,7 +41,7 @@ log = logging.getLogger(__name__)
 class RedisCache:
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         *,
         cache_ttl_seconds: int,
         tombstone_ttl_seconds: int,
@@ -49,20 +56,12 @@ class RedisCache:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisCache:
-        url = settings.require_redis_url()
-        client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=settings.redis_timeout_seconds,
-            socket_connect_timeout=settings.redis_timeout_seconds,
-            health_check_interval=30,
-        )
         return cls(
-            client,
+            connect(settings),
             cache_ttl_seconds=settings.cache_ttl_seconds,
             tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
             max_version_skew_seconds=settings.max_version_skew_seconds,
-            where=redacted_url(url),
+            where=redacted_url(settings.require_redis_url()),
         )
 
     def __repr__(self) -> str:
@@ -91,7 +90,7 @@ class RedisCache:
                 # Running a call twice is harmless: both scripts are idempotent.
                 self.client.script_load(script)
                 replies = self._evalsha(sha, calls)
-        except RedisError as e:
+        except REDIS_ERRORS as e:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
         for reply in replies:
             if isinstance(reply, Exception):
@@ -99,10 +98,7 @@ class RedisCache:
         return replies
 
     def _evalsha(self, sha: str, calls: Sequence[tuple[str | int, ...]]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for key, *args in calls:
-            pipe.evalsha(sha, 1, key, *args)
-        return list(pipe.execute(raise_on_error=False))
+        return pipelined(self.client, [("EVALSHA", sha, 1, key, *args) for key, *args in calls])
 
     def get(self, keys: Sequence[str]) -> list[Entry | None]:
         """The entries at ``keys`` in one round trip: ``None`` where Redis holds nothing or a
@@ -113,10 +109,11 @@ class RedisCache:
         return [parse_entry(fields, ceiling) for fields in self.raw(keys)]
 
     def scan(self, pattern: str, count: int = 1000) -> Iterator[str]:
-        """Every key matching ``pattern`` (SCAN: never blocks Redis like KEYS would)."""
+        """Every key matching ``pattern`` (SCAN: never blocks Redis like KEYS would). On a
+        cluster, the cluster client runs SCAN on every primary, each with its own cursor."""
         try:
             yield from self.client.scan_iter(match=pattern, count=count)
-        except RedisError as e:
+        except REDIS_ERRORS as e:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 
     def raw(self, keys: Sequence[str]) -> list[dict[str, str] | str]:
@@ -131,7 +128,7 @@ class RedisCache:
                 str(self.client.type(key)) if isinstance(reply, ResponseError) else reply
                 for key, reply in zip(keys, replies, strict=True)
             ]
-        except RedisError as e:
+        except REDIS_ERRORS as e:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 
     def delete(self, keys: Sequence[str]) -> int:
@@ -139,7 +136,7 @@ class RedisCache:
             return 0
         try:
             return int(self.client.unlink(*keys))
-        except RedisError as e:
+        except REDIS_ERRORS as e:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 
     def acquire_leases(self, lease_keys: Sequence[str], token: str, ttl_ms: int) -> list[bool]:
@@ -151,7 +148,7 @@ class RedisCache:
             for key in lease_keys:
                 pipe.set(key, token, nx=True, px=ttl_ms)
             return [bool(r) for r in pipe.execute()]
-        except RedisError as e:
+        except REDIS_ERRORS as e:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 
     def release_leases(self, lease_keys: Sequence[str], token: str) -> None:

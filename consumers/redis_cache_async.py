@@ -3,6 +3,7 @@ reads, guarded fills and fill leases that ``RedisCache`` does with blocking call
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from typing import Any
 from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis_spanner.consumers.redis_cache import guard_answers, guard_calls
+from redis_spanner.consumers.redis_client import connect_async
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import GUARD, LEASE_RELEASE, Applied, CacheOp
 from redis_spanner.schemas.errors import TransientError
@@ -18,7 +20,7 @@ from redis_spanner.schemas.settings import Settings, redacted_url
 
 
 class AsyncRedisCache:
-    def __init__(self, client: aioredis.Redis, *, cache_ttl_seconds: int,
+    def __init__(self, client: aioredis.Redis | aioredis.RedisCluster, *, cache_ttl_seconds: int,
                  tombstone_ttl_seconds: int,
                  max_version_skew_seconds: float = versions.DEFAULT_MAX_SKEW_SECONDS,
                  where: str = "redis") -> None:
@@ -30,18 +32,10 @@ class AsyncRedisCache:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AsyncRedisCache:
-        url = settings.require_redis_url()
-        client = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=settings.redis_timeout_seconds,
-            socket_connect_timeout=settings.redis_timeout_seconds,
-            health_check_interval=30,
-        )
-        return cls(client, cache_ttl_seconds=settings.cache_ttl_seconds,
+        return cls(connect_async(settings), cache_ttl_seconds=settings.cache_ttl_seconds,
                    tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
                    max_version_skew_seconds=settings.max_version_skew_seconds,
-                   where=redacted_url(url))
+                   where=redacted_url(settings.require_redis_url()))
 
     def __repr__(self) -> str:
         return f"AsyncRedisCache({self._where})"
@@ -109,6 +103,12 @@ class AsyncRedisCache:
         return replies
 
     async def _evalsha(self, sha: str, calls: Sequence[tuple[str | int, ...]]) -> list[Any]:
+        if isinstance(self.client, aioredis.RedisCluster):
+            # The cluster pipeline refuses scripts: each single-key call goes to its own node,
+            # all of them at once.
+            return list(await asyncio.gather(
+                *(self.client.evalsha(sha, 1, key, *args) for key, *args in calls),
+                return_exceptions=True))
         pipe = self.client.pipeline(transaction=False)
         for key, *args in calls:
             pipe.evalsha(sha, 1, key, *args)

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from redis_spanner.infra.dev_cli import dev_app
@@ -49,6 +49,20 @@ def _stop_on_signals() -> threading.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     return stop
+
+
+def _consumer() -> Any:
+    """The consumer built from the settings; settings that can't work, or a cluster that can't
+    be reached, are one line on stderr and exit status 2."""
+    from redis_spanner.consumers.worker import Consumer
+    from redis_spanner.schemas.errors import ConfigError, TransientError
+    from redis_spanner.schemas.settings import get_settings
+
+    try:
+        return Consumer.from_settings(get_settings())
+    except (ConfigError, TransientError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _metrics(port: int) -> None:
@@ -104,7 +118,7 @@ def worker(
     """Pull events and apply them to Redis until SIGINT or SIGTERM."""
     from redis_spanner.consumers.health import HealthServer, loops_check, redis_check
     from redis_spanner.consumers.pubsub import PullSubscription
-    from redis_spanner.consumers.worker import Consumer, PullWorker
+    from redis_spanner.consumers.worker import PullWorker
     from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
@@ -113,7 +127,7 @@ def worker(
     if metrics_port != health_port:
         _metrics(metrics_port)
     stop = _stop_on_signals()
-    consumer = Consumer.from_settings(settings)
+    consumer = _consumer()
     subscription = PullSubscription(settings.subscription_path, max_messages=settings.worker_batch)
     pull = PullWorker(subscription, consumer.processor, streams=streams or settings.worker_streams)
     health = None
@@ -148,7 +162,6 @@ def serve(
     import uvicorn
     from redis_spanner.consumers.push import create_app
     from redis_spanner.consumers.push_auth import PushAuthConfigError, PushVerifier, auth_config
-    from redis_spanner.consumers.worker import Consumer
     from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
@@ -159,7 +172,7 @@ def serve(
         typer.echo(f"redis-spanner serve: {e}", err=True)
         raise typer.Exit(2) from None
     verifier = None if config is None else PushVerifier(config)
-    consumer = Consumer.from_settings(settings)
+    consumer = _consumer()
     try:
         uvicorn.run(create_app(consumer.processor, verifier=verifier), host=host, port=port,
                     log_level="warning")
@@ -178,12 +191,10 @@ def verify(
     """Compare cached entries with Spanner at one read timestamp; exit 1 if stale or foreign
     entries remain."""
     from redis_spanner.consumers.verify import verify as run
-    from redis_spanner.consumers.worker import Consumer
     from redis_spanner.infra.cache_report import render_verify
-    from redis_spanner.schemas.settings import get_settings
 
     _logging(False)
-    consumer = Consumer.from_settings(get_settings())
+    consumer = _consumer()
     try:
         report = run(consumer.cache, consumer.catalog, consumer.rows, sample=sample,
                      repair=repair)
@@ -209,12 +220,10 @@ def rewarm(
     """Backfill: walk a table (or key range) in Spanner and rewarm its keys in Redis."""
     from redis_spanner.consumers.backfill import backfill
     from redis_spanner.consumers.spanner_rows import TableWalker
-    from redis_spanner.consumers.worker import Consumer
-    from redis_spanner.schemas.settings import get_settings
     from rich.progress import Progress
 
     _logging(False)
-    consumer = Consumer.from_settings(get_settings())
+    consumer = _consumer()
     walker = TableWalker(consumer.database)
     console = Console(stderr=True, emoji=False)
     try:

@@ -33,8 +33,8 @@ StateDir = Annotated[
 ENV_HINT = 'eval "$(redis-spanner dev env)"'
 
 
-def _stack(state_dir: Path | None) -> LocalStack:
-    return LocalStack(default_state_dir() if state_dir is None else state_dir)
+def _stack(state_dir: Path | None, redis_cluster: bool | None = None) -> LocalStack:
+    return LocalStack(default_state_dir() if state_dir is None else state_dir, redis_cluster)
 
 
 @contextmanager
@@ -51,9 +51,13 @@ def _reported() -> Iterator[None]:
 def up(
     state_dir: StateDir = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for health.")] = 60,
+    redis_cluster: Annotated[bool, typer.Option(
+        "--redis-cluster",
+        help="Run Redis as a local cluster of three primaries (a running single server is "
+        "replaced); `dev env` then also exports REDIS_SPANNER_REDIS_CLUSTER=true.")] = False,
 ) -> None:
     """Start whatever part of the stack is not running; reuse the rest."""
-    stack = _stack(state_dir)
+    stack = _stack(state_dir, True if redis_cluster else None)
     with _reported():
         before = stack.running_pids()
         stack.up(timeout)

@@ -176,9 +176,7 @@ def replay(
     with _reported(), _hold(ctx) as hold, ExitStack() as stack:
         settings = get_settings()
         try:
-            cache = RedisCache.from_settings(settings)
-        except RuntimeError as e:  # REDIS_URL is not set
-            raise PermanentError(str(e)) from None
+            cache = RedisCache.from_settings(settings)  # ConfigError: reported as it is
         except ValueError as e:
             raise PermanentError(f"REDIS_URL is not usable: {e}") from None
         stack.callback(cache.client.close)

@@ -5,6 +5,8 @@
 component whose variable (PUBSUB_EMULATOR_HOST, SPANNER_EMULATOR_HOST, REDIS_URL) is already set
 in the environment is external: it is used as it is and never stopped. Processes are told apart
 by their start time, read through psutil (Linux and macOS; only Linux is tested).
+``LocalStack(state_dir, redis_cluster=True)`` starts a three-primary Redis Cluster instead of a
+single redis-server (``redis_spanner.infra.redis_cluster``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import shlex
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TypedDict
 
@@ -40,10 +42,12 @@ from redis_spanner.infra.processes import (
     stop_group,
     tcp_ok,
 )
+from redis_spanner.infra.redis_cluster import cluster_launch, cluster_ok, join_cluster
 
 PUBSUB, SPANNER, REDIS = "pubsub", "spanner", "redis"
 COMPONENTS = (PUBSUB, SPANNER, REDIS)
 ENV_VARS = {PUBSUB: "PUBSUB_EMULATOR_HOST", SPANNER: "SPANNER_EMULATOR_HOST", REDIS: "REDIS_URL"}
+CLUSTER_VAR = "REDIS_SPANNER_REDIS_CLUSTER"
 STATE_FILE = "stack.json"
 EXTERNAL_GRACE_SECONDS = 10.0
 # Every test creates its own database; the emulator's default cap is 100 per instance.
@@ -57,11 +61,15 @@ class StackEnv:
     pubsub_emulator_host: str
     spanner_emulator_host: str
     redis_url: str
+    redis_cluster: bool = False
 
     def exports(self) -> dict[str, str]:
-        return {"PUBSUB_EMULATOR_HOST": self.pubsub_emulator_host,
-                "SPANNER_EMULATOR_HOST": self.spanner_emulator_host,
-                "REDIS_URL": self.redis_url}
+        exports = {"PUBSUB_EMULATOR_HOST": self.pubsub_emulator_host,
+                   "SPANNER_EMULATOR_HOST": self.spanner_emulator_host,
+                   "REDIS_URL": self.redis_url}
+        if self.redis_cluster:
+            exports[CLUSTER_VAR] = "true"
+        return exports
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,8 @@ class Component:
     ports: dict[str, int] = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
     log: str | None = None
+    cluster: bool = False
+    """A Redis Cluster: every node in the one process group, ``ports`` one per node."""
 
 
 Launch = tuple[list[str], str, dict[str, int]]  # command, address, ports
@@ -150,6 +160,8 @@ def _spawn(name: str, log: Path, command: list[str], address: str,
 def healthy(c: Component) -> bool:
     """A real request answered: REST on the emulators, PING on Redis."""
     if c.name == REDIS:
+        if c.cluster:
+            return all(cluster_ok(port) for port in c.ports.values())
         return redis_ok(c.address)
     if c.name == PUBSUB:
         return http_ok(f"http://{c.address}/v1/projects/redis-spanner/topics")
@@ -186,9 +198,12 @@ def _wait_healthy(components: list[Component], timeout: float) -> None:
 class LocalStack:
     """The local stack recorded in one state directory."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, redis_cluster: bool | None = None) -> None:
+        """``redis_cluster``: True wants a cluster, False a single server, None either (a
+        running one is reused; a single server is started when none runs)."""
         self.state_dir = Path(state_dir)
         self.state_file = self.state_dir / STATE_FILE
+        self.redis_cluster = redis_cluster
 
     def up(self, timeout: float = 60) -> StackEnv:
         """Start what is missing, wait until everything answers, return where it answers."""
@@ -204,7 +219,12 @@ class LocalStack:
             try:
                 started = [_spawn(name, self.state_dir / f"{name}.log", *launch)
                            for name, launch in commands.items()]
+                started = [replace(c, cluster=True) if c.name == REDIS and self.redis_cluster
+                           else c for c in started]
                 self._write({**kept, **{c.name: c for c in started}})
+                for c in started:
+                    if c.cluster:
+                        join_cluster(list(c.ports.values()), timeout)
                 _wait_healthy([*kept.values(), *started], timeout)
             except BaseException:
                 for c in started:
@@ -247,7 +267,9 @@ class LocalStack:
         for name in COMPONENTS:
             own = recorded.get(name)
             external = os.environ.get(ENV_VARS[name])
-            if own and not own.external and external in (None, own.address) and _is_ours(own):
+            wanted = name != REDIS or self.redis_cluster in (None, own and own.cluster)
+            if (own and not own.external and external in (None, own.address) and _is_ours(own)
+                    and wanted):
                 kept[name] = own
                 continue
             if own and not own.external:
@@ -274,6 +296,8 @@ class LocalStack:
             return pubsub_launch()
         if name == SPANNER:
             return spanner_launch()
+        if self.redis_cluster:
+            return cluster_launch(self.state_dir)
         return redis_launch(self.state_dir)
 
     @contextmanager
@@ -304,8 +328,13 @@ class LocalStack:
 
 
 def _env_of(components: dict[str, Component]) -> StackEnv:
-    return StackEnv(components[PUBSUB].address, components[SPANNER].address,
-                    components[REDIS].address)
+    redis = components[REDIS]
+    return StackEnv(components[PUBSUB].address, components[SPANNER].address, redis.address,
+                    redis_cluster=redis.cluster or (redis.external and _cluster_from_env()))
+
+
+def _cluster_from_env() -> bool:
+    return os.environ.get(CLUSTER_VAR, "").lower() in ("1", "true", "yes", "on")
 
 
 def _status_of(c: Component | None) -> ComponentStatus:

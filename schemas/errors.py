@@ -70,6 +70,12 @@ class RetriesExhausted(PermanentError):
     reason = "retries-exhausted"
 
 
+class ConfigError(PermanentError):
+    """A setting is missing or unusable: the message names the setting, never a secret."""
+
+    reason = "config"
+
+
 class TransientError(RedisSpannerError):
     """Redis or Spanner unavailable, a timeout, an aborted transaction: retry, then nack."""
 

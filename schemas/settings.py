@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis_spanner.schemas.cache import DEFAULT_CACHE_TTL_SECONDS, DEFAULT_TOMBSTONE_TTL_SECONDS
+from redis_spanner.schemas.errors import ConfigError
 from redis_spanner.schemas.versions import DEFAULT_MAX_SKEW_SECONDS
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
@@ -37,6 +39,12 @@ class Settings(BaseSettings):
     max_version_skew_seconds: float = Field(DEFAULT_MAX_SKEW_SECONDS, gt=0)
     """Events further ahead of the clock are refused; cache entries further ahead are foreign."""
     redis_timeout_seconds: float = Field(2.0, gt=0)
+    redis_cluster: bool = False
+    redis_ca_file: Path | None = None
+    redis_cert_file: Path | None = None
+    redis_key_file: Path | None = None
+    redis_username: str | None = None
+    redis_password_file: Path | None = None
 
     relay_poll_ms: int = Field(50, gt=0)
     relay_batch: int = Field(500, gt=0, le=5000)
@@ -81,7 +89,7 @@ class Settings(BaseSettings):
 
     def require_redis_url(self) -> str:
         if self.redis_url is None:
-            raise RuntimeError(
+            raise ConfigError(
                 "REDIS_URL is not set: export it, or run "
                 "'eval \"$(redis-spanner dev env)\"' after 'redis-spanner dev up'"
             )
