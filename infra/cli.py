@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from redis_spanner.infra import cli_errors
 from redis_spanner.infra.dev_cli import dev_app
 from redis_spanner.infra.dlq_cli import dlq_app
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from redis_spanner.schemas.settings import Settings
 
 app = typer.Typer(
     help="Keep a Redis cache coherent with Cloud Spanner.",
@@ -40,8 +45,25 @@ def _logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    _quiet()
+
+
+def _quiet() -> None:
+    """The client libraries' chatter stays out of stderr; so does google.auth's warning before
+    the missing-credentials error that is reported anyway."""
     for noisy in ("google", "grpc", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("google.auth").setLevel(logging.ERROR)
+
+
+def _before_stack() -> None:
+    """For the commands that run on the local stack: settings valid and the components the
+    environment names answering, before anything starts."""
+    from redis_spanner.infra.reachability import require_external
+    from redis_spanner.schemas.settings import load_settings
+
+    load_settings()
+    require_external(os.environ)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -49,6 +71,16 @@ def _stop_on_signals() -> threading.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     return stop
+
+
+def _settings(*needs: str) -> Settings:
+    """The settings, once each dependency in ``needs`` answers at its configured address."""
+    from redis_spanner.infra.reachability import require_reachable
+    from redis_spanner.schemas.settings import get_settings
+
+    settings = get_settings()
+    require_reachable(settings, *needs)
+    return settings
 
 
 def _metrics(port: int) -> None:
@@ -63,10 +95,9 @@ def provision(as_json: Json = False) -> None:
     """Create or update the topics, subscriptions, Spanner instance and database (idempotent)."""
     from redis_spanner.infra.provision import format_report
     from redis_spanner.infra.provision import provision as run
-    from redis_spanner.schemas.settings import get_settings
 
     _logging(False)
-    report = run(get_settings())
+    report = run(_settings("pubsub", "spanner"))
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:
@@ -80,12 +111,12 @@ def relay(
 ) -> None:
     """Publish outbox rows to Pub/Sub until SIGINT or SIGTERM."""
     from redis_spanner.producers.runner import build_relay
-    from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
+    settings = _settings("pubsub", "spanner")
     _metrics(metrics_port)
     stop = _stop_on_signals()
-    relay, publisher = build_relay(get_settings())
+    relay, publisher = build_relay(settings)
     try:
         relay.run(stop)
     finally:
@@ -101,11 +132,10 @@ def worker(
     """Pull events and apply them to Redis until SIGINT or SIGTERM."""
     from redis_spanner.consumers.pubsub import PullSubscription
     from redis_spanner.consumers.worker import Consumer, PullWorker
-    from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
+    settings = _settings("pubsub", "spanner", "redis")
     _metrics(metrics_port)
-    settings = get_settings()
     stop = _stop_on_signals()
     consumer = Consumer.from_settings(settings)
     subscription = PullSubscription(settings.subscription_path, max_messages=settings.worker_batch)
@@ -128,10 +158,9 @@ def serve(
     import uvicorn
     from redis_spanner.consumers.push import create_app
     from redis_spanner.consumers.worker import Consumer
-    from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
-    consumer = Consumer.from_settings(get_settings())
+    consumer = Consumer.from_settings(_settings("pubsub", "spanner", "redis"))
     try:
         uvicorn.run(create_app(consumer.processor), host=host, port=port, log_level="warning")
     finally:
@@ -150,10 +179,9 @@ def verify(
     from redis_spanner.consumers.verify import verify as run
     from redis_spanner.consumers.worker import Consumer
     from redis_spanner.infra.cache_report import render_verify
-    from redis_spanner.schemas.settings import get_settings
 
     _logging(False)
-    consumer = Consumer.from_settings(get_settings())
+    consumer = Consumer.from_settings(_settings("spanner", "redis"))
     try:
         report = run(consumer.cache, consumer.catalog, consumer.rows, sample=sample,
                      repair=repair)
@@ -180,11 +208,17 @@ def rewarm(
     from redis_spanner.consumers.backfill import backfill
     from redis_spanner.consumers.spanner_rows import TableWalker
     from redis_spanner.consumers.worker import Consumer
-    from redis_spanner.schemas.settings import get_settings
+    from redis_spanner.schemas.errors import ConfigError
     from rich.progress import Progress
 
     _logging(False)
-    consumer = Consumer.from_settings(get_settings())
+    settings = _settings("spanner", "redis")
+    consumer = Consumer.from_settings(settings)
+    if table not in consumer.catalog.tables:
+        consumer.close()
+        raise ConfigError(f"unknown --table {table!r}: the catalog "
+                          f"(REDIS_SPANNER_CATALOG={settings.catalog}) declares "
+                          f"{', '.join(sorted(consumer.catalog.tables)) or 'no table'}")
     walker = TableWalker(consumer.database)
     console = Console(stderr=True, emoji=False)
     try:
@@ -216,6 +250,8 @@ def bench(
     from redis_spanner.infra.bench import run_bench
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    _quiet()
+    _before_stack()
     console = Console(stderr=True, emoji=False)
     result = run_bench(events, repeats, lambda line: console.print(line, markup=False))
     for stage in ("relay", "consumer", "consumer_hot"):
@@ -247,6 +283,8 @@ def demo(
     from redis_spanner.infra.demo.run import DemoOptions, run_demo
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
+    _quiet()
+    _before_stack()
     console = Console(stderr=as_json, emoji=False)
     options = DemoOptions(duration=duration, write_rate=rate, read_rate=read_rate,
                           accounts=accounts, mode=mode.value, chaos=chaos)
@@ -258,5 +296,10 @@ def demo(
     raise typer.Exit(0 if ok else 1)
 
 
+def main() -> None:
+    """The console entry point: every failure is one line on stderr and an exit status."""
+    cli_errors.run(app)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from redis_spanner.infra.discovery import StackError
+from redis_spanner.infra.cli_errors import reported
 from redis_spanner.infra.local import LocalStack, default_state_dir
 from rich.console import Console
 from rich.table import Table
@@ -37,24 +35,17 @@ def _stack(state_dir: Path | None) -> LocalStack:
     return LocalStack(default_state_dir() if state_dir is None else state_dir)
 
 
-@contextmanager
-def _reported() -> Iterator[None]:
-    """A StackError becomes its message on stderr and exit status 2, without a traceback."""
-    try:
-        yield
-    except StackError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-
-
 @dev_app.command()
 def up(
     state_dir: StateDir = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for health.")] = 60,
 ) -> None:
     """Start whatever part of the stack is not running; reuse the rest."""
+    from redis_spanner.infra.reachability import require_external
+
     stack = _stack(state_dir)
-    with _reported():
+    with reported():
+        require_external(os.environ)
         before = stack.running_pids()
         stack.up(timeout)
         status = stack.status()
@@ -75,7 +66,7 @@ def up(
 def down(state_dir: StateDir = None) -> None:
     """Stop the processes this stack started (never external ones)."""
     stack = _stack(state_dir)
-    with _reported():
+    with reported():
         exported = stack.env()
         stopped = stack.down()
     if stopped:
@@ -94,13 +85,14 @@ def status(
     state_dir: StateDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Show each component: running, healthy, address, pid."""
+    """Show each component: running, healthy, address, pid. Exit 1 unless all are healthy."""
     stack = _stack(state_dir)
-    with _reported():
+    with reported():
         report = stack.status()
+    healthy = all(s["healthy"] for s in report.values())
     if as_json:
         typer.echo(json.dumps(report, indent=2))
-        return
+        raise typer.Exit(0 if healthy else 1)
     table = Table("component", "running", "healthy", "address", "pid", "external")
     for name, s in report.items():
         table.add_row(name, _yes(s["running"]), _yes(s["healthy"]), s["address"] or "-",
@@ -108,13 +100,14 @@ def status(
     console = Console()
     console.print(table)
     console.print(f"state and logs: {stack.state_dir}", markup=False, highlight=False)
+    raise typer.Exit(0 if healthy else 1)
 
 
 @dev_app.command()
 def env(state_dir: StateDir = None) -> None:
     """Print `export` lines for the running stack: eval "$(redis-spanner dev env)"."""
     stack = _stack(state_dir)
-    with _reported():
+    with reported():
         found = stack.env()
     if found is None:
         typer.echo(f"no local stack is running (state dir {stack.state_dir}); "

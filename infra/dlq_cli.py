@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from redis_spanner.infra.cli_errors import fail, reported
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -56,30 +57,15 @@ def _options(
 
 
 @contextmanager
-def _reported() -> Iterator[None]:
-    """Outages and bad settings become one line on stderr and exit status 2."""
-    from google.auth.exceptions import GoogleAuthError
-    from pydantic import ValidationError
-    from redis_spanner.schemas.errors import RedisSpannerError
-
-    try:
-        yield
-    except (RedisSpannerError, GoogleAuthError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    except ValidationError as e:
-        typer.echo(f"error: invalid settings: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}",
-                   err=True)
-        raise typer.Exit(2) from None
-
-
-@contextmanager
 def _hold(ctx: typer.Context) -> Iterator[Any]:
     from redis_spanner.consumers.pubsub import HoldSubscription
+    from redis_spanner.infra.reachability import PUBSUB, require_reachable
     from redis_spanner.schemas.settings import get_settings
 
     options: _Options = ctx.obj
-    hold = HoldSubscription(get_settings().dead_letter_subscription_path,
+    settings = get_settings()
+    require_reachable(settings, PUBSUB, timeout=options.timeout)
+    hold = HoldSubscription(settings.dead_letter_subscription_path,
                             deadline=options.timeout, wait=options.wait)
     try:
         yield hold
@@ -105,7 +91,7 @@ def list_(
     """Show the dead letters in a table; every one stays in place."""
     from redis_spanner.consumers.dead_letter_scan import collect
 
-    with _reported(), _hold(ctx) as hold:
+    with reported(), _hold(ctx) as hold:
         letters = collect(hold, _filter(reason, event_type), limit)
         path = hold.path
     now = time.time()
@@ -128,7 +114,7 @@ def show(
     """Everything about one dead letter: attributes, data, decode error. Exit 1 if not found."""
     from redis_spanner.consumers.dead_letter_scan import collect
 
-    with _reported(), _hold(ctx) as hold:
+    with reported(), _hold(ctx) as hold:
         letters = collect(hold, _filter(ids=[ident]))
         path = hold.path
     if not letters:
@@ -165,22 +151,22 @@ def replay(
     from redis_spanner.consumers.dead_letter_replay import replay as run
     from redis_spanner.consumers.pubsub import EventsTopic
     from redis_spanner.consumers.redis_cache import RedisCache
+    from redis_spanner.infra.reachability import REDIS, require_reachable
     from redis_spanner.schemas.catalog import load_catalog
-    from redis_spanner.schemas.errors import PermanentError
+    from redis_spanner.schemas.errors import ConfigError
     from redis_spanner.schemas.settings import get_settings
 
     options: _Options = ctx.obj
     replay_options = ReplayOptions(_filter(reason, event_type, ids), limit, dry_run,
                                    drop_superseded, rate)
     console = Console(stderr=True)
-    with _reported(), _hold(ctx) as hold, ExitStack() as stack:
+    with reported(), _hold(ctx) as hold, ExitStack() as stack:
         settings = get_settings()
+        require_reachable(settings, REDIS, timeout=options.timeout)
         try:
             cache = RedisCache.from_settings(settings)
-        except RuntimeError as e:  # REDIS_URL is not set
-            raise PermanentError(str(e)) from None
         except ValueError as e:
-            raise PermanentError(f"REDIS_URL is not usable: {e}") from None
+            raise ConfigError(f"REDIS_URL is not usable: {e}") from None
         stack.callback(cache.client.close)
         topic = EventsTopic(settings.topic_path, deadline=options.timeout)
         stack.callback(topic.close)
@@ -197,9 +183,8 @@ def replay(
     out.print(_summary(report, path), markup=False, highlight=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
-    if report.error:
-        typer.echo(f"error: {report.error}", err=True)
-        raise typer.Exit(2)
+    if report.failure:
+        fail(report.failure)
 
 
 @dlq_app.command()
@@ -219,7 +204,7 @@ def purge(
         typer.echo("refusing to delete dead letters without --yes; 'redis-spanner dlq list' "
                    "with the same filters shows what would go", err=True)
         raise typer.Exit(2)
-    with _reported(), _hold(ctx) as hold:
+    with reported(), _hold(ctx) as hold:
         report = run(hold, _filter(reason, event_type, ids), limit)
         path = hold.path
     typer.echo(f"purged {report.purged} dead letter(s) from {path}; {report.kept} left in place",
@@ -227,9 +212,8 @@ def purge(
     if as_json:
         typer.echo(json.dumps({"purged": report.purged, "kept": report.kept,
                                "error": report.error}))
-    if report.error:
-        typer.echo(f"error: {report.error}", err=True)
-        raise typer.Exit(2)
+    if report.failure:
+        fail(report.failure)
 
 
 # --- rendering ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ that let Pub/Sub forward dead letters. And their deletion."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from functools import partial
 from typing import Any
@@ -47,13 +47,19 @@ def provision_pubsub(
 
 def delete_pubsub(settings: Settings) -> list[str]:
     """Delete the subscriptions, then the topics; the paths of those that existed."""
+    return delete_paths((settings.subscription_path, settings.dead_letter_subscription_path),
+                        (settings.topic_path, settings.dead_letter_topic_path))
+
+
+def delete_paths(subscriptions: Sequence[str], topics: Sequence[str]) -> list[str]:
+    """Delete these subscriptions, then these topics; the paths of those that existed."""
     deleted: list[str] = []
     with pubsub_v1.PublisherClient() as publisher, pubsub_v1.SubscriberClient() as subscriber:
-        for path in (settings.subscription_path, settings.dead_letter_subscription_path):
+        for path in subscriptions:
             with step(f"deleting {path}"), suppress(exceptions.NotFound):
                 subscriber.delete_subscription(subscription=path, timeout=CALL_TIMEOUT_SECONDS)
                 deleted.append(path)
-        for path in (settings.topic_path, settings.dead_letter_topic_path):
+        for path in topics:
             with step(f"deleting {path}"), suppress(exceptions.NotFound):
                 publisher.delete_topic(topic=path, timeout=CALL_TIMEOUT_SECONDS)
                 deleted.append(path)

@@ -61,3 +61,9 @@ class TransientError(RedisSpannerError):
     """Redis or Spanner unavailable, a timeout, an aborted transaction: retry, then nack."""
 
     reason = "transient"
+
+
+class ConfigError(RedisSpannerError):
+    """A setting or an option is missing or invalid: fix it and run again; retrying can't help."""
+
+    reason = "config"

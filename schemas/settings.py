@@ -5,15 +5,18 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis_spanner.schemas.cache import DEFAULT_CACHE_TTL_SECONDS, DEFAULT_TOMBSTONE_TTL_SECONDS
+from redis_spanner.schemas.errors import ConfigError
+
+ENV_PREFIX = "REDIS_SPANNER_"
 
 
 class Settings(BaseSettings):
     """Every setting of the pipeline. Names map to ``REDIS_SPANNER_<NAME>`` unless aliased."""
 
-    model_config = SettingsConfigDict(env_prefix="REDIS_SPANNER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     project: str = Field("redis-spanner-local", validation_alias="GOOGLE_CLOUD_PROJECT")
     instance: str = "redis-spanner"
@@ -50,13 +53,20 @@ class Settings(BaseSettings):
             raise ValueError("resource ids need 3-255 characters and start with a letter")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"(rediss?|unix)://", value.get_secret_value()):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
     @property
     def emulated(self) -> bool:
         return bool(self.pubsub_emulator_host or self.spanner_emulator_host)
 
     def require_redis_url(self) -> str:
         if self.redis_url is None:
-            raise RuntimeError(
+            raise ConfigError(
                 "REDIS_URL is not set: export it, or run "
                 "'eval \"$(redis-spanner dev env)\"' after 'redis-spanner dev up'"
             )
@@ -84,6 +94,38 @@ def redacted_url(url: str) -> str:
     return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
+def variable(field: str) -> str:
+    """The environment variable a setting is read from."""
+    info = Settings.model_fields.get(field)
+    if info is None:  # pydantic names an aliased setting by its alias already
+        return field
+    return info.validation_alias if isinstance(info.validation_alias, str) \
+        else ENV_PREFIX + field.upper()
+
+
+def explain(error: ValidationError) -> str:
+    """Invalid settings as one line naming each variable, its value (never a secret's) and
+    what is wrong with it."""
+    problems = []
+    for detail in error.errors():
+        field = str(detail["loc"][0]) if detail["loc"] else "?"
+        name = variable(field)
+        info = Settings.model_fields.get(field)
+        secret = info is not None and "SecretStr" in str(info.annotation)
+        shown = "" if secret else f"={str(detail.get('input', ''))[:60]!r}"
+        message = str(detail["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name}{shown}: {message}")
+    return "invalid setting " + "; ".join(problems)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a ``ConfigError`` naming each invalid variable."""
+    try:
+        return Settings()
+    except ValidationError as e:
+        raise ConfigError(explain(e)) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()
