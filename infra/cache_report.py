@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from redis_spanner.consumers.verify import VerifyReport
+from redis_spanner.infra.tables import print_table
 from rich.console import Console
-from rich.table import Table
 
 
 def render_verify(report: VerifyReport, console: Console) -> None:
     summary = report.as_dict()
-    table = Table(title="cache vs Spanner", show_header=False)
-    for name in ("checked", "fresh", "tombstones", "stale", "orphaned", "unversioned",
-                 "repaired", "deleted", "stale_remaining"):
-        table.add_row(name, str(summary[name]))
-    console.print(table)
+    print_table(console, ("measure", "count"), [
+        [name, str(summary[name])]
+        for name in ("checked", "fresh", "tombstones", "stale", "orphaned", "unversioned",
+                     "repaired", "deleted", "stale_remaining")
+    ], title="cache vs Spanner", header=False)
     for label, keys in (("stale", report.stale), ("orphaned", report.orphaned),
                         ("unversioned", report.unversioned)):
         for key in keys[:20]:

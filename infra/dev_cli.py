@@ -6,13 +6,13 @@ import json
 import os
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from redis_spanner.infra.cli_errors import reported
 from redis_spanner.infra.local import LocalStack, default_state_dir
+from redis_spanner.infra.tables import print_table
 from rich.console import Console
-from rich.table import Table
 
 dev_app = typer.Typer(
     help="The local stack: the Pub/Sub and Spanner emulators and a redis-server on free ports.",
@@ -49,15 +49,15 @@ def up(
         before = stack.running_pids()
         stack.up(timeout)
         status = stack.status()
-    table = Table("component", "address", "pid", "")
+    rows = []
     for name, s in status.items():
         if s["external"]:
             what = "external (from the environment)"
         else:
             what = "already running" if before.get(name) == s["pid"] else "started"
-        table.add_row(name, s["address"], str(s["pid"] or "-"), what)
+        rows.append([name, s["address"] or "-", str(s["pid"] or "-"), what])
     console = Console()
-    console.print(table)
+    print_table(console, ("component", "address", "pid", "state"), rows)
     console.print(f"state and logs: {stack.state_dir}", markup=False, highlight=False)
     console.print(f"to use it in this shell: {ENV_HINT}", markup=False, highlight=False)
 
@@ -89,18 +89,26 @@ def status(
     stack = _stack(state_dir)
     with reported():
         report = stack.status()
-    healthy = all(s["healthy"] for s in report.values())
     if as_json:
         typer.echo(json.dumps(report, indent=2))
-        raise typer.Exit(0 if healthy else 1)
-    table = Table("component", "running", "healthy", "address", "pid", "external")
-    for name, s in report.items():
-        table.add_row(name, _yes(s["running"]), _yes(s["healthy"]), s["address"] or "-",
-                      str(s["pid"] or "-"), _yes(s["external"]))
+        _healthy_or_exit(report, stack.state_dir)
+        return
     console = Console()
-    console.print(table)
+    print_table(console, ("component", "running", "healthy", "address", "pid", "external"), [
+        [name, _yes(s["running"]), _yes(s["healthy"]), s["address"] or "-", str(s["pid"] or "-"),
+         _yes(s["external"])] for name, s in report.items()])
     console.print(f"state and logs: {stack.state_dir}", markup=False, highlight=False)
-    raise typer.Exit(0 if healthy else 1)
+    _healthy_or_exit(report, stack.state_dir)
+
+
+def _healthy_or_exit(report: dict[str, Any], state_dir: Path) -> None:
+    """Exit 1, with one line on stderr naming them, when some component is not healthy."""
+    sick = [f"{name} ({s['address']})" if s["address"] else name
+            for name, s in report.items() if not s["healthy"]]
+    if sick:
+        typer.echo(f"error: not healthy: {', '.join(sick)} (state dir {state_dir}); start the "
+                   "stack with: redis-spanner dev up", err=True)
+        raise typer.Exit(1)
 
 
 @dev_app.command()

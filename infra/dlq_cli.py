@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from redis_spanner.infra.cli_errors import fail, reported
+from redis_spanner.infra.tables import print_table
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
 if TYPE_CHECKING:  # the Pub/Sub client is slow to import: commands import what they use
     from redis_spanner.consumers.dead_letter_replay import ReplayReport
@@ -96,10 +95,15 @@ def list_(
         path = hold.path
     now = time.time()
     console = Console(stderr=as_json)
-    console.print(_table([_row(letter, now) for letter in letters], console.width))
-    more = "; the limit was reached, there may be more" if len(letters) >= limit else ""
-    console.print(f"{len(letters)} dead letter(s) in {path}, all left in place{more}",
-                  markup=False, highlight=False)
+    if letters:
+        print_table(console, COLUMNS, [_row(letter, now) for letter in letters],
+                    shrink="error", shrink_to=ERROR_WIDTH)
+        more = "; the limit was reached, there may be more" if len(letters) >= limit else ""
+        summary = f"{len(letters)} dead letter(s) in {path}, all left in place{more}"
+    else:
+        summary = f"no dead letter in {path}" + (
+            f" matches {_described(reason, event_type)}" if reason or event_type else "")
+    console.print(summary, markup=False, highlight=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps([letter.as_dict(now) for letter in letters]))
 
@@ -268,30 +272,26 @@ def _progress(console: Console, total: int | None) -> Iterator[Callable[[str], N
 
 COLUMNS = ("message id", "event id", "type", "table", "key", "reason", "error", "attempts",
            "first failure (UTC)", "age")
-ERROR_COLUMN = COLUMNS.index("error")
 
 
-def _table(rows: list[list[str]], width: int) -> Table:
-    """One line per dead letter: the error column gives way first when space runs out."""
-    others = sum(max(len(COLUMNS[i]), *(len(row[i]) for row in rows)) + 3
-                 for i in range(len(COLUMNS)) if i != ERROR_COLUMN)
-    table = Table()
-    for name in COLUMNS:
-        if name == "error":
-            table.add_column(name, no_wrap=True, overflow="ellipsis",
-                             max_width=max(12, min(ERROR_WIDTH, width - others - 4)))
-        else:
-            table.add_column(name, no_wrap=True)
-    for row in rows:
-        table.add_row(*(Text(cell) for cell in row))  # Text: attribute values are not markup
-    return table
+def _described(reasons: Sequence[str] | None, types: Sequence[str] | None) -> str:
+    parts = [f"--reason {r}" for r in reasons or ()] + [f"--type {t}" for t in types or ()]
+    return " ".join(parts)
 
 
 def _row(letter: DeadLetter, now: float) -> list[str]:
-    return [letter.message_id, letter.event_id or "-", letter.event_type or "-",
-            letter.table or "-", _key(letter.key), letter.reason, letter.error,
-            str(letter.attempts or "-"), _when(letter.first_failure_time),
-            _age(letter.age(now))]
+    """One line per dead letter: attribute values come from anyone who can publish."""
+    return [_cell(text) for text in (
+        letter.message_id, letter.event_id or "-", letter.event_type or "-",
+        letter.table or "-", _key(letter.key), letter.reason, letter.error,
+        str(letter.attempts or "-"), _when(letter.first_failure_time), _age(letter.age(now)))]
+
+
+def _cell(text: str) -> str:
+    """A table cell on one line, printable, at most 200 characters."""
+    flat = " ".join(text.split())
+    flat = flat if flat.isprintable() else repr(flat)[1:-1]
+    return flat if len(flat) <= 200 else flat[:199] + "…"
 
 
 def _when(timestamp: str | None) -> str:

@@ -78,5 +78,5 @@ def require_external(environ: Mapping[str, str], timeout: float = PROBE_SECONDS)
                            ("SPANNER_EMULATOR_HOST", "the Spanner emulator")):
         if address := environ.get(variable):
             probe(*host_port(address, variable), f"{what} ({variable})", timeout)
-    if (url := environ.get("REDIS_URL")) and (address := redis_address(url)) is not None:
-        probe(*address, "Redis (REDIS_URL)", timeout)
+    if (url := environ.get("REDIS_URL")) and (tcp := redis_address(url)) is not None:
+        probe(*tcp, "Redis (REDIS_URL)", timeout)
