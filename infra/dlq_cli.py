@@ -300,10 +300,10 @@ def _when(timestamp: str | None) -> str:
         return "-"
     try:
         parsed = dt.datetime.fromisoformat(timestamp)
-    except ValueError:
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         return timestamp
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC)
     return parsed.strftime("%Y-%m-%d %H:%M:%S")
 
 

@@ -1,9 +1,9 @@
 """Tables that read well wherever they go.
 
 On a terminal: a boxed table when it fits the width (one column may give way first), else one
-block of ``column: value`` lines per row, so nothing is cut at any width. Piped or redirected:
-plain columns aligned with spaces, never wrapped or truncated, one line per row, for ``grep``,
-``sort`` and ``column``.
+block of ``column  value`` lines per row, values wrapped whole, so nothing is cut at any
+width. Piped or redirected: plain columns aligned with spaces, never wrapped or truncated, one
+line per row, for ``grep``, ``sort`` and ``column``.
 """
 
 from __future__ import annotations
@@ -66,9 +66,12 @@ def _records(console: Console, columns: Sequence[str], rows: Sequence[Sequence[s
              title: str | None) -> None:
     if title:
         _line(console, title)
-    label = max(len(name) for name in columns)
     for n, row in enumerate(rows):
         if n:
             _line(console, "")
+        block = Table.grid(padding=(0, 2))
+        block.add_column(no_wrap=True)
+        block.add_column(overflow="fold")  # a long value wraps under itself, whole
         for name, cell in zip(columns, row, strict=True):
-            _line(console, f"{name.ljust(label)}  {cell}")
+            block.add_row(Text(name), Text(cell))
+        console.print(block)
