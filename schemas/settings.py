@@ -94,10 +94,18 @@ def redacted_url(url: str) -> str:
     return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
+def _field(loc: str) -> str:
+    """The setting pydantic's error location names: a field, or an alias of one."""
+    for name, info in Settings.model_fields.items():
+        if loc in (name, info.validation_alias):
+            return name
+    return loc
+
+
 def variable(field: str) -> str:
     """The environment variable a setting is read from."""
     info = Settings.model_fields.get(field)
-    if info is None:  # pydantic names an aliased setting by its alias already
+    if info is None:
         return field
     return info.validation_alias if isinstance(info.validation_alias, str) \
         else ENV_PREFIX + field.upper()
@@ -108,7 +116,7 @@ def explain(error: ValidationError) -> str:
     what is wrong with it."""
     problems = []
     for detail in error.errors():
-        field = str(detail["loc"][0]) if detail["loc"] else "?"
+        field = _field(str(detail["loc"][0])) if detail["loc"] else "?"
         name = variable(field)
         info = Settings.model_fields.get(field)
         secret = info is not None and "SecretStr" in str(info.annotation)
