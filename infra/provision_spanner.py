@@ -4,13 +4,14 @@ created or converged from the declaration. And their deletion."""
 from __future__ import annotations
 
 import concurrent.futures
-from contextlib import closing
+from contextlib import closing, suppress
 from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import spanner
 from redis_spanner.infra.declaration import Declaration
 from redis_spanner.infra.provision_report import (
+    BOUNDED,
     Action,
     ProvisionError,
     ProvisionReport,
@@ -41,6 +42,9 @@ def provision_spanner(
             display_name=settings.instance,
             processing_units=policy.processing_units,
         )
+        with step(f"reaching Spanner for {instance.name}"), suppress(exceptions.NotFound):
+            # The client's own calls below retry for many minutes: this one is bounded.
+            client.instance_admin_api.get_instance(name=instance.name, **BOUNDED)
         with step(f"provisioning Spanner instance {instance.name}"):
             try:
                 instance.reload()  # replaces the wanted config and units by the current ones

@@ -39,6 +39,7 @@ def closed_port() -> int:
 CLOSED = f"127.0.0.1:{closed_port()}"
 NOT_A_DIR = "NOT_A_DIR"  # replaced by a regular file's path
 EMPTY_DIR = "EMPTY_DIR"  # replaced by an empty directory
+NOT_GRPC = "NOT_GRPC"  # replaced by the stack's Redis address: it answers, but not in gRPC
 NO_STACK = {"PUBSUB_EMULATOR_HOST": UNSET, "SPANNER_EMULATOR_HOST": UNSET, "REDIS_URL": UNSET}
 NO_CREDENTIALS = {**NO_STACK, "GOOGLE_APPLICATION_CREDENTIALS": UNSET,
                   "NO_GCE_CHECK": "True", "GCE_METADATA_HOST": CLOSED, "GCE_METADATA_IP": CLOSED}
@@ -84,6 +85,8 @@ CASES = {
     # an unreachable dependency: exit 1
     "provision-spanner-down": Case(("provision",), FAILURE, CLOSED,
                                    {"SPANNER_EMULATOR_HOST": CLOSED}),
+    "provision-pubsub-not-grpc": Case(("provision",), FAILURE, "PUBSUB_EMULATOR_HOST=127.0.0.1:",
+                                      {"PUBSUB_EMULATOR_HOST": NOT_GRPC}),
     "relay-pubsub-down": Case(("relay",), FAILURE, CLOSED, {"PUBSUB_EMULATOR_HOST": CLOSED}),
     "worker-redis-down": Case(("worker",), FAILURE, CLOSED, {"REDIS_URL": f"redis://{CLOSED}"}),
     "serve-pubsub-down": Case(("serve",), FAILURE, CLOSED, {"PUBSUB_EMULATOR_HOST": CLOSED}),
@@ -137,6 +140,7 @@ def redis_spanner(args: tuple[str, ...], env: dict[str, str | None], cwd: Path) 
 def ran(stack: StackEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Ran]]:
     """Every case, run a few at a time."""
     home = tmp_path_factory.mktemp("home")
+    not_grpc = stack.redis_url.removeprefix("redis://").split("/")[0]
     regular = home / "a-file"
     regular.write_text("")
 
@@ -145,7 +149,8 @@ def ran(stack: StackEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
                      str(tmp_path_factory.mktemp("empty")) if a == EMPTY_DIR else a
                      for a in case.args)
         env = {"HOME": str(home), "CLOUDSDK_CONFIG": str(home / "gcloud"),
-               "REDIS_SPANNER_STATE_DIR": str(home / "state"), **case.env}
+               "REDIS_SPANNER_STATE_DIR": str(home / "state"),
+               **{k: not_grpc if v == NOT_GRPC else v for k, v in case.env.items()}}
         return redis_spanner(args, env, home)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
