@@ -158,9 +158,12 @@ def serve(
     import uvicorn
     from redis_spanner.consumers.push import create_app
     from redis_spanner.consumers.worker import Consumer
+    from redis_spanner.infra.reachability import listenable
 
     _logging(verbose)
-    consumer = Consumer.from_settings(_settings("pubsub", "spanner", "redis"))
+    settings = _settings("pubsub", "spanner", "redis")
+    listenable(host, port)
+    consumer = Consumer.from_settings(settings)
     try:
         uvicorn.run(create_app(consumer.processor), host=host, port=port, log_level="warning")
     finally:

@@ -80,3 +80,18 @@ def require_external(environ: Mapping[str, str], timeout: float = PROBE_SECONDS)
             probe(*host_port(address, variable), f"{what} ({variable})", timeout)
     if (url := environ.get("REDIS_URL")) and (tcp := redis_address(url)) is not None:
         probe(*tcp, "Redis (REDIS_URL)", timeout)
+
+
+def listenable(host: str, port: int) -> None:
+    """A ``ConfigError`` naming the address when a server could not listen there (in use, not
+    an address of this machine)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(address)
+    except OSError as e:
+        cause = e.strerror or str(e)
+        raise ConfigError(f"cannot listen on {host}:{port} (--host, --port or PORT): {cause}"
+                          ) from None

@@ -40,6 +40,7 @@ CLOSED = f"127.0.0.1:{closed_port()}"
 NOT_A_DIR = "NOT_A_DIR"  # replaced by a regular file's path
 EMPTY_DIR = "EMPTY_DIR"  # replaced by an empty directory
 NOT_GRPC = "NOT_GRPC"  # replaced by the stack's Redis address: it answers, but not in gRPC
+TAKEN_PORT = "TAKEN_PORT"  # replaced by the stack's Redis port: in use
 NO_STACK = {"PUBSUB_EMULATOR_HOST": UNSET, "SPANNER_EMULATOR_HOST": UNSET, "REDIS_URL": UNSET}
 NO_CREDENTIALS = {**NO_STACK, "GOOGLE_APPLICATION_CREDENTIALS": UNSET,
                   "NO_GCE_CHECK": "True", "GCE_METADATA_HOST": CLOSED, "GCE_METADATA_IP": CLOSED}
@@ -64,6 +65,7 @@ CASES = {
                                    {"REDIS_SPANNER_WORKER_STREAMS": "abc"}),
     "worker-bad-option": Case(("worker", "--streams", "0"), USAGE, "--streams"),
     "serve-no-redis-url": Case(("serve",), USAGE, "REDIS_URL", {"REDIS_URL": UNSET}),
+    "serve-port-in-use": Case(("serve", "--port", TAKEN_PORT), USAGE, "--port"),
     "verify-bad-redis-url": Case(("verify",), USAGE, "REDIS_URL",
                                  {"REDIS_URL": "http://secret@x"}),
     "rewarm-unknown-table": Case(("rewarm", "--table", "Nope"), USAGE, "--table 'Nope'"),
@@ -146,7 +148,8 @@ def ran(stack: StackEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
 
     def one(case: Case) -> Ran:
         args = tuple(str(regular) if a == NOT_A_DIR else
-                     str(tmp_path_factory.mktemp("empty")) if a == EMPTY_DIR else a
+                     str(tmp_path_factory.mktemp("empty")) if a == EMPTY_DIR else
+                     not_grpc.rsplit(":", 1)[1] if a == TAKEN_PORT else a
                      for a in case.args)
         env = {"HOME": str(home), "CLOUDSDK_CONFIG": str(home / "gcloud"),
                "REDIS_SPANNER_STATE_DIR": str(home / "state"),
