@@ -84,7 +84,7 @@ def reported() -> Iterator[None]:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
-    except BrokenPipeError:
+    except BrokenPipeError:  # stdout closed early (| head): typer stops quietly
         raise
     except Exception as e:
         if os.environ.get(DEBUG_VARIABLE) == "1":
@@ -120,7 +120,4 @@ def run(app: typer.Typer) -> None:
         status = FAILURE
     except typer.Exit as e:
         status = e.exit_code
-    except BrokenPipeError:  # stdout closed early (| head): stop quietly, as shell tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        status = 141
     sys.exit(status if isinstance(status, int) else 0)
