@@ -20,7 +20,7 @@ from typer._click import exceptions as usage  # typer's own click: its usage err
 
 USAGE, FAILURE = 2, 1
 DEBUG_VARIABLE = "REDIS_SPANNER_DEBUG"
-MAX_LINE = 600
+MAX_LINE = 1200
 CREDENTIALS_HINT = (
     "no Google credentials found (PUBSUB_EMULATOR_HOST and SPANNER_EMULATOR_HOST are unset, so "
     "GCP is used): run 'gcloud auth application-default login', set "
@@ -29,14 +29,18 @@ CREDENTIALS_HINT = (
 
 
 def one_line(text: str) -> str:
-    """A message as a single line: a log excerpt below it is replaced by where to read it."""
+    """A message as a single line: several problems joined by "; ", a log excerpt replaced by
+    where to read it."""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()] or ["(no message)"]
-    first = lines[0]
-    for line in lines[1:]:
+    kept: list[str] = []
+    for line in lines:
         if line.startswith("last lines of ") and line.endswith(":"):
-            first += f" (see {line.removeprefix('last lines of ').removesuffix(':')})"
+            kept[-1:] = [f"{kept[-1] if kept else ''} (see "
+                         f"{line.removeprefix('last lines of ').removesuffix(':')})"]
             break
-    return first if len(first) <= MAX_LINE else first[:MAX_LINE - 1] + "…"
+        kept.append(line)
+    joined = "; ".join(kept)
+    return joined if len(joined) <= MAX_LINE else joined[:MAX_LINE - 1] + "…"
 
 
 def classify(error: BaseException) -> tuple[int, str] | None:
