@@ -71,6 +71,11 @@ def classify(error: BaseException) -> tuple[int, str] | None:
         return status, f"redis at {where}: {type(error).__name__}: {error}"
     if isinstance(error, gexc.RetryError):
         return FAILURE, f"gave up retrying a Google Cloud call: {error.cause}"
+    if isinstance(error, gexc.NotFound):
+        return USAGE, f"{error.message} (check the names in the settings, or run " \
+                      "'redis-spanner provision')"
+    if isinstance(error, gexc.PermissionDenied | gexc.Unauthenticated):
+        return USAGE, f"Google Cloud refused the call: {error.code} {error.message}"
     if isinstance(error, gexc.GoogleAPICallError):
         return FAILURE, f"Google Cloud call failed: {error.code} {error.message}"
     if isinstance(error, OSError):

@@ -69,6 +69,8 @@ CASES = {
     "verify-bad-redis-url": Case(("verify",), USAGE, "REDIS_URL",
                                  {"REDIS_URL": "http://secret@x"}),
     "rewarm-unknown-table": Case(("rewarm", "--table", "Nope"), USAGE, "--table 'Nope'"),
+    "rewarm-no-database": Case(("rewarm", "--table", "Accounts"), USAGE, "not found",
+                               {"REDIS_SPANNER_DATABASE": "no-such-db"}),
     "dlq-list-invalid-name": Case(("dlq", "list"), USAGE,
                                   "REDIS_SPANNER_DEAD_LETTER_SUBSCRIPTION",
                                   {"REDIS_SPANNER_DEAD_LETTER_SUBSCRIPTION": "x"}),
