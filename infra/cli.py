@@ -60,9 +60,9 @@ def _before_stack() -> None:
     """For the commands that run on the local stack: settings valid and the components the
     environment names answering, before anything starts."""
     from redis_spanner.infra.reachability import require_external
-    from redis_spanner.schemas.settings import load_settings
+    from redis_spanner.schemas.settings import load_settings, require_catalog
 
-    load_settings()
+    require_catalog(load_settings())
     require_external(os.environ)
 
 
@@ -76,9 +76,10 @@ def _stop_on_signals() -> threading.Event:
 def _settings(*needs: str) -> Settings:
     """The settings, once each dependency in ``needs`` answers at its configured address."""
     from redis_spanner.infra.reachability import require_reachable
-    from redis_spanner.schemas.settings import get_settings
+    from redis_spanner.schemas.settings import get_settings, require_catalog
 
     settings = get_settings()
+    require_catalog(settings)
     require_reachable(settings, *needs)
     return settings
 

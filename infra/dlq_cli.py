@@ -156,9 +156,8 @@ def replay(
     from redis_spanner.consumers.pubsub import EventsTopic
     from redis_spanner.consumers.redis_cache import RedisCache
     from redis_spanner.infra.reachability import REDIS, require_reachable
-    from redis_spanner.schemas.catalog import load_catalog
     from redis_spanner.schemas.errors import ConfigError
-    from redis_spanner.schemas.settings import get_settings
+    from redis_spanner.schemas.settings import get_settings, require_catalog
 
     options: _Options = ctx.obj
     replay_options = ReplayOptions(_filter(reason, event_type, ids), limit, dry_run,
@@ -166,6 +165,7 @@ def replay(
     console = Console(stderr=True)
     with reported(), _hold(ctx) as hold, ExitStack() as stack:
         settings = get_settings()
+        catalog = require_catalog(settings)
         require_reachable(settings, REDIS, timeout=options.timeout)
         try:
             cache = RedisCache.from_settings(settings)
@@ -175,8 +175,7 @@ def replay(
         topic = EventsTopic(settings.topic_path, deadline=options.timeout)
         stack.callback(topic.close)
         with _progress(console, limit) as advance:
-            report = run(hold, topic, cache, load_catalog(settings.catalog, settings.namespace),
-                         replay_options, progress=advance)
+            report = run(hold, topic, cache, catalog, replay_options, progress=advance)
         path = hold.path
     out = Console(stderr=as_json)
     for decision in report.decisions:

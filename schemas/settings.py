@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis_spanner.schemas.cache import DEFAULT_CACHE_TTL_SECONDS, DEFAULT_TOMBSTONE_TTL_SECONDS
 from redis_spanner.schemas.errors import ConfigError
+
+if TYPE_CHECKING:
+    from redis_spanner.schemas.keys import Catalog
 
 ENV_PREFIX = "REDIS_SPANNER_"
 
@@ -51,6 +55,21 @@ class Settings(BaseSettings):
     def _resource_id(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9._~%+-]{2,254}", value):
             raise ValueError("resource ids need 3-255 characters and start with a letter")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        from redis_spanner.schemas.keys import Catalog
+
+        Catalog(value, ())  # refuses a namespace keys can't start with
+        return value
+
+    @field_validator("catalog")
+    @classmethod
+    def _catalog(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError("must be 'package.module:NAME'")
         return value
 
     @field_validator("redis_url")
@@ -124,6 +143,18 @@ def explain(error: ValidationError) -> str:
         message = str(detail["msg"]).removeprefix("Value error, ")
         problems.append(f"{name}{shown}: {message}")
     return "invalid setting " + "; ".join(problems)
+
+
+def require_catalog(settings: Settings) -> Catalog:
+    """The key templates the settings name; a ``ConfigError`` naming the variable when they
+    can't be loaded."""
+    from redis_spanner.schemas.catalog import load_catalog
+
+    try:
+        return load_catalog(settings.catalog, settings.namespace)
+    except (ImportError, AttributeError, TypeError, ValueError) as e:
+        raise ConfigError(f"REDIS_SPANNER_CATALOG={settings.catalog!r} is not a catalog of key "
+                          f"templates: {type(e).__name__}: {e}") from None
 
 
 def load_settings() -> Settings:
