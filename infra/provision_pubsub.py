@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 from google.api_core import exceptions
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.infra.declaration import Declaration
 from redis_spanner.infra.provision_report import (
     BOUNDED,
@@ -214,7 +214,7 @@ def _lookup_project_number(project: str) -> int | None:
         credentials, _ = google.auth.default(
             scopes=["https://www.googleapis.com/auth/cloud-platform"]
         )
-        response = AuthorizedSession(credentials).get(
+        response = AuthorizedSession(credentials).get(  # type: ignore[no-untyped-call]
             f"https://cloudresourcemanager.googleapis.com/v3/projects/{project}",
             timeout=CALL_TIMEOUT_SECONDS,
         )

@@ -36,7 +36,7 @@ def provision_spanner(
     config = policy.emulator_instance_config if emulated else policy.instance_config
     statements = load_schema(declaration.ddl_path)
     with closing(spanner.Client(project=settings.project, disable_builtin_metrics=True)) as client:
-        instance = client.instance(
+        instance = client.instance(  # type: ignore[no-untyped-call]
             settings.instance,
             configuration_name=f"projects/{settings.project}/instanceConfigs/{config}",
             display_name=settings.instance,
@@ -86,7 +86,7 @@ def delete_spanner(settings: Settings, *, delete_instance: bool = False) -> list
     """Delete the database (and the instance only if asked); the names of those deleted."""
     deleted: list[str] = []
     with closing(spanner.Client(project=settings.project, disable_builtin_metrics=True)) as client:
-        instance = client.instance(settings.instance)
+        instance = client.instance(settings.instance)  # type: ignore[no-untyped-call]
         database = instance.database(settings.database)
         with step(f"deleting {database.name}"):
             if database.exists():
