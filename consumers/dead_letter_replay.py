@@ -104,7 +104,12 @@ class ReplayReport:
     """Replayed although they will come back to the dead-letter topic."""
     came_back: int = 0
     """Skipped: replayed by this run and dead-lettered again while it ran."""
-    error: str | None = None
+    failure: RedisSpannerError | None = None
+    """What stopped the run early, if anything."""
+
+    @property
+    def error(self) -> str | None:
+        return None if self.failure is None else str(self.failure)
 
     def note(self, letter: DeadLetter, verdict: Verdict, detail: str = "") -> None:
         self.counts[verdict] += 1
@@ -160,7 +165,7 @@ def replay(
                 if run.full:
                     break
     except RedisSpannerError as e:
-        run.report.error = str(e)
+        run.report.failure = e
         if run.current is not None:
             run.note(run.current, Verdict.FAILED, str(e))
     return run.report

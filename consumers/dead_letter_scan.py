@@ -100,7 +100,12 @@ def collect(
 class PurgeReport:
     purged: int = 0
     kept: int = 0
-    error: str | None = None
+    failure: RedisSpannerError | None = None
+    """What stopped the purge early, if anything."""
+
+    @property
+    def error(self) -> str | None:
+        return None if self.failure is None else str(self.failure)
 
 
 def purge(
@@ -119,5 +124,5 @@ def purge(
                 if limit is not None and report.purged >= limit:
                     break
     except RedisSpannerError as e:
-        report.error = str(e)
+        report.failure = e
     return report

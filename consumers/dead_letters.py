@@ -37,6 +37,9 @@ class DeadLetter:
     event: Event | None
     problem: PermanentError | None
     """Why ``data`` is not a valid envelope; ``None`` when ``event`` decoded."""
+    body: Mapping[str, Any] | None = None
+    """``data`` as a JSON object, when it is one, even if not a valid envelope: where a
+    letter without attributes names its event."""
 
     @classmethod
     def of(cls, message: Inbound) -> DeadLetter:
@@ -45,7 +48,15 @@ class DeadLetter:
         except PermanentError as e:
             event, problem = None, e
         return cls(message.message_id, message.data, dict(message.attributes),
-                   message.publish_time, event, problem)
+                   message.publish_time, event, problem,
+                   None if event else json_object(message.data))
+
+    def _named(self, attribute: str, field: str) -> str | None:
+        """An attribute, else the same field of a body that is JSON at least."""
+        if value := self.attributes.get(attribute):
+            return value
+        found = self.body.get(field) if self.body else None
+        return found[:256] if isinstance(found, str) and found else None
 
     def _dl(self, name: str) -> str | None:
         return self.attributes.get(DEAD_LETTER_PREFIX + name)
@@ -61,32 +72,34 @@ class DeadLetter:
 
     @property
     def event_id(self) -> str | None:
-        return self.attributes.get("event_id") or (self.event.event_id if self.event else None)
+        if self.event:
+            return self.attributes.get("event_id") or self.event.event_id
+        return self._named("event_id", "event_id")
 
     @property
     def event_type(self) -> str | None:
-        return self.attributes.get("event_type") or (str(self.event.type) if self.event else None)
+        if self.event:
+            return self.attributes.get("event_type") or str(self.event.type)
+        return self._named("event_type", "type")
 
     @property
     def table(self) -> str | None:
-        return self.attributes.get("table") or (self.event.table if self.event else None)
+        if self.event:
+            return self.attributes.get("table") or self.event.table
+        return self._named("table", "table")
 
     @property
     def key(self) -> list[Any] | None:
         """The primary key parts, from the envelope, or from a body that is JSON at least."""
         if self.event:
             return list(self.event.key)
-        try:
-            body = json.loads(self.data)
-        except ValueError:
-            return None
-        key = body.get("key") if isinstance(body, dict) else None
+        key = self.body.get("key") if self.body else None
         return key if isinstance(key, list) else None
 
     @property
     def attempts(self) -> int | None:
         raw = self._dl("delivery_attempts") or self.attributes.get(_SOURCE_COUNT)
-        return int(raw) if raw and raw.isdigit() else None
+        return int(raw) if raw and raw.isascii() and raw.isdigit() else None
 
     @property
     def error(self) -> str:
@@ -106,7 +119,7 @@ class DeadLetter:
     def replay_count(self) -> int:
         """How many times this event was replayed before it came back here."""
         raw = self.attributes.get(REPLAY_COUNT, "")
-        return int(raw) if raw.isdigit() else 0
+        return int(raw) if raw.isascii() and raw.isdigit() else 0
 
     def age(self, now: float) -> float | None:
         return None if self.published is None else max(now - self.published, 0.0)
@@ -154,6 +167,15 @@ class Filter:
         )
 
 
+def json_object(data: bytes) -> Mapping[str, Any] | None:
+    """``data`` as a JSON object; None when it is not one (or nests too deep to parse)."""
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
 def render_data(data: bytes) -> tuple[str, str]:
     """A payload shown safely: ``("json", pretty)``, ``("text", repr)`` or ``("base64", …)``."""
     try:
@@ -162,7 +184,7 @@ def render_data(data: bytes) -> tuple[str, str]:
         return "base64", base64.b64encode(data).decode()
     try:
         return "json", json.dumps(json.loads(text), indent=2, sort_keys=True)
-    except ValueError:
+    except (ValueError, RecursionError):
         return "text", repr(text)
 
 

@@ -12,21 +12,26 @@ used: synchronous pull, acknowledge, modify_ack_deadline, publish.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from importlib import metadata
 from typing import Any, TypeVar
 
+import grpc
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.api_core.gapic_v1.method import DEFAULT
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
 from redis_spanner.consumers.messages import Inbound
 from redis_spanner.schemas.errors import PermanentError, TransientError
 
 T = TypeVar("T")
 DEAD_LETTER_PREFIX = "dl_"
 ACK_CHUNK = 1000
+UNLIMITED_MESSAGES = [("grpc.max_receive_message_length", -1),
+                      ("grpc.max_send_message_length", -1)]
 _RETRIED = gretry.if_exception_type(
     gexc.ServiceUnavailable, gexc.InternalServerError, gexc.Aborted, gexc.Unknown,
 )
@@ -108,7 +113,11 @@ class PullSubscription:
         self._wait = wait
         self._retry: Any = DEFAULT if deadline is None else _bounded(deadline)
         self._timeout: Any = DEFAULT if deadline is None else deadline
-        self._client = pubsub_v1.SubscriberClient()
+        self._client = self._new_client()
+
+    @staticmethod
+    def _new_client() -> Any:
+        return pubsub_v1.SubscriberClient()
 
     def pull(self, timeout: float | None = None,
              max_messages: int | None = None) -> list[tuple[str, Inbound]]:
@@ -161,6 +170,18 @@ class HoldSubscription(PullSubscription):
     def __init__(self, subscription_path: str, *, deadline: float = 10.0,
                  wait: float = 2.0) -> None:
         super().__init__(subscription_path, deadline=deadline, wait=wait)
+
+    @staticmethod
+    def _new_client() -> Any:
+        """On the emulator the client's channel keeps gRPC's 4 MiB receive limit, so one pull
+        holding a large dead letter would fail every time: lift it, as the client does for
+        real Pub/Sub."""
+        emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
+        if not emulator:
+            return pubsub_v1.SubscriberClient()
+        channel = grpc.insecure_channel(emulator, options=UNLIMITED_MESSAGES)
+        return pubsub_v1.SubscriberClient(
+            transport=SubscriberGrpcTransport(channel=channel, host=emulator))
 
     def release(self, ack_ids: Sequence[str]) -> None:
         self.nack(ack_ids)

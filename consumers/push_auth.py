@@ -24,7 +24,7 @@ import google.auth.exceptions as gexc
 import google.auth.transport.requests as gtransport
 from google.auth import transport
 from google.oauth2 import id_token
-from redis_spanner.schemas.errors import PermanentError, TransientError
+from redis_spanner.schemas.errors import ConfigError, TransientError
 from redis_spanner.schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ DEFAULT_MAX_AGE_SECONDS = 300.0
 CLOCK_SKEW_SECONDS = 10
 
 
-class PushAuthConfigError(PermanentError):
+class PushAuthConfigError(ConfigError):
     """Push authentication is misconfigured: ``serve`` refuses to start."""
 
     reason = "config"

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from redis_spanner.consumers.verify import VerifyReport
+from redis_spanner.infra.tables import print_table
 from rich.console import Console
-from rich.table import Table
 
 
 def render_verify(report: VerifyReport, console: Console) -> None:
     summary = report.as_dict()
-    table = Table(title="cache vs Spanner", show_header=False)
-    for name in ("checked", "fresh", "tombstones", "stale", "orphaned", "foreign",
-                 "repaired", "deleted", "stale_remaining", "foreign_remaining"):
-        table.add_row(name, str(summary[name]))
-    console.print(table)
+    print_table(console, ("measure", "count"), [
+        [name, str(summary[name])]
+        for name in ("checked", "fresh", "tombstones", "stale", "orphaned", "foreign",
+                     "repaired", "deleted", "stale_remaining", "foreign_remaining")
+    ], title="cache vs Spanner", header=False)
     labelled = [*(("stale", key) for key in report.stale[:20]),
                 *(("orphaned", key) for key in report.orphaned[:20]),
                 *((f"foreign ({kind})", key) for key, kind in list(report.foreign.items())[:20])]

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from redis_spanner.infra import cli_errors
 from redis_spanner.infra.dev_cli import dev_app
 from redis_spanner.infra.dlq_cli import dlq_app
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from redis_spanner.schemas.settings import Settings
 
 app = typer.Typer(
     help="Keep a Redis cache coherent with Cloud Spanner.",
@@ -40,8 +45,25 @@ def _logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    _quiet()
+
+
+def _quiet() -> None:
+    """The client libraries' chatter stays out of stderr; so does google.auth's warning before
+    the missing-credentials error that is reported anyway."""
     for noisy in ("google", "grpc", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("google.auth").setLevel(logging.ERROR)
+
+
+def _before_stack() -> None:
+    """For the commands that run on the local stack: settings valid and the components the
+    environment names answering, before anything starts."""
+    from redis_spanner.infra.reachability import require_external
+    from redis_spanner.schemas.settings import load_settings, require_catalog
+
+    require_catalog(load_settings())
+    require_external(os.environ)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -51,18 +73,15 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _consumer() -> Any:
-    """The consumer built from the settings; settings that can't work, or a cluster that can't
-    be reached, are one line on stderr and exit status 2."""
-    from redis_spanner.consumers.worker import Consumer
-    from redis_spanner.schemas.errors import ConfigError, TransientError
-    from redis_spanner.schemas.settings import get_settings
+def _settings(*needs: str) -> Settings:
+    """The settings, once each dependency in ``needs`` answers at its configured address."""
+    from redis_spanner.infra.reachability import require_reachable
+    from redis_spanner.schemas.settings import get_settings, require_catalog
 
-    try:
-        return Consumer.from_settings(get_settings())
-    except (ConfigError, TransientError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    settings = get_settings()
+    require_catalog(settings)
+    require_reachable(settings, *needs)
+    return settings
 
 
 def _metrics(port: int) -> None:
@@ -77,10 +96,9 @@ def provision(as_json: Json = False) -> None:
     """Create or update the topics, subscriptions, Spanner instance and database (idempotent)."""
     from redis_spanner.infra.provision import format_report
     from redis_spanner.infra.provision import provision as run
-    from redis_spanner.schemas.settings import get_settings
 
     _logging(False)
-    report = run(get_settings())
+    report = run(_settings("pubsub", "spanner"))
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:
@@ -94,12 +112,12 @@ def relay(
 ) -> None:
     """Publish outbox rows to Pub/Sub until SIGINT or SIGTERM."""
     from redis_spanner.producers.runner import build_relay
-    from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
+    settings = _settings("pubsub", "spanner")
     _metrics(metrics_port)
     stop = _stop_on_signals()
-    relay, publisher = build_relay(get_settings())
+    relay, publisher = build_relay(settings)
     try:
         relay.run(stop)
     finally:
@@ -118,16 +136,15 @@ def worker(
     """Pull events and apply them to Redis until SIGINT or SIGTERM."""
     from redis_spanner.consumers.health import HealthServer, loops_check, redis_check
     from redis_spanner.consumers.pubsub import PullSubscription
-    from redis_spanner.consumers.worker import PullWorker
-    from redis_spanner.schemas.settings import get_settings
+    from redis_spanner.consumers.worker import Consumer, PullWorker
 
     _logging(verbose)
-    settings = get_settings()
+    settings = _settings("pubsub", "spanner", "redis")
     health_port = settings.health_port if health_port is None else health_port
     if metrics_port != health_port:
         _metrics(metrics_port)
     stop = _stop_on_signals()
-    consumer = _consumer()
+    consumer = Consumer.from_settings(settings)
     subscription = PullSubscription(settings.subscription_path, max_messages=settings.worker_batch)
     pull = PullWorker(subscription, consumer.processor, streams=streams or settings.worker_streams)
     health = None
@@ -161,18 +178,17 @@ def serve(
     to REDIS_SPANNER_PUSH_SERVICE_ACCOUNT (REDIS_SPANNER_PUSH_AUTH=off: emulators only)."""
     import uvicorn
     from redis_spanner.consumers.push import create_app
-    from redis_spanner.consumers.push_auth import PushAuthConfigError, PushVerifier, auth_config
+    from redis_spanner.consumers.push_auth import PushVerifier, auth_config
+    from redis_spanner.consumers.worker import Consumer
+    from redis_spanner.infra.reachability import listenable
     from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
-    settings = get_settings()
-    try:
-        config = auth_config(settings)
-    except PushAuthConfigError as e:
-        typer.echo(f"redis-spanner serve: {e}", err=True)
-        raise typer.Exit(2) from None
+    config = auth_config(get_settings())  # ConfigError (exit 2) before anything is reached
+    settings = _settings("pubsub", "spanner", "redis")
+    listenable(host, port)
     verifier = None if config is None else PushVerifier(config)
-    consumer = _consumer()
+    consumer = Consumer.from_settings(settings)
     try:
         uvicorn.run(create_app(consumer.processor, verifier=verifier), host=host, port=port,
                     log_level="warning")
@@ -191,10 +207,11 @@ def verify(
     """Compare cached entries with Spanner at one read timestamp; exit 1 if stale or foreign
     entries remain."""
     from redis_spanner.consumers.verify import verify as run
+    from redis_spanner.consumers.worker import Consumer
     from redis_spanner.infra.cache_report import render_verify
 
     _logging(False)
-    consumer = _consumer()
+    consumer = Consumer.from_settings(_settings("spanner", "redis"))
     try:
         report = run(consumer.cache, consumer.catalog, consumer.rows, sample=sample,
                      repair=repair)
@@ -220,10 +237,18 @@ def rewarm(
     """Backfill: walk a table (or key range) in Spanner and rewarm its keys in Redis."""
     from redis_spanner.consumers.backfill import backfill
     from redis_spanner.consumers.spanner_rows import TableWalker
+    from redis_spanner.consumers.worker import Consumer
+    from redis_spanner.schemas.errors import ConfigError
     from rich.progress import Progress
 
     _logging(False)
-    consumer = _consumer()
+    settings = _settings("spanner", "redis")
+    consumer = Consumer.from_settings(settings)
+    if table not in consumer.catalog.tables:
+        consumer.close()
+        raise ConfigError(f"unknown --table {table!r}: the catalog "
+                          f"(REDIS_SPANNER_CATALOG={settings.catalog}) declares "
+                          f"{', '.join(sorted(consumer.catalog.tables)) or 'no table'}")
     walker = TableWalker(consumer.database)
     console = Console(stderr=True, emoji=False)
     try:
@@ -255,6 +280,8 @@ def bench(
     from redis_spanner.infra.bench import run_bench
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    _quiet()
+    _before_stack()
     console = Console(stderr=True, emoji=False)
     result = run_bench(events, repeats, lambda line: console.print(line, markup=False))
     for stage in ("relay", "consumer", "consumer_hot"):
@@ -287,6 +314,8 @@ def demo(
     from redis_spanner.infra.demo.run import DemoOptions, run_demo
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
+    _quiet()
+    _before_stack()
     console = Console(stderr=as_json, emoji=False)
     options = DemoOptions(duration=duration, write_rate=rate, read_rate=read_rate,
                           accounts=accounts, mode=mode.value, chaos=chaos)
@@ -298,5 +327,10 @@ def demo(
     raise typer.Exit(0 if ok else 1)
 
 
+def main() -> None:
+    """The console entry point: every failure is one line on stderr and an exit status."""
+    cli_errors.run(app)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from redis_spanner.infra.discovery import StackError
+from redis_spanner.infra.cli_errors import reported
 from redis_spanner.infra.local import LocalStack, default_state_dir
+from redis_spanner.infra.tables import print_table
 from rich.console import Console
-from rich.table import Table
 
 dev_app = typer.Typer(
     help="The local stack: the Pub/Sub and Spanner emulators and a redis-server on free ports.",
@@ -37,16 +35,6 @@ def _stack(state_dir: Path | None, redis_cluster: bool | None = None) -> LocalSt
     return LocalStack(default_state_dir() if state_dir is None else state_dir, redis_cluster)
 
 
-@contextmanager
-def _reported() -> Iterator[None]:
-    """A StackError becomes its message on stderr and exit status 2, without a traceback."""
-    try:
-        yield
-    except StackError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-
-
 @dev_app.command()
 def up(
     state_dir: StateDir = None,
@@ -57,20 +45,23 @@ def up(
         "replaced); `dev env` then also exports REDIS_SPANNER_REDIS_CLUSTER=true.")] = False,
 ) -> None:
     """Start whatever part of the stack is not running; reuse the rest."""
+    from redis_spanner.infra.reachability import require_external
+
     stack = _stack(state_dir, True if redis_cluster else None)
-    with _reported():
+    with reported():
+        require_external(os.environ)
         before = stack.running_pids()
         stack.up(timeout)
         status = stack.status()
-    table = Table("component", "address", "pid", "")
+    rows = []
     for name, s in status.items():
         if s["external"]:
             what = "external (from the environment)"
         else:
             what = "already running" if before.get(name) == s["pid"] else "started"
-        table.add_row(name, s["address"], str(s["pid"] or "-"), what)
+        rows.append([name, s["address"] or "-", str(s["pid"] or "-"), what])
     console = Console()
-    console.print(table)
+    print_table(console, ("component", "address", "pid", "state"), rows)
     console.print(f"state and logs: {stack.state_dir}", markup=False, highlight=False)
     console.print(f"to use it in this shell: {ENV_HINT}", markup=False, highlight=False)
 
@@ -79,7 +70,7 @@ def up(
 def down(state_dir: StateDir = None) -> None:
     """Stop the processes this stack started (never external ones)."""
     stack = _stack(state_dir)
-    with _reported():
+    with reported():
         exported = stack.env()
         stopped = stack.down()
     if stopped:
@@ -98,27 +89,37 @@ def status(
     state_dir: StateDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Show each component: running, healthy, address, pid."""
+    """Show each component: running, healthy, address, pid. Exit 1 unless all are healthy."""
     stack = _stack(state_dir)
-    with _reported():
+    with reported():
         report = stack.status()
     if as_json:
         typer.echo(json.dumps(report, indent=2))
+        _healthy_or_exit(report, stack.state_dir)
         return
-    table = Table("component", "running", "healthy", "address", "pid", "external")
-    for name, s in report.items():
-        table.add_row(name, _yes(s["running"]), _yes(s["healthy"]), s["address"] or "-",
-                      str(s["pid"] or "-"), _yes(s["external"]))
     console = Console()
-    console.print(table)
+    print_table(console, ("component", "running", "healthy", "address", "pid", "external"), [
+        [name, _yes(s["running"]), _yes(s["healthy"]), s["address"] or "-", str(s["pid"] or "-"),
+         _yes(s["external"])] for name, s in report.items()])
     console.print(f"state and logs: {stack.state_dir}", markup=False, highlight=False)
+    _healthy_or_exit(report, stack.state_dir)
+
+
+def _healthy_or_exit(report: dict[str, Any], state_dir: Path) -> None:
+    """Exit 1, with one line on stderr naming them, when some component is not healthy."""
+    sick = [f"{name} ({s['address']})" if s["address"] else name
+            for name, s in report.items() if not s["healthy"]]
+    if sick:
+        typer.echo(f"error: not healthy: {', '.join(sick)} (state dir {state_dir}); start the "
+                   "stack with: redis-spanner dev up", err=True)
+        raise typer.Exit(1)
 
 
 @dev_app.command()
 def env(state_dir: StateDir = None) -> None:
     """Print `export` lines for the running stack: eval "$(redis-spanner dev env)"."""
     stack = _stack(state_dir)
-    with _reported():
+    with reported():
         found = stack.env()
     if found is None:
         typer.echo(f"no local stack is running (state dir {stack.state_dir}); "

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from redis_spanner.infra.cli_errors import fail, reported
+from redis_spanner.infra.tables import print_table
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
 if TYPE_CHECKING:  # the Pub/Sub client is slow to import: commands import what they use
     from redis_spanner.consumers.dead_letter_replay import ReplayReport
@@ -56,30 +56,15 @@ def _options(
 
 
 @contextmanager
-def _reported() -> Iterator[None]:
-    """Outages and bad settings become one line on stderr and exit status 2."""
-    from google.auth.exceptions import GoogleAuthError
-    from pydantic import ValidationError
-    from redis_spanner.schemas.errors import RedisSpannerError
-
-    try:
-        yield
-    except (RedisSpannerError, GoogleAuthError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    except ValidationError as e:
-        typer.echo(f"error: invalid settings: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}",
-                   err=True)
-        raise typer.Exit(2) from None
-
-
-@contextmanager
 def _hold(ctx: typer.Context) -> Iterator[Any]:
     from redis_spanner.consumers.pubsub import HoldSubscription
+    from redis_spanner.infra.reachability import PUBSUB, require_reachable
     from redis_spanner.schemas.settings import get_settings
 
     options: _Options = ctx.obj
-    hold = HoldSubscription(get_settings().dead_letter_subscription_path,
+    settings = get_settings()
+    require_reachable(settings, PUBSUB, timeout=options.timeout)
+    hold = HoldSubscription(settings.dead_letter_subscription_path,
                             deadline=options.timeout, wait=options.wait)
     try:
         yield hold
@@ -105,15 +90,20 @@ def list_(
     """Show the dead letters in a table; every one stays in place."""
     from redis_spanner.consumers.dead_letter_scan import collect
 
-    with _reported(), _hold(ctx) as hold:
+    with reported(), _hold(ctx) as hold:
         letters = collect(hold, _filter(reason, event_type), limit)
         path = hold.path
     now = time.time()
     console = Console(stderr=as_json)
-    console.print(_table([_row(letter, now) for letter in letters], console.width))
-    more = "; the limit was reached, there may be more" if len(letters) >= limit else ""
-    console.print(f"{len(letters)} dead letter(s) in {path}, all left in place{more}",
-                  markup=False, highlight=False)
+    if letters:
+        print_table(console, COLUMNS, [_row(letter, now) for letter in letters],
+                    shrink="error", shrink_to=ERROR_WIDTH)
+        more = "; the limit was reached, there may be more" if len(letters) >= limit else ""
+        summary = f"{len(letters)} dead letter(s) in {path}, all left in place{more}"
+    else:
+        summary = f"no dead letter in {path}" + (
+            f" matches {_described(reason, event_type)}" if reason or event_type else "")
+    console.print(summary, markup=False, highlight=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps([letter.as_dict(now) for letter in letters]))
 
@@ -128,7 +118,7 @@ def show(
     """Everything about one dead letter: attributes, data, decode error. Exit 1 if not found."""
     from redis_spanner.consumers.dead_letter_scan import collect
 
-    with _reported(), _hold(ctx) as hold:
+    with reported(), _hold(ctx) as hold:
         letters = collect(hold, _filter(ids=[ident]))
         path = hold.path
     if not letters:
@@ -165,26 +155,27 @@ def replay(
     from redis_spanner.consumers.dead_letter_replay import replay as run
     from redis_spanner.consumers.pubsub import EventsTopic
     from redis_spanner.consumers.redis_cache import RedisCache
-    from redis_spanner.schemas.catalog import load_catalog
-    from redis_spanner.schemas.errors import PermanentError
-    from redis_spanner.schemas.settings import get_settings
+    from redis_spanner.infra.reachability import REDIS, require_reachable
+    from redis_spanner.schemas.errors import ConfigError
+    from redis_spanner.schemas.settings import get_settings, require_catalog
 
     options: _Options = ctx.obj
     replay_options = ReplayOptions(_filter(reason, event_type, ids), limit, dry_run,
                                    drop_superseded, rate)
     console = Console(stderr=True)
-    with _reported(), _hold(ctx) as hold, ExitStack() as stack:
+    with reported(), _hold(ctx) as hold, ExitStack() as stack:
         settings = get_settings()
+        catalog = require_catalog(settings)
+        require_reachable(settings, REDIS, timeout=options.timeout)
         try:
             cache = RedisCache.from_settings(settings)  # ConfigError: reported as it is
         except ValueError as e:
-            raise PermanentError(f"REDIS_URL is not usable: {e}") from None
+            raise ConfigError(f"REDIS_URL is not usable: {e}") from None
         stack.callback(cache.client.close)
         topic = EventsTopic(settings.topic_path, deadline=options.timeout)
         stack.callback(topic.close)
         with _progress(console, limit) as advance:
-            report = run(hold, topic, cache, load_catalog(settings.catalog, settings.namespace),
-                         replay_options, progress=advance)
+            report = run(hold, topic, cache, catalog, replay_options, progress=advance)
         path = hold.path
     out = Console(stderr=as_json)
     for decision in report.decisions:
@@ -195,9 +186,8 @@ def replay(
     out.print(_summary(report, path), markup=False, highlight=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
-    if report.error:
-        typer.echo(f"error: {report.error}", err=True)
-        raise typer.Exit(2)
+    if report.failure:
+        fail(report.failure)
 
 
 @dlq_app.command()
@@ -217,7 +207,7 @@ def purge(
         typer.echo("refusing to delete dead letters without --yes; 'redis-spanner dlq list' "
                    "with the same filters shows what would go", err=True)
         raise typer.Exit(2)
-    with _reported(), _hold(ctx) as hold:
+    with reported(), _hold(ctx) as hold:
         report = run(hold, _filter(reason, event_type, ids), limit)
         path = hold.path
     typer.echo(f"purged {report.purged} dead letter(s) from {path}; {report.kept} left in place",
@@ -225,9 +215,8 @@ def purge(
     if as_json:
         typer.echo(json.dumps({"purged": report.purged, "kept": report.kept,
                                "error": report.error}))
-    if report.error:
-        typer.echo(f"error: {report.error}", err=True)
-        raise typer.Exit(2)
+    if report.failure:
+        fail(report.failure)
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -282,30 +271,26 @@ def _progress(console: Console, total: int | None) -> Iterator[Callable[[str], N
 
 COLUMNS = ("message id", "event id", "type", "table", "key", "reason", "error", "attempts",
            "first failure (UTC)", "age")
-ERROR_COLUMN = COLUMNS.index("error")
 
 
-def _table(rows: list[list[str]], width: int) -> Table:
-    """One line per dead letter: the error column gives way first when space runs out."""
-    others = sum(max(len(COLUMNS[i]), *(len(row[i]) for row in rows)) + 3
-                 for i in range(len(COLUMNS)) if i != ERROR_COLUMN)
-    table = Table()
-    for name in COLUMNS:
-        if name == "error":
-            table.add_column(name, no_wrap=True, overflow="ellipsis",
-                             max_width=max(12, min(ERROR_WIDTH, width - others - 4)))
-        else:
-            table.add_column(name, no_wrap=True)
-    for row in rows:
-        table.add_row(*(Text(cell) for cell in row))  # Text: attribute values are not markup
-    return table
+def _described(reasons: Sequence[str] | None, types: Sequence[str] | None) -> str:
+    parts = [f"--reason {r}" for r in reasons or ()] + [f"--type {t}" for t in types or ()]
+    return " ".join(parts)
 
 
 def _row(letter: DeadLetter, now: float) -> list[str]:
-    return [letter.message_id, letter.event_id or "-", letter.event_type or "-",
-            letter.table or "-", _key(letter.key), letter.reason, letter.error,
-            str(letter.attempts or "-"), _when(letter.first_failure_time),
-            _age(letter.age(now))]
+    """One line per dead letter: attribute values come from anyone who can publish."""
+    return [_cell(text) for text in (
+        letter.message_id, letter.event_id or "-", letter.event_type or "-",
+        letter.table or "-", _key(letter.key), letter.reason, letter.error,
+        str(letter.attempts or "-"), _when(letter.first_failure_time), _age(letter.age(now)))]
+
+
+def _cell(text: str) -> str:
+    """A table cell on one line, printable, at most 200 characters."""
+    flat = " ".join(text.split())
+    flat = flat if flat.isprintable() else repr(flat)[1:-1]
+    return flat if len(flat) <= 200 else flat[:199] + "…"
 
 
 def _when(timestamp: str | None) -> str:
@@ -314,10 +299,10 @@ def _when(timestamp: str | None) -> str:
         return "-"
     try:
         parsed = dt.datetime.fromisoformat(timestamp)
-    except ValueError:
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         return timestamp
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC)
     return parsed.strftime("%Y-%m-%d %H:%M:%S")
 
 

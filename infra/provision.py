@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from redis_spanner.infra.declaration import Declaration, load_declaration
 from redis_spanner.infra.provision_pubsub import delete_pubsub, provision_pubsub
@@ -35,10 +37,12 @@ def provision(
             f"settings say max_delivery_attempts={settings.max_delivery_attempts} but the "
             f"subscription dead-letters after {declaration.subscription.max_delivery_attempts}"
         )
-    provision_pubsub(settings, declaration, report, emulated=pubsub_emulated,
-                     project_number=project_number)
-    provision_spanner(settings, declaration, report, emulated=spanner_emulated,
-                      timeout=operation_timeout)
+    with _at("Pub/Sub", "PUBSUB_EMULATOR_HOST", "pubsub.googleapis.com"):
+        provision_pubsub(settings, declaration, report, emulated=pubsub_emulated,
+                         project_number=project_number)
+    with _at("Spanner", "SPANNER_EMULATOR_HOST", "spanner.googleapis.com"):
+        provision_spanner(settings, declaration, report, emulated=spanner_emulated,
+                          timeout=operation_timeout)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -57,6 +61,17 @@ def format_report(report: ProvisionReport) -> str:
     lines.extend(f"warning: {warning}" for warning in report.warnings)
     lines.append(f"done in {report.seconds:.1f}s")
     return "\n".join(lines)
+
+
+@contextmanager
+def _at(service: str, variable: str, default: str) -> Iterator[None]:
+    """A failed step names the address it was talking to."""
+    try:
+        yield
+    except ProvisionError as e:
+        host = os.environ.get(variable)
+        where = f"{variable}={host}" if host else default
+        raise ProvisionError(f"{e} ({service} at {where})") from e
 
 
 def _emulator_host(variable: str, configured: str | None) -> bool:

@@ -4,15 +4,17 @@ that let Pub/Sub forward dead letters. And their deletion."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from functools import partial
 from typing import Any
 
 from google.api_core import exceptions
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.infra.declaration import Declaration
 from redis_spanner.infra.provision_report import (
+    BOUNDED,
+    CALL_TIMEOUT_SECONDS,
     Action,
     ProvisionError,
     ProvisionReport,
@@ -21,7 +23,6 @@ from redis_spanner.infra.provision_report import (
 )
 from redis_spanner.schemas.settings import Settings
 
-CALL_TIMEOUT_SECONDS = 60.0
 # Fields compared and, on drift, updated in place. Topic and ordering cannot change in place.
 _SUBSCRIPTION_FIELDS = ("ack_deadline_seconds", "message_retention_duration",
                         "dead_letter_policy", "retry_policy", "expiration_policy")
@@ -47,15 +48,21 @@ def provision_pubsub(
 
 def delete_pubsub(settings: Settings) -> list[str]:
     """Delete the subscriptions, then the topics; the paths of those that existed."""
+    return delete_paths((settings.subscription_path, settings.dead_letter_subscription_path),
+                        (settings.topic_path, settings.dead_letter_topic_path))
+
+
+def delete_paths(subscriptions: Sequence[str], topics: Sequence[str]) -> list[str]:
+    """Delete these subscriptions, then these topics; the paths of those that existed."""
     deleted: list[str] = []
     with pubsub_v1.PublisherClient() as publisher, pubsub_v1.SubscriberClient() as subscriber:
-        for path in (settings.subscription_path, settings.dead_letter_subscription_path):
+        for path in subscriptions:
             with step(f"deleting {path}"), suppress(exceptions.NotFound):
-                subscriber.delete_subscription(subscription=path, timeout=CALL_TIMEOUT_SECONDS)
+                subscriber.delete_subscription(subscription=path, **BOUNDED)
                 deleted.append(path)
-        for path in (settings.topic_path, settings.dead_letter_topic_path):
+        for path in topics:
             with step(f"deleting {path}"), suppress(exceptions.NotFound):
-                publisher.delete_topic(topic=path, timeout=CALL_TIMEOUT_SECONDS)
+                publisher.delete_topic(topic=path, **BOUNDED)
                 deleted.append(path)
     return deleted
 
@@ -120,14 +127,14 @@ def _ensure_topic(
             return ()
         publisher.update_topic(
             request={"topic": wanted, "update_mask": {"paths": ["message_retention_duration"]}},
-            timeout=CALL_TIMEOUT_SECONDS,
+            **BOUNDED,
         )
         return ("message_retention_duration",)
 
     return _ensure(
         "pubsub topic", wanted,
-        partial(publisher.get_topic, topic=wanted.name, timeout=CALL_TIMEOUT_SECONDS),
-        partial(publisher.create_topic, request=wanted, timeout=CALL_TIMEOUT_SECONDS),
+        partial(publisher.get_topic, topic=wanted.name, **BOUNDED),
+        partial(publisher.create_topic, request=wanted, **BOUNDED),
         converge,
     )
 
@@ -148,15 +155,15 @@ def _ensure_subscription(
         if drifted:
             subscriber.update_subscription(
                 request={"subscription": wanted, "update_mask": {"paths": list(drifted)}},
-                timeout=CALL_TIMEOUT_SECONDS,
+                **BOUNDED,
             )
         return drifted
 
     return _ensure(
         "pubsub subscription", wanted,
         partial(subscriber.get_subscription, subscription=wanted.name,
-                timeout=CALL_TIMEOUT_SECONDS),
-        partial(subscriber.create_subscription, request=wanted, timeout=CALL_TIMEOUT_SECONDS),
+                **BOUNDED),
+        partial(subscriber.create_subscription, request=wanted, **BOUNDED),
         converge,
     )
 
@@ -207,7 +214,7 @@ def _lookup_project_number(project: str) -> int | None:
         credentials, _ = google.auth.default(
             scopes=["https://www.googleapis.com/auth/cloud-platform"]
         )
-        response = AuthorizedSession(credentials).get(
+        response = AuthorizedSession(credentials).get(  # type: ignore[no-untyped-call]
             f"https://cloudresourcemanager.googleapis.com/v3/projects/{project}",
             timeout=CALL_TIMEOUT_SECONDS,
         )

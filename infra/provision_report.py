@@ -8,10 +8,20 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from google.api_core import exceptions
+from google.api_core import exceptions, retry
 from redis_spanner.schemas.errors import RedisSpannerError
 
 Action = Literal["created", "updated", "unchanged"]
+CALL_TIMEOUT_SECONDS = 10.0
+# Every admin call gives up within CALL_TIMEOUT_SECONDS, retries included: a wrong address is
+# an error within seconds, not minutes. (Long-running operations have their own timeout.)
+BOUNDED: dict[str, Any] = {
+    "timeout": CALL_TIMEOUT_SECONDS,
+    "retry": retry.Retry(initial=0.2, maximum=2.0, multiplier=2.0, timeout=CALL_TIMEOUT_SECONDS,
+                         predicate=retry.if_exception_type(
+                             exceptions.ServiceUnavailable, exceptions.InternalServerError,
+                             exceptions.Unknown, exceptions.Aborted)),
+}
 
 
 class ProvisionError(RedisSpannerError):

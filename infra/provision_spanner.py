@@ -4,13 +4,14 @@ created or converged from the declaration. And their deletion."""
 from __future__ import annotations
 
 import concurrent.futures
-from contextlib import closing
+from contextlib import closing, suppress
 from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import spanner
 from redis_spanner.infra.declaration import Declaration
 from redis_spanner.infra.provision_report import (
+    BOUNDED,
     Action,
     ProvisionError,
     ProvisionReport,
@@ -35,12 +36,15 @@ def provision_spanner(
     config = policy.emulator_instance_config if emulated else policy.instance_config
     statements = load_schema(declaration.ddl_path)
     with closing(spanner.Client(project=settings.project, disable_builtin_metrics=True)) as client:
-        instance = client.instance(
+        instance = client.instance(  # type: ignore[no-untyped-call]
             settings.instance,
             configuration_name=f"projects/{settings.project}/instanceConfigs/{config}",
             display_name=settings.instance,
             processing_units=policy.processing_units,
         )
+        with step(f"reaching Spanner for {instance.name}"), suppress(exceptions.NotFound):
+            # The client's own calls below retry for many minutes: this one is bounded.
+            client.instance_admin_api.get_instance(name=instance.name, **BOUNDED)
         with step(f"provisioning Spanner instance {instance.name}"):
             try:
                 instance.reload()  # replaces the wanted config and units by the current ones
@@ -82,7 +86,7 @@ def delete_spanner(settings: Settings, *, delete_instance: bool = False) -> list
     """Delete the database (and the instance only if asked); the names of those deleted."""
     deleted: list[str] = []
     with closing(spanner.Client(project=settings.project, disable_builtin_metrics=True)) as client:
-        instance = client.instance(settings.instance)
+        instance = client.instance(settings.instance)  # type: ignore[no-untyped-call]
         database = instance.database(settings.database)
         with step(f"deleting {database.name}"):
             if database.exists():

@@ -70,13 +70,15 @@ class RetriesExhausted(PermanentError):
     reason = "retries-exhausted"
 
 
-class ConfigError(PermanentError):
-    """A setting is missing or unusable: the message names the setting, never a secret."""
-
-    reason = "config"
-
-
 class TransientError(RedisSpannerError):
     """Redis or Spanner unavailable, a timeout, an aborted transaction: retry, then nack."""
 
     reason = "transient"
+
+
+class ConfigError(RedisSpannerError):
+    """A setting or an option is missing or invalid: fix it and run again; retrying can't help.
+    The message names the setting, never a secret's value. Not a ``PermanentError``: a message is
+    never dead-lettered for the consumer's own configuration."""
+
+    reason = "config"

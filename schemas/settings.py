@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis_spanner.schemas.cache import DEFAULT_CACHE_TTL_SECONDS, DEFAULT_TOMBSTONE_TTL_SECONDS
 from redis_spanner.schemas.errors import ConfigError
@@ -15,11 +17,18 @@ from redis_spanner.schemas.versions import DEFAULT_MAX_SKEW_SECONDS
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 """Google's public certificates for the ID tokens Pub/Sub attaches to pushes."""
 
+if TYPE_CHECKING:
+    from redis_spanner.schemas.keys import Catalog
+
+ENV_PREFIX = "REDIS_SPANNER_"
+
 
 class Settings(BaseSettings):
     """Every setting of the pipeline. Names map to ``REDIS_SPANNER_<NAME>`` unless aliased."""
 
-    model_config = SettingsConfigDict(env_prefix="REDIS_SPANNER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore",
+                                      # a rejected REDIS_URL may carry a password
+                                      hide_input_in_errors=True)
 
     project: str = Field("redis-spanner-local", validation_alias="GOOGLE_CLOUD_PROJECT")
     instance: str = "redis-spanner"
@@ -78,6 +87,28 @@ class Settings(BaseSettings):
             raise ValueError("resource ids need 3-255 characters and start with a letter")
         return value
 
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        from redis_spanner.schemas.keys import Catalog
+
+        Catalog(value, ())  # refuses a namespace keys can't start with
+        return value
+
+    @field_validator("catalog")
+    @classmethod
+    def _catalog(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError("must be 'package.module:NAME'")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"(rediss?|unix)://", value.get_secret_value()):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
     @property
     def emulated(self) -> bool:
         return bool(self.pubsub_emulator_host or self.spanner_emulator_host)
@@ -117,6 +148,59 @@ def redacted_url(url: str) -> str:
     return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
+def _field(loc: str) -> str:
+    """The setting pydantic's error location names: a field, or an alias of one."""
+    for name, info in Settings.model_fields.items():
+        if loc in (name, info.validation_alias):
+            return name
+    return loc
+
+
+def variable(field: str) -> str:
+    """The environment variable a setting is read from."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return field
+    return info.validation_alias if isinstance(info.validation_alias, str) \
+        else ENV_PREFIX + field.upper()
+
+
+def explain(error: ValidationError) -> str:
+    """Invalid settings as one line naming each variable, its value (never a secret's) and
+    what is wrong with it."""
+    problems = []
+    for detail in error.errors():
+        field = _field(str(detail["loc"][0])) if detail["loc"] else "?"
+        name = variable(field)
+        info = Settings.model_fields.get(field)
+        secret = info is not None and "SecretStr" in str(info.annotation)
+        value = detail.get("input", os.environ.get(name, ""))
+        shown = "" if secret else f"={str(value)[:60]!r}"
+        message = str(detail["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name}{shown}: {message}")
+    return "invalid setting " + "; ".join(problems)
+
+
+def require_catalog(settings: Settings) -> Catalog:
+    """The key templates the settings name; a ``ConfigError`` naming the variable when they
+    can't be loaded."""
+    from redis_spanner.schemas.catalog import load_catalog
+
+    try:
+        return load_catalog(settings.catalog, settings.namespace)
+    except (ImportError, AttributeError, TypeError, ValueError) as e:
+        raise ConfigError(f"REDIS_SPANNER_CATALOG={settings.catalog!r} is not a catalog of key "
+                          f"templates: {type(e).__name__}: {e}") from None
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a ``ConfigError`` naming each invalid variable."""
+    try:
+        return Settings()
+    except ValidationError as e:
+        raise ConfigError(explain(e)) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis_spanner.infra.tables import print_table
 from rich.console import Console
-from rich.table import Table
 
 
 def render(result: dict[str, Any], console: Console) -> None:
-    table = Table(title="redis-spanner demo", show_header=False)
     lag = result["lag_ms"]
     rows = [
         ("committed events", result["committed"]),
@@ -28,9 +27,8 @@ def render(result: dict[str, Any], console: Console) -> None:
                           ("dead-lettered by reason", result.get("dead_lettered_by_reason"))):
         if counts:
             rows.append((title, ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))))
-    for name, value in rows:
-        table.add_row(name, str(value))
-    console.print(table)
+    print_table(console, ("measure", "value"), [[name, str(value)] for name, value in rows],
+                title="redis-spanner demo", header=False)
     ok = result["stale_keys"] == 0 and result["lost"] == 0
     console.print("[bold green]coherent[/]: every committed event reached Redis and no cached "
                   "key differs from Spanner" if ok else

@@ -7,9 +7,11 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from redis_spanner.consumers.pubsub import PullSubscription
@@ -20,10 +22,11 @@ from redis_spanner.infra.demo import chaos, workload
 from redis_spanner.infra.demo.tally import Tally
 from redis_spanner.infra.local import started
 from redis_spanner.infra.provision import provision
+from redis_spanner.infra.provision_pubsub import delete_paths
 from redis_spanner.producers.outbox import OUTBOX_SHARDS
 from redis_spanner.producers.runner import build_relay
 from redis_spanner.producers.spanner import open_database
-from redis_spanner.schemas.settings import Settings
+from redis_spanner.schemas.settings import Settings, load_settings
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -55,15 +58,33 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         os.environ.update(env.exports())
         if options.mode == "rewarm":
             os.environ["REDIS_SPANNER_CATALOG"] = "redis_spanner.schemas.catalog:DEMO_REWARM"
-        settings = Settings()
-        console.print(f"[bold]mode[/] {options.mode}: catalog {settings.catalog}")
+        settings = own_run(load_settings(), uuid.uuid4().hex[:8])
+        console.print(f"[bold]mode[/] {options.mode}: catalog {settings.catalog}, "
+                      f"namespace {settings.namespace}")
         console.print(f"[bold]stack[/] pubsub={env.pubsub_emulator_host} "
                       f"spanner={env.spanner_emulator_host}")
         report = provision(settings)
         console.print(f"[bold]provisioned[/] {settings.topic_path}, "
                       f"{settings.subscription_path}, database {settings.database}")
         log.debug("provision report: %s", report)
-        return _run(options, settings, console, targets)
+        try:
+            return _run(options, settings, console, targets)
+        finally:
+            delete_paths((settings.subscription_path, settings.dead_letter_subscription_path),
+                         (settings.dead_letter_topic_path,))
+
+
+def own_run(settings: Settings, tag: str) -> Settings:
+    """This run's own subscription (on the shared events topic, which every relay publishes
+    to), dead-letter topic and hold subscription, and key namespace: a worker already
+    consuming the shared subscription can't take the demo's events, and the check sees only
+    the demo's keys."""
+    return settings.model_copy(update={
+        "subscription": f"{settings.subscription}-demo-{tag}",
+        "dead_letter_topic": f"{settings.dead_letter_topic}-demo-{tag}",
+        "dead_letter_subscription": f"{settings.dead_letter_subscription}-demo-{tag}",
+        "namespace": f"demo-{tag}",
+    })
 
 
 def _run(options: DemoOptions, settings: Settings, console: Console,
@@ -84,7 +105,7 @@ def _run(options: DemoOptions, settings: Settings, console: Console,
         relays = [build_relay(settings, on_published=tally.on_published)[0]
                   for _ in range(options.relays)]
         for relay in relays:
-            spawn(lambda relay=relay: relay.run(pipeline_stop))
+            spawn(partial(relay.run, pipeline_stop))
         worker = PullWorker(
             PullSubscription(settings.subscription_path, max_messages=settings.worker_batch),
             schedule.wrap(consumer.processor) if schedule else consumer.processor,
@@ -99,13 +120,13 @@ def _run(options: DemoOptions, settings: Settings, console: Console,
         with _threads(load_stop) as load:
             for _ in range(options.writers):
                 step = workload.writer(database, pick, tally, random.Random(rng.random()))
-                load(lambda step=step: workload.paced(
-                    options.write_rate / options.writers, load_stop, step))
+                load(partial(workload.paced, options.write_rate / options.writers, load_stop,
+                             step))
             for n in range(options.readers):
                 step = workload.reader(client, pick, tally, latest, options.check_sample,
                                        random.Random(rng.random() + n))
-                load(lambda step=step: workload.paced(
-                    options.read_rate / options.readers, load_stop, step))
+                load(partial(workload.paced, options.read_rate / options.readers, load_stop,
+                             step))
             if schedule:
                 load(lambda: schedule.run(load_stop))
             _progress(console, tally, options.duration, "running")

@@ -112,6 +112,9 @@ def test_list_shows_every_dead_letter_leaves_them_in_place_and_show_finds_one(
 
     shown = cli("show", gave_up.event_id)
     assert shown.exit_code == 0 and "dl_reason" in shown.stdout and '"d-1"' in shown.stdout
+    unmatched = cli("list", "--reason", "no-such-reason", "--json")
+    assert unmatched.exit_code == 0 and json.loads(unmatched.stdout) == []
+    assert "no dead letter in" in unmatched.stderr and "--reason no-such-reason" in unmatched.stderr
     poison = cli("show", by_reason["undecodable"]["message_id"])
     assert "decode error: DecodeError" in poison.stdout and "'{not json'" in poison.stdout
     assert cli("show", "no-such-id").exit_code == 1
@@ -237,8 +240,9 @@ def test_purge_refuses_without_yes_and_then_removes_only_matching_ones(
     assert [d.event_id for d in listed(hold).values()] == [keep.event_id]
 
 
-def test_pubsub_outage_is_one_line_on_stderr_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With Pub/Sub unreachable, list fails within its timeout with one line, no traceback."""
+def test_pubsub_outage_is_one_line_on_stderr_and_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With Pub/Sub unreachable, list fails within its timeout with one line naming the
+    address, no traceback."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -248,8 +252,9 @@ def test_pubsub_outage_is_one_line_on_stderr_and_exit_2(monkeypatch: pytest.Monk
         result = CliRunner().invoke(dlq_app, ["--timeout", "1", "list"])
     finally:
         get_settings.cache_clear()
-    assert result.exit_code == 2
-    assert result.stderr.startswith("error: pubsub unavailable") and result.stderr.count("\n") == 1
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot reach the Pub/Sub emulator")
+    assert f"127.0.0.1:{port}" in result.stderr and result.stderr.count("\n") == 1
     assert "Traceback" not in result.output
 
 
@@ -285,3 +290,41 @@ def test_replay_killed_between_republish_and_ack_loses_nothing(
     events_sub = PullSubscription(provisioned.subscription_path)
     assert len(events_sub.pull(timeout=5)) == 1
     events_sub.close()
+
+
+def test_letters_without_attributes_nested_or_over_4_mib_are_listed_and_found(
+    provisioned: Settings, hold: HoldSubscription,
+) -> None:
+    """The hold subscription can hold anything: a letter that names its event only in its
+    body, a dead letter of a dead letter (Pub/Sub forwarded a letter the tools print), and
+    letters whose pull is over gRPC's default 4 MiB receive limit on the emulator. All are
+    listed in one pass and found by event id; nothing wedges the tool."""
+    publisher = pubsub_v1.PublisherClient()
+    bare_id, inner_id = "0a0b0c0d-1111-4000-8000-000000000001", "0a0b0c0d-2222-4000-8000-0002"
+    bare = json.dumps({"event_id": bare_id, "type": "row.changed", "table": "Accounts",
+                       "key": ["d-9"], "commit_ts": "yesterday"}).encode()
+    nested = json.dumps({"message_id": "7", "event_id": inner_id, "reason": "undecodable",
+                         "data": {"format": "text", "text": "'{broken'"}}).encode()
+    big = [json.dumps({"event_id": f"0a0b0c0d-{n:04d}-big", "pad": "x" * size}).encode()
+           for n, size in enumerate((3 << 20, 3 << 20, 5 << 20))]
+    futures = [publisher.publish(provisioned.dead_letter_topic_path, bare),
+               publisher.publish(provisioned.dead_letter_topic_path, nested,
+                                 CloudPubSubDeadLetterSourceDeliveryCount="5",
+                                 dl_reason="retries-exhausted")]
+    futures += [publisher.publish(provisioned.dead_letter_topic_path, data) for data in big]
+    for future in futures:
+        future.result(timeout=60)
+
+    found = wait_until(lambda: (letters := listed(hold)) and len(letters) == 5 and letters,
+                       timeout=60, interval=0.5)
+    assert {d.event_id for d in found.values()} >= {bare_id, inner_id, "0a0b0c0d-0002-big"}
+    assert max(len(d.data) for d in found.values()) > 5 << 20
+    for ident, reason in ((bare_id, "delivery-attempts-exceeded"),
+                          (inner_id, "retries-exhausted")):
+        shown = cli("show", ident, "--json")
+        assert shown.exit_code == 0, shown.stderr
+        [letter] = json.loads(shown.stdout)
+        assert (letter["event_id"], letter["reason"]) == (ident, reason)
+    listing = cli("list", "--json")
+    assert listing.exit_code == 0, listing.stderr
+    assert len(json.loads(listing.stdout)) == 5

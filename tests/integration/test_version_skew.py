@@ -92,7 +92,7 @@ def endpoint(consumer: Consumer) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(consumer.processor), host="127.0.0.1",
+    server = uvicorn.Server(uvicorn.Config(create_app(consumer.processor, verifier=None), host="127.0.0.1",
                                            port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from redis.exceptions import AuthenticationError
 from redis_spanner.consumers.redis_client import PasswordFile, client_options
-from redis_spanner.infra.cli import app
+from redis_spanner.infra.cli import main
 from redis_spanner.infra.processes import free_ports
 from redis_spanner.schemas.errors import ConfigError
 from redis_spanner.schemas.settings import Settings, get_settings, redacted_url
-from typer.testing import CliRunner
 
 SECRET = "s3cret-value-91"
 
@@ -64,13 +64,13 @@ def test_tls_and_credential_settings_become_client_options(files: dict[str, Path
 def test_settings_that_cannot_work_are_refused_naming_the_setting(
     files: dict[str, Path], tmp_path: Path, url: str, fields: dict[str, str], names: str,
 ) -> None:
-    """Each combination that can't work raises ConfigError naming the setting at fault, and
-    the message never carries the password."""
+    """Each combination that can't work is refused (by the settings themselves, or as a
+    ConfigError when the client is built) naming the setting at fault, and the message never
+    carries the password."""
     paths = {k: files.get(v, tmp_path / v) for k, v in fields.items()
              if k != "redis_username"}
-    settings = _settings(url, **{**fields, **paths})
-    with pytest.raises(ConfigError) as refused:
-        client_options(settings, url)
+    with pytest.raises((ConfigError, ValidationError)) as refused:
+        client_options(_settings(url, **{**fields, **paths}), url)
     assert names in str(refused.value)
     assert SECRET not in str(refused.value)
 
@@ -99,19 +99,20 @@ def test_password_file_is_read_afresh_for_each_connection(files: dict[str, Path]
     assert "rotated" not in str(e.value) and SECRET not in repr(provider)
 
 
-@pytest.mark.parametrize(("command", "variable"), [
-    (["verify"], "REDIS_SPANNER_REDIS_CA_FILE"),
-    (["rewarm", "--table", "Accounts"], "REDIS_SPANNER_REDIS_PASSWORD_FILE"),
-    (["worker"], "REDIS_SPANNER_REDIS_CERT_FILE"),
-    (["serve"], "REDIS_SPANNER_REDIS_CLUSTER"),
-    (["verify"], "REDIS_URL"),
+@pytest.mark.parametrize(("command", "variable", "status"), [
+    (["verify"], "REDIS_SPANNER_REDIS_CA_FILE", 2),
+    (["rewarm", "--table", "Accounts"], "REDIS_SPANNER_REDIS_PASSWORD_FILE", 2),
+    (["worker"], "REDIS_SPANNER_REDIS_CERT_FILE", 2),
+    (["verify"], "REDIS_URL", 2),
+    (["serve"], "REDIS_SPANNER_REDIS_CLUSTER", 1),
 ])
 def test_consumer_commands_refuse_unusable_redis_settings_in_one_line(
-    command: list[str], variable: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    command: list[str], variable: str, status: int, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The consumer's commands, given a Redis setting that can't work (a missing file) or a
-    cluster nobody answers for, print one line naming the setting and exit 2, without a
-    traceback and before reaching any other service."""
+    """The consumer's commands, given a Redis setting that can't work (a missing file: exit 2,
+    naming the setting) or a cluster nobody answers for (exit 1, naming REDIS_URL's address),
+    print one line without a traceback, before reaching any other service."""
     (port,) = free_ports(1)
     monkeypatch.setenv("REDIS_URL", f"rediss://127.0.0.1:{port}/0")
     monkeypatch.setenv("REDIS_SPANNER_REDIS_TIMEOUT_SECONDS", "0.5")
@@ -123,14 +124,18 @@ def test_consumer_commands_refuse_unusable_redis_settings_in_one_line(
     else:
         monkeypatch.setenv(variable, "true" if variable.endswith("CLUSTER") else
                            str(tmp_path / "missing"))
+    monkeypatch.setattr("sys.argv", ["redis-spanner", *command])
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(app, command)
+        with pytest.raises(SystemExit) as exited:
+            main()
     finally:
         get_settings.cache_clear()
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and variable in lines[0] and "Traceback" not in result.output
+    out = capsys.readouterr()
+    assert exited.value.code == status, out
+    lines = out.err.strip().splitlines()
+    named = "REDIS_URL" if variable.endswith("CLUSTER") else variable
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in out.err, out.err
 
 
 def test_settings_mask_the_url_password_and_hold_no_file_content(
