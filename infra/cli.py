@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from redis_spanner.infra.dev_cli import dev_app
 from redis_spanner.infra.dlq_cli import dlq_app
+from redis_spanner.infra.outbox_cli import outbox_app
 from rich.console import Console
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(dev_app, name="dev")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(outbox_app, name="outbox")
 
 class DemoMode(StrEnum):
     INVALIDATE = "invalidate"
@@ -78,18 +80,13 @@ def relay(
     metrics_port: MetricsPort = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Publish outbox rows to Pub/Sub until SIGINT or SIGTERM."""
-    from redis_spanner.producers.runner import build_relay
-    from redis_spanner.schemas.settings import get_settings
+    """Publish outbox rows to Pub/Sub until SIGINT or SIGTERM (exit 1 if leases are lost)."""
+    stop = _stop_on_signals()
+    from redis_spanner.infra.outbox_cli import serve_relay
 
     _logging(verbose)
     _metrics(metrics_port)
-    stop = _stop_on_signals()
-    relay, publisher = build_relay(get_settings())
-    try:
-        relay.run(stop)
-    finally:
-        publisher.close()
+    serve_relay(stop)
 
 
 @app.command()

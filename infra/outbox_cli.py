@@ -1,0 +1,77 @@
+"""``redis-spanner outbox``: the outbox seen from the command line, and the relay's process
+edge (its exit when leases are lost, its bounded stop)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+outbox_app = typer.Typer(help="Inspect the outbox: rows the relay quarantined.",
+                         no_args_is_help=True)
+
+
+def serve_relay(stop: threading.Event) -> None:
+    """Run the relay until ``stop``. Lost leases are one line on stderr and exit status 1, so
+    the platform restarts the process; a relay stuck in a call when stopped exits anyway."""
+    from redis_spanner.producers.leases import LeaseLost
+    from redis_spanner.producers.runner import run_relay
+    from redis_spanner.schemas.settings import get_settings
+
+    try:
+        finished = run_relay(get_settings(), stop)
+    except LeaseLost as e:
+        typer.echo(f"relay stopped: {e}", err=True)
+        _exit_now(1)
+    if not finished:
+        _exit_now(0)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without waiting for threads still blocked in a Spanner or Pub/Sub call."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+@outbox_app.command()
+def quarantine(
+    limit: Annotated[int, typer.Option(help="Show at most this many, newest first.", min=1)
+                     ] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON as the last line.")
+                       ] = False,
+) -> None:
+    """List the outbox rows the relay moved to OutboxQuarantine, with the reason for each."""
+    from redis_spanner.producers.outbox_store import SpannerOutbox
+    from redis_spanner.producers.spanner import open_database
+    from redis_spanner.schemas.errors import RedisSpannerError
+    from redis_spanner.schemas.settings import get_settings
+
+    settings = get_settings()
+    try:
+        rows = SpannerOutbox(open_database(settings)).quarantined(limit)
+    except RedisSpannerError as e:
+        typer.echo(f"cannot read OutboxQuarantine of database {settings.database} "
+                   f"(instance {settings.instance}): {e}", err=True)
+        raise typer.Exit(2) from None
+    console = Console(stderr=as_json, emoji=False)
+    if not rows:
+        console.print("no quarantined outbox rows", markup=False)
+    else:
+        table = Table("quarantined at", "shard", "event id", "type", "table", "reason",
+                      "key", "payload chars")
+        for row in rows:
+            table.add_row(f"{row.quarantined_at:%Y-%m-%d %H:%M:%S}", str(row.shard),
+                          row.event_id, row.event_type or "NULL", row.table or "NULL",
+                          row.reason, (row.key_head or "NULL")[:40],
+                          "NULL" if row.payload_chars is None else str(row.payload_chars))
+        console.print(table)
+        console.print(f"{len(rows)} quarantined row(s)", markup=False)
+    if as_json:
+        typer.echo(json.dumps({"quarantined": [row.as_dict() for row in rows]}))

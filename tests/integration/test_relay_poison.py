@@ -1,0 +1,110 @@
+"""Outbox rows that can never become a message, written with plain SQL as another language's
+writer would: the relay moves each to OutboxQuarantine with its reason, and keeps publishing
+the rows around it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from google.cloud import pubsub_v1
+from redis_spanner.producers.runner import build_relay
+from redis_spanner.schemas.events import MAX_MESSAGE_BYTES
+from redis_spanner.schemas.settings import Settings
+
+from tests.outbox_sql import SqlRow, insert, outbox_ids, quarantined
+from tests.waiting import wait_until
+
+DEEP = 100_000
+POISON: dict[str, tuple[SqlRow, str]] = {
+    "key-not-json": (SqlRow(key_json='["acct-001"'), "undecodable"),
+    "key-not-array": (SqlRow(key_json='{"AccountId": "acct-001"}'), "invalid"),
+    "key-empty": (SqlRow(key_json="[]"), "invalid"),
+    "key-json-null": (SqlRow(key_json="null"), "invalid"),
+    "key-part-null": (SqlRow(key_json="[null]"), "invalid"),
+    "key-part-float": (SqlRow(key_json="[1.5]"), "invalid"),
+    "key-nested-deep": (SqlRow(key_json="[" * DEEP + "]" * DEEP), "undecodable"),
+    "key-too-many-parts": (SqlRow(key_json=json.dumps(list(range(50)))), "invalid"),
+    "payload-not-json": (SqlRow(payload="{'single': 'quotes'}"), "undecodable"),
+    "payload-not-object": (SqlRow(payload="[1, 2]"), "invalid"),
+    "payload-nested-deep": (SqlRow(payload='{"a":' * DEEP + "1" + "}" * DEEP), "undecodable"),
+    # Within the column's 2.5 Mi characters, but each one is six bytes of JSON on the wire.
+    "payload-over-pubsub-limit": (
+        SqlRow(payload=json.dumps({"blob": "\u00e9" * (MAX_MESSAGE_BYTES // 6 + 1)},
+                                  ensure_ascii=False)), "too-large"),
+    "unknown-event-type": (SqlRow(event_type="row.exploded"), "unknown-type"),
+    "unsupported-schema-version": (SqlRow(schema_version=7), "unsupported-schema-version"),
+    "bad-event-id": (SqlRow(event_id="not an id!"), "invalid"),
+    "bad-table-name": (SqlRow(table="1; DROP TABLE"), "invalid"),
+}
+NULLS: dict[str, tuple[SqlRow, str]] = {
+    f"null-{column}": (SqlRow(**{field: None}), "invalid")
+    for column, field in (("EventType", "event_type"), ("TableName", "table"),
+                          ("KeyJson", "key_json"), ("SchemaVersion", "schema_version"))
+}
+
+
+@pytest.fixture
+def received(provisioned: Settings) -> Iterator[Callable[[], set[str]]]:
+    """Event ids of the messages on the test's subscription so far (pulled and acked)."""
+    subscriber = pubsub_v1.SubscriberClient()
+    seen: set[str] = set()
+
+    def pull() -> set[str]:
+        response = subscriber.pull(request={"subscription": provisioned.subscription_path,
+                                            "max_messages": 100}, timeout=10)
+        if response.received_messages:
+            subscriber.acknowledge(subscription=provisioned.subscription_path,
+                                   ack_ids=[m.ack_id for m in response.received_messages])
+        seen.update(m.message.attributes["event_id"] for m in response.received_messages)
+        return seen
+
+    yield pull
+    subscriber.close()
+
+
+def loosen_outbox(database: Any) -> None:
+    """Drop NOT NULL from the required columns, as an older or hand-made schema might have."""
+    database.update_ddl([
+        "ALTER TABLE Outbox ALTER COLUMN EventType STRING(64)",
+        "ALTER TABLE Outbox ALTER COLUMN TableName STRING(128)",
+        "ALTER TABLE Outbox ALTER COLUMN KeyJson STRING(MAX)",
+        "ALTER TABLE Outbox ALTER COLUMN SchemaVersion INT64",
+    ]).result(timeout=60)
+
+
+@pytest.mark.timeout(180)
+def test_poison_rows_are_quarantined_with_their_reason_and_the_rows_around_them_flow(
+    provisioned: Settings, database: Any, running: Any, received: Callable[[], set[str]]
+) -> None:
+    """Every kind of row that cannot become a message (malformed, absurdly nested, over
+    Pub/Sub's limit, unknown type or schema version, a NULL where a value is required) ends in
+    OutboxQuarantine with its reason and leaves the Outbox, in the same transaction; valid rows
+    written before, between and after them are all published; the relay never stops."""
+    loosen_outbox(database)
+    cases = {**POISON, **NULLS}
+    good: list[str] = []
+    poison: dict[str, str] = {}
+    for name, (row, _) in cases.items():
+        good += insert(database, SqlRow(key_json='["acct-002"]'))
+        (event_id,) = insert(database, row)
+        poison[event_id] = name
+    good += insert(database, *[SqlRow(key_json=f'["acct-{n:03d}"]') for n in range(20)])
+
+    relay, _ = build_relay(provisioned)
+    running(relay.run)
+    wait_until(lambda: set(good) <= received(), timeout=90, interval=0.2)
+    wait_until(lambda: not outbox_ids(database), timeout=30)
+    reasons = quarantined(database)
+    assert set(reasons) == set(poison), "quarantined rows differ from the poison rows"
+    for event_id, reason in reasons.items():
+        expected = cases[poison[event_id]][1]
+        assert reason.startswith(f"{expected}:"), (poison[event_id], reason)
+    assert not set(poison) & received(), "a poison row was published"
+
+    later = insert(database, SqlRow(), SqlRow(event_type="nope"), SqlRow())
+    wait_until(lambda: {later[0], later[2]} <= received(), timeout=30, interval=0.2)
+    wait_until(lambda: later[1] in quarantined(database), timeout=30)
+    assert relay.quarantined == len(poison) + 1
