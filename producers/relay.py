@@ -32,6 +32,7 @@ from redis_spanner.schemas.failpoints import failpoint
 log = logging.getLogger(__name__)
 
 __all__ = ["LeaseLost", "Relay", "RelayConfig"]
+MAX_BACKOFF = 2.0
 
 
 class OutboxStore(LeaseStore, Protocol):
@@ -108,7 +109,7 @@ class Relay:
                     failures = 0
                 except Exception as e:  # no exception ends the loop
                     failures += 1
-                    delay = min(0.1 * 2 ** min(failures, 10), 10.0)
+                    delay = min(0.1 * 2 ** min(failures, 10), MAX_BACKOFF)
                     if isinstance(e, TransientError):
                         log.warning("relay %s: %s; retrying in %.1fs", self.owner, e, delay)
                     else:
@@ -175,7 +176,14 @@ class Relay:
         return refused
 
     def _quarantine(self, rows: list[PoisonRow]) -> None:
-        self._store.quarantine(rows)
+        """Move poison aside; if that fails, the rows stay pending and the next round tries
+        again, while publishing goes on."""
+        try:
+            self._store.quarantine(rows)
+        except Exception as e:  # the publish path must not wait on this one
+            log.warning("relay %s: could not quarantine %d row(s) yet: %s: %s", self.owner,
+                        len(rows), type(e).__name__, e)
+            return
         self._quarantined += len(rows)
         metrics.RELAY_QUARANTINED.inc(len(rows))
         for row in rows:
@@ -188,8 +196,10 @@ class Relay:
         batch = list(self._published.values())
         try:
             self._store.delete(batch)
-        except TransientError as e:  # they stay remembered; the next round tries again
-            log.debug("relay %s: delete of %d row(s) deferred: %s", self.owner, len(batch), e)
+        except Exception as e:  # they stay remembered; the next round tries again
+            log.log(logging.DEBUG if isinstance(e, TransientError) else logging.WARNING,
+                    "relay %s: delete of %d row(s) deferred: %s: %s", self.owner, len(batch),
+                    type(e).__name__, e)
             return
         for row in batch:
             self._published.pop(row.event_id, None)

@@ -1,9 +1,9 @@
 """Named fault points for fault-injection tests.
 
 ``REDIS_SPANNER_FAILPOINTS="relay.after_publish=kill"`` makes the process SIGKILL itself when it
-reaches that point; ``=raise`` raises ``FailpointError`` there instead, and ``=raise@3`` lets
-the first 3 passes through and raises from the 4th on. Unset (always, in production) a
-failpoint costs one dict lookup.
+reaches that point; ``=raise`` raises ``FailpointError`` there instead, ``=raise@3`` lets the
+first 3 passes through and raises from the 4th on, and ``=raise*3`` raises the first 3 times
+only. Unset (always, in production) a failpoint costs one dict lookup.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ def failpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     elif action.startswith("raise"):
         _PASSES[name] += 1
-        _, _, after = action.partition("@")
-        if _PASSES[name] > int(after or 0):
-            raise FailpointError(f"failpoint {name}")
+        passes = _PASSES[name]
+        if action.startswith("raise*"):
+            failing = passes <= int(action[len("raise*"):])
+        else:
+            failing = passes > int(action.partition("@")[2] or 0)
+        if failing:
+            raise FailpointError(f"failpoint {name} ({passes})")
