@@ -60,3 +60,15 @@ def quarantined(database: Any) -> dict[str, str]:
 def outbox_ids(database: Any) -> set[str]:
     with database.snapshot() as snapshot:
         return {str(row[0]) for row in snapshot.execute_sql("SELECT EventId FROM Outbox")}
+
+
+def insert_many(database: Any, count: int) -> list[str]:
+    """``count`` valid rows in one commit, as mutations: many rows fast, for load, not shape."""
+    from google.cloud import spanner
+    from redis_spanner.producers.outbox import OUTBOX_COLUMNS, OUTBOX_TABLE, shard_of
+
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    values = [[shard_of(i), i, "row.changed", "Accounts", f'["acct-{n:05d}"]', None, 1,
+               spanner.COMMIT_TIMESTAMP] for n, i in enumerate(ids)]
+    run_transaction(database, lambda tx: tx.insert(OUTBOX_TABLE, OUTBOX_COLUMNS, values))
+    return ids
