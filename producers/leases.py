@@ -60,6 +60,7 @@ class LeaseKeeper:
         """Set once the keeper gave up; the relay then stops."""
         self._share = 0
         self._next_balance_check = 0.0
+        self._last_renewed = clock()
 
     def has(self, seconds: float) -> bool:
         """The lease has more than ``seconds`` left."""
@@ -68,20 +69,13 @@ class LeaseKeeper:
     def keep(self, stop: threading.Event) -> None:
         """Renew until ``stop`` is set or the keeper gives up; no exception ends this loop."""
         failures = 0
-        last_renewed = self._clock()
+        self._last_renewed = self._clock()
         while not stop.is_set():
             try:
                 self.renew_if_due()
             except Exception as e:  # any failure is retried until give_up
                 failures += 1
-                stalled = self._clock() - last_renewed
-                if stalled >= self._give_up:
-                    self.lost = LeaseLost(
-                        f"relay {self._owner}: shard leases not renewed for {stalled:.0f}s "
-                        f"(last error: {type(e).__name__}: {e})")
-                    log.error("%s", self.lost)
-                    self.lease = Lease(frozenset(), 0.0)
-                    metrics.RELAY_SHARDS.set(0)
+                if self.given_up(f"{type(e).__name__}: {e}"):
                     return
                 delay = min(0.1 * 2 ** min(failures, 10), self._seconds / 4, 2.0)
                 log.warning("relay %s: lease renewal failed (%s: %s); retrying in %.1fs",
@@ -92,8 +86,23 @@ class LeaseKeeper:
                 log.info("relay %s: lease renewal recovered after %d failure(s)",
                          self._owner, failures)
             failures = 0
-            last_renewed = self._clock()
+            self._last_renewed = self._clock()
             stop.wait(min(0.25, self._seconds / 20))
+
+    def given_up(self, cause: str = "a renewal still waiting for Spanner") -> bool:
+        """True once leases went unrenewed for ``give_up`` seconds; sets ``lost`` then. Also
+        asked from the publishing loop, since a renewal can hang in a call that never ends."""
+        if self.lost is not None:
+            return True
+        stalled = self._clock() - self._last_renewed
+        if stalled < self._give_up:
+            return False
+        self.lost = LeaseLost(f"relay {self._owner}: shard leases not renewed for "
+                              f"{stalled:.0f}s (last error: {cause})")
+        log.error("%s", self.lost)
+        self.forget()
+        metrics.RELAY_SHARDS.set(0)
+        return True
 
     def renew_if_due(self) -> None:
         # Renew once a third of the lease has passed, so a slow renewal never outlives it;

@@ -158,13 +158,13 @@ class SpannerOutbox:
             tx.execute_update(
                 _ANNOUNCE,
                 params={"owner": owner, "ms": int(lease_seconds * 1000)},
-                param_types=owner_ms,
+                param_types=owner_ms, timeout=READ_TIMEOUT,
             )
             live: dict[int, str] = {}
-            for shard, holder, is_live in tx.execute_sql(_LEASES):
+            for shard, holder, is_live in tx.execute_sql(_LEASES, timeout=READ_TIMEOUT):
                 if is_live:
                     live[shard] = holder
-            owners = {row[0] for row in tx.execute_sql(_RELAYS)} | {owner}
+            owners = {row[0] for row in tx.execute_sql(_RELAYS, timeout=READ_TIMEOUT)} | {owner}
             share = math.ceil(OUTBOX_SHARDS / len(owners))
             mine = sorted(s for s, o in live.items() if o == owner)
             free = [s for s in range(OUTBOX_SHARDS) if s not in live]

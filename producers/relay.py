@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["LeaseLost", "Relay", "RelayConfig"]
 MAX_BACKOFF = 2.0
+RELEASE_SECONDS = 2.0
 
 
 class OutboxStore(LeaseStore, Protocol):
@@ -102,7 +103,7 @@ class Relay:
                                   name=f"{self.owner}-leases")
         keeper.start()
         try:
-            while not stop.is_set() and not done.is_set():
+            while not (stop.is_set() or done.is_set() or self._leases.given_up()):
                 try:
                     sent = self._publish_round(stop)
                     self._report_backlog()
@@ -217,8 +218,16 @@ class Relay:
             log.info("outbox backlog: %d row(s), oldest %.1fs old", count, age)
 
     def _release(self) -> None:
-        try:
-            self._store.release(self.owner)
-        except Exception as e:  # a dead relay's leases expire on their own
-            log.warning("relay %s could not release its leases: %s", self.owner, e)
+        """Give the leases back, waiting at most ``RELEASE_SECONDS``: a Spanner that stopped
+        answering must not hold up the stop, and unreleased leases expire on their own."""
+
+        def release() -> None:
+            try:
+                self._store.release(self.owner)
+            except Exception as e:
+                log.warning("relay %s could not release its leases: %s", self.owner, e)
+
         self._leases.forget()
+        releasing = threading.Thread(target=release, daemon=True, name=f"{self.owner}-release")
+        releasing.start()
+        releasing.join(RELEASE_SECONDS)

@@ -17,6 +17,7 @@ import pytest
 from google.cloud import pubsub_v1
 from redis_spanner.infra import faults
 from redis_spanner.infra.processes import free_ports
+from redis_spanner.producers.outbox_store import READ_TIMEOUT
 
 from tests.faults.harness import own_process
 from tests.outbox_sql import SqlRow, insert, insert_many, outbox_ids
@@ -226,3 +227,27 @@ def test_lease_thread_failing_stops_publishing_and_exits_nonzero(
     assert "Traceback" not in err
     assert outbox_ids(pipe.database) >= later, "a row was deleted after the lease ran out"
     assert not later & received(pipe), "a row was published after the lease ran out"
+
+
+@pytest.mark.timeout(150)
+def test_spanner_frozen_for_good_makes_the_relay_exit_nonzero(
+    open_pipeline: Any, own_spanner: faults.OwnProcess, relays: Any
+) -> None:
+    """A Spanner that stops answering under a running relay (SIGSTOP: calls that never
+    return) ends the relay with status 1 and one line once its leases went unrenewed for
+    three lease lengths, however long the hung renewal would have waited."""
+    lease = 2.0
+    pipe: Pipeline = open_pipeline(relay_lease_seconds=lease,
+                                   environ={"SPANNER_EMULATOR_HOST": own_spanner.address})
+    ids = set(insert(pipe.database, *rows(5)))
+    relay = relays()
+    wait_until(lambda: not outbox_ids(pipe.database) & ids, timeout=60)
+    with own_spanner.paused():
+        frozen_at = time.monotonic()
+        code = relay.wait(3 * lease + READ_TIMEOUT + 10)
+        took = time.monotonic() - frozen_at
+    err = relay.stderr()
+    assert code == 1, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("relay stopped: "), err[-2000:]
+    assert "Traceback" not in err
+    assert took >= 2 * lease, "the relay gave up before its lease could have lapsed"
