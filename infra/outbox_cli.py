@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 outbox_app = typer.Typer(help="Inspect the outbox: rows the relay quarantined.",
                          no_args_is_help=True)
@@ -64,14 +63,15 @@ def quarantine(
     if not rows:
         console.print("no quarantined outbox rows", markup=False)
     else:
-        table = Table("quarantined at", "shard", "event id", "type", "table", "reason",
-                      "key", "payload chars")
-        for row in rows:
-            table.add_row(f"{row.quarantined_at:%Y-%m-%d %H:%M:%S}", str(row.shard),
-                          row.event_id, row.event_type or "NULL", row.table or "NULL",
-                          row.reason, (row.key_head or "NULL")[:40],
-                          "NULL" if row.payload_chars is None else str(row.payload_chars))
-        console.print(table)
+        for row in rows:  # one block per row: ids and reasons are never cut to fit a width
+            payload = "NULL" if row.payload_chars is None else f"{row.payload_chars} chars"
+            console.print(f"{row.quarantined_at:%Y-%m-%d %H:%M:%S}  shard {row.shard}  "
+                          f"{row.event_id}  {row.event_type} {row.table}", markup=False,
+                          highlight=False, soft_wrap=True)
+            console.print(f"    reason: {row.reason}", markup=False, highlight=False,
+                          soft_wrap=True)
+            console.print(f"    key: {row.key_head}  payload: {payload}", markup=False,
+                          highlight=False, soft_wrap=True)
         console.print(f"{len(rows)} quarantined row(s)", markup=False)
     if as_json:
         typer.echo(json.dumps({"quarantined": [row.as_dict() for row in rows]}))

@@ -5,11 +5,16 @@ the rows around it."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from google.cloud import pubsub_v1
+from redis_spanner.infra.processes import free_ports
+from redis_spanner.producers.outbox_store import SpannerOutbox
 from redis_spanner.producers.runner import build_relay
 from redis_spanner.schemas.events import MAX_MESSAGE_BYTES
 from redis_spanner.schemas.settings import Settings
@@ -108,3 +113,38 @@ def test_poison_rows_are_quarantined_with_their_reason_and_the_rows_around_them_
     wait_until(lambda: {later[0], later[2]} <= received(), timeout=30, interval=0.2)
     wait_until(lambda: later[1] in quarantined(database), timeout=30)
     assert relay.quarantined == len(poison) + 1
+
+
+@pytest.mark.timeout(120)
+def test_outbox_quarantine_command_lists_rows_with_reasons_and_reports_outages_in_one_line(
+    provisioned: Settings, database: Any, tmp_path: Any
+) -> None:
+    """``redis-spanner outbox quarantine`` says when nothing is quarantined, lists each
+    quarantined row with its reason (``--json`` too), and answers an unreachable Spanner with
+    one line naming the database and exit status 2, never a traceback."""
+    command = [sys.executable, "-m", "redis_spanner.infra.cli", "outbox", "quarantine"]
+    empty = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 0, empty.stderr
+    assert json.loads(empty.stdout.splitlines()[-1]) == {"quarantined": []}
+    assert "no quarantined outbox rows" in empty.stderr
+
+    bad = insert(database, SqlRow(key_json="{"), SqlRow(event_type="row.exploded"))
+    insert(database, SqlRow())
+    store = SpannerOutbox(database)
+    store.quarantine(store.read(set(range(16)), 10).poison)
+    listed = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["event_id"]: r for r in json.loads(listed.stdout.splitlines()[-1])["quarantined"]}
+    assert set(rows) == set(bad)
+    assert rows[bad[0]]["reason"].startswith("undecodable:")
+    assert rows[bad[1]]["reason"].startswith("unknown-type:")
+    assert rows[bad[1]]["event_type"] == "row.exploded" and rows[bad[0]]["key_head"] == "{"
+    human = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert bad[0] in human.stdout and "2 quarantined row(s)" in human.stdout
+
+    (port,) = free_ports(1)
+    env = {**os.environ, "SPANNER_EMULATOR_HOST": f"127.0.0.1:{port}"}
+    down = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert down.returncode == 2, down.stderr
+    assert len(down.stderr.strip().splitlines()) == 1, down.stderr
+    assert provisioned.database in down.stderr and "Traceback" not in down.stderr
