@@ -45,20 +45,36 @@ def quarantine(
                      ] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON as the last line.")
                        ] = False,
+    timeout: Annotated[float, typer.Option(help="Give up on Spanner after this many seconds.",
+                                           min=0.5)] = 10.0,
 ) -> None:
     """List the outbox rows the relay moved to OutboxQuarantine, with the reason for each."""
+    from redis_spanner.producers.outbox_rows import QuarantinedRow
     from redis_spanner.producers.outbox_store import SpannerOutbox
     from redis_spanner.producers.spanner import open_database
     from redis_spanner.schemas.errors import RedisSpannerError
     from redis_spanner.schemas.settings import get_settings
 
     settings = get_settings()
-    try:
-        rows = SpannerOutbox(open_database(settings)).quarantined(limit)
-    except RedisSpannerError as e:
-        typer.echo(f"cannot read OutboxQuarantine of database {settings.database} "
-                   f"(instance {settings.instance}): {e}", err=True)
-        raise typer.Exit(2) from None
+    where = (f"database {settings.database} (instance {settings.instance}, Spanner at "
+             f"{settings.spanner_emulator_host or 'spanner.googleapis.com'})")
+    found: list[list[QuarantinedRow]] = []
+    failed: list[RedisSpannerError] = []
+
+    def read() -> None:
+        try:
+            found.append(SpannerOutbox(open_database(settings)).quarantined(limit))
+        except RedisSpannerError as e:
+            failed.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if failed or not found:
+        cause = failed[0] if failed else f"no answer within {timeout:g}s"
+        typer.echo(f"cannot read OutboxQuarantine of {where}: {cause}", err=True)
+        raise typer.Exit(2)
+    rows = found[0]
     console = Console(stderr=as_json, emoji=False)
     if not rows:
         console.print("no quarantined outbox rows", markup=False)

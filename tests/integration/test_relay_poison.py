@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -144,7 +145,11 @@ def test_outbox_quarantine_command_lists_rows_with_reasons_and_reports_outages_i
 
     (port,) = free_ports(1)
     env = {**os.environ, "SPANNER_EMULATOR_HOST": f"127.0.0.1:{port}"}
-    down = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    started = time.monotonic()
+    down = subprocess.run([*command, "--timeout", "3"], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert time.monotonic() - started < 30, "the command did not bound its wait"
     assert down.returncode == 2, down.stderr
     assert len(down.stderr.strip().splitlines()) == 1, down.stderr
-    assert provisioned.database in down.stderr and "Traceback" not in down.stderr
+    assert provisioned.database in down.stderr and f"127.0.0.1:{port}" in down.stderr
+    assert "Traceback" not in down.stderr
