@@ -14,8 +14,8 @@ from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
 from redis_spanner.producers.outbox_rows import REASON_CHARS, OutboxRow, PoisonRow
 from redis_spanner.schemas.errors import TransientError
 
-_REFUSED = (gexc.InvalidArgument, gexc.FailedPrecondition)
-"""Pub/Sub's answers to a message that will never be accepted as it is."""
+_REFUSED = (gexc.InvalidArgument,)
+"""Pub/Sub's answer to a message it will never accept as it is."""
 _SLICE = 0.1
 
 
@@ -35,8 +35,11 @@ class PubSubPublisher:
         )
 
     def publish(self, rows: Sequence[OutboxRow], stop: threading.Event) -> list[PoisonRow]:
-        """Rows Pub/Sub refused for good come back as poison; any other failure, a timeout, or
-        ``stop`` set before every publish was confirmed raises ``TransientError``."""
+        """Rows Pub/Sub refused for good come back as poison: those the client refuses (too
+        large) and those the server answers ``InvalidArgument`` while accepting others of the
+        batch (a refusal of all of them is the topic's problem, not the rows'). Any other
+        failure, a timeout, or ``stop`` set before every publish was confirmed raises
+        ``TransientError``."""
         refused: list[PoisonRow] = []
         pending: list[tuple[OutboxRow, futures.Future[str]]] = []
         for row in rows:
@@ -54,20 +57,17 @@ class PubSubPublisher:
             if time.monotonic() > deadline:
                 raise TransientError(f"pubsub: {len(waiting)} publish(es) timed out")
             _, waiting = futures.wait(waiting, timeout=_SLICE)
-        failed = 0
-        for row, future in pending:
-            error = future.exception()
-            if error is None:
-                continue
-            if isinstance(error, _REFUSED):
-                refused.append(_refusal(row, error))
-            else:
-                failed += 1
-                last = error
-        if failed:
-            raise TransientError(f"pubsub: {failed} publish(es) failed: "
-                                 f"{type(last).__name__}: {last}") from last
-        return refused
+        errors = [(row, f.exception()) for row, f in pending]
+        failed = [(row, e) for row, e in errors if e is not None]
+        if not failed:
+            return refused
+        accepted = len(errors) - len(failed)
+        if accepted and all(isinstance(e, _REFUSED) for _, e in failed):
+            # Refused beside accepted siblings: it is the message, not the topic.
+            return refused + [_refusal(row, e) for row, e in failed if e is not None]
+        first = failed[0][1]
+        raise TransientError(f"pubsub: {len(failed)} publish(es) failed: "
+                             f"{type(first).__name__}: {first}") from first
 
     def close(self) -> None:
         self._client.stop()
