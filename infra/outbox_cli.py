@@ -7,10 +7,13 @@ import json
 import os
 import sys
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from redis_spanner.schemas.settings import Settings
 
 outbox_app = typer.Typer(help="Inspect the outbox: rows the relay quarantined.",
                          no_args_is_help=True)
@@ -19,17 +22,36 @@ outbox_app = typer.Typer(help="Inspect the outbox: rows the relay quarantined.",
 def serve_relay(stop: threading.Event) -> None:
     """Run the relay until ``stop``. Lost leases are one line on stderr and exit status 1, so
     the platform restarts the process; a relay stuck in a call when stopped exits anyway."""
+    from google.auth.exceptions import GoogleAuthError
     from redis_spanner.producers.leases import LeaseLost
     from redis_spanner.producers.runner import run_relay
-    from redis_spanner.schemas.settings import get_settings
 
+    settings = _settings()
     try:
-        finished = run_relay(get_settings(), stop)
+        finished = run_relay(settings, stop)
     except LeaseLost as e:
         typer.echo(f"relay stopped: {e}", err=True)
         _exit_now(1)
+    except GoogleAuthError as e:
+        typer.echo(f"relay cannot start: Google credentials: {e}", err=True)
+        _exit_now(2)
     if not finished:
         _exit_now(0)
+
+
+def _settings() -> Settings:
+    """The settings, or one line naming the invalid variable and exit status 2."""
+    from pydantic import ValidationError
+    from redis_spanner.schemas.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as e:
+        error = e.errors()[0]
+        name = ".".join(str(part) for part in error["loc"])
+        typer.echo(f"invalid setting {name} (REDIS_SPANNER_{name.upper()} unless aliased): "
+                   f"{error['msg']}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _exit_now(code: int) -> None:
@@ -53,9 +75,8 @@ def quarantine(
     from redis_spanner.producers.outbox_store import SpannerOutbox
     from redis_spanner.producers.spanner import open_database
     from redis_spanner.schemas.errors import RedisSpannerError
-    from redis_spanner.schemas.settings import get_settings
 
-    settings = get_settings()
+    settings = _settings()
     where = (f"database {settings.database} (instance {settings.instance}, Spanner at "
              f"{settings.spanner_emulator_host or 'spanner.googleapis.com'})")
     found: list[list[QuarantinedRow]] = []
