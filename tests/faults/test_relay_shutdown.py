@@ -251,3 +251,20 @@ def test_spanner_frozen_for_good_makes_the_relay_exit_nonzero(
     assert err.strip().splitlines()[-1].startswith("relay stopped: "), err[-2000:]
     assert "Traceback" not in err
     assert took >= 2 * lease, "the relay gave up before its lease could have lapsed"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("setting", [
+    "REDIS_SPANNER_RELAY_LEASE_SECONDS=soon", "REDIS_SPANNER_RELAY_LEASE_SECONDS=0.5",
+    "REDIS_SPANNER_RELAY_BATCH=0", "REDIS_SPANNER_TOPIC=x",
+])
+def test_relay_with_an_invalid_setting_exits_2_with_one_line(setting: str) -> None:
+    """An invalid setting of any kind (unparseable, out of range, a bad resource id) stops
+    the relay at once: one line on stderr naming the variable, exit status 2, no traceback."""
+    name, value = setting.split("=", 1)
+    done = subprocess.run([sys.executable, "-m", "redis_spanner.infra.cli", "relay"],
+                          env={**os.environ, name: value}, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0], done.stderr
