@@ -16,7 +16,7 @@ from redis_spanner.schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_SECONDS = 6.0
+STOP_GRACE_SECONDS = 4.0
 """How long a stopped relay may take to finish its round and release its leases."""
 
 
