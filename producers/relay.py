@@ -158,8 +158,9 @@ class Relay:
             poison = list(found.poison)
             if (rows or poison) and self._leases.has(self._config.lease_seconds / 3):
                 if rows:
-                    poison += self._publish(rows, stop)
-                    sent = len(rows) - len(poison)
+                    refused = self._publish(rows, stop)
+                    sent = len(rows) - len(refused)
+                    poison += refused
                 if poison:
                     self._quarantine(poison)
         self._delete_published()
