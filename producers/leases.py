@@ -61,6 +61,7 @@ class LeaseKeeper:
         self._share = 0
         self._next_balance_check = 0.0
         self._last_renewed = clock()
+        self._last_error: str | None = None
 
     def has(self, seconds: float) -> bool:
         """The lease has more than ``seconds`` left."""
@@ -75,7 +76,8 @@ class LeaseKeeper:
                 self.renew_if_due()
             except Exception as e:  # any failure is retried until give_up
                 failures += 1
-                if self.given_up(f"{type(e).__name__}: {e}"):
+                self._last_error = f"{type(e).__name__}: {e}"
+                if self.given_up():
                     return
                 delay = min(0.1 * 2 ** min(failures, 10), self._seconds / 4, 2.0)
                 log.warning("relay %s: lease renewal failed (%s: %s); retrying in %.1fs",
@@ -86,10 +88,11 @@ class LeaseKeeper:
                 log.info("relay %s: lease renewal recovered after %d failure(s)",
                          self._owner, failures)
             failures = 0
+            self._last_error = None
             self._last_renewed = self._clock()
             stop.wait(min(0.25, self._seconds / 20))
 
-    def given_up(self, cause: str = "a renewal still waiting for Spanner") -> bool:
+    def given_up(self) -> bool:
         """True once leases went unrenewed for ``give_up`` seconds; sets ``lost`` then. Also
         asked from the publishing loop, since a renewal can hang in a call that never ends."""
         if self.lost is not None:
@@ -98,7 +101,8 @@ class LeaseKeeper:
         if stalled < self._give_up:
             return False
         self.lost = LeaseLost(f"relay {self._owner}: shard leases not renewed for "
-                              f"{stalled:.0f}s (last error: {cause})")
+                              f"{stalled:.0f}s (last error: "
+                              f"{self._last_error or 'none; a renewal is still waiting'})")
         log.error("%s", self.lost)
         self.forget()
         metrics.RELAY_SHARDS.set(0)

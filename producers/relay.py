@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 __all__ = ["LeaseLost", "Relay", "RelayConfig"]
 MAX_BACKOFF = 2.0
 RELEASE_SECONDS = 2.0
+MIN_GIVE_UP_SECONDS = 15.0
+
+
+def give_up_after(lease_seconds: float) -> float:
+    """Seconds without a renewal after which a relay stops for good."""
+    return max(3 * lease_seconds, MIN_GIVE_UP_SECONDS)
 
 
 class OutboxStore(LeaseStore, Protocol):
@@ -58,7 +64,8 @@ class RelayConfig:
     batch: int = 500
     backlog_every: float = 5.0
     give_up_after: float | None = None
-    """Seconds without a lease renewal before the relay stops (default: three leases)."""
+    """Seconds without a lease renewal before the relay stops (default: three leases, and
+    at least ``MIN_GIVE_UP_SECONDS``, so a short lease on a busy Spanner is not given up)."""
 
 
 class Relay:
@@ -79,7 +86,8 @@ class Relay:
         self._on_published = on_published
         self._clock = clock
         self._leases = LeaseKeeper(store, self.owner, config.lease_seconds,
-                                   config.give_up_after or 3 * config.lease_seconds, clock)
+                                   config.give_up_after or give_up_after(config.lease_seconds),
+                                   clock)
         self._next_backlog = 0.0
         self._published: dict[str, OutboxRow] = {}
         """Rows Pub/Sub holds whose delete has not committed yet."""
