@@ -81,6 +81,16 @@ def loosen_outbox(database: Any) -> None:
     ]).result(timeout=60)
 
 
+def assert_in_exactly_one_table(database: Any, ids: set[str]) -> None:
+    """At one read timestamp, each row is pending or quarantined, never both nor neither."""
+    with database.snapshot(multi_use=True) as snapshot:
+        pending = [str(r[0]) for r in snapshot.execute_sql("SELECT EventId FROM Outbox")]
+        moved = [str(r[0]) for r in snapshot.execute_sql(
+            "SELECT EventId FROM OutboxQuarantine")]
+    where = [(event_id, pending.count(event_id) + moved.count(event_id)) for event_id in ids]
+    assert all(count == 1 for _, count in where), where
+
+
 @pytest.mark.timeout(180)
 def test_poison_rows_are_quarantined_with_their_reason_and_the_rows_around_them_flow(
     provisioned: Settings, database: Any, running: Any, received: Callable[[], set[str]]
@@ -101,8 +111,12 @@ def test_poison_rows_are_quarantined_with_their_reason_and_the_rows_around_them_
 
     relay, _ = build_relay(provisioned)
     running(relay.run)
-    wait_until(lambda: set(good) <= received(), timeout=90, interval=0.2)
-    wait_until(lambda: not outbox_ids(database), timeout=30)
+
+    def drained() -> bool:
+        assert_in_exactly_one_table(database, set(poison))
+        return set(good) <= received() and not outbox_ids(database)
+
+    wait_until(drained, timeout=90, interval=0.1)
     reasons = quarantined(database)
     assert set(reasons) == set(poison), "quarantined rows differ from the poison rows"
     for event_id, reason in reasons.items():
