@@ -117,6 +117,9 @@ class Relay:
                     self._report_backlog()
                     failures = 0
                 except Exception as e:  # no exception ends the loop
+                    if stop.is_set():
+                        log.info("relay %s stopping: %s", self.owner, e)
+                        break
                     failures += 1
                     delay = min(0.1 * 2 ** min(failures, 10), MAX_BACKOFF)
                     if isinstance(e, TransientError):
