@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -54,7 +54,7 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _exit_now(code: int) -> None:
+def _exit_now(code: int) -> NoReturn:
     """Exit without waiting for threads still blocked in a Spanner or Pub/Sub call."""
     sys.stdout.flush()
     sys.stderr.flush()
