@@ -7,7 +7,8 @@ import json
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,7 +16,8 @@ from rich.console import Console
 if TYPE_CHECKING:
     from redis_spanner.schemas.settings import Settings
 
-outbox_app = typer.Typer(help="Inspect the outbox: rows the relay quarantined.",
+T = TypeVar("T")
+outbox_app = typer.Typer(help="The outbox's quarantine: rows the relay could not publish.",
                          no_args_is_help=True)
 
 
@@ -71,31 +73,12 @@ def quarantine(
                                            min=0.5)] = 10.0,
 ) -> None:
     """List the outbox rows the relay moved to OutboxQuarantine, with the reason for each."""
-    from redis_spanner.producers.outbox_rows import QuarantinedRow
     from redis_spanner.producers.outbox_store import SpannerOutbox
     from redis_spanner.producers.spanner import open_database
-    from redis_spanner.schemas.errors import RedisSpannerError
 
     settings = _settings()
-    where = (f"database {settings.database} (instance {settings.instance}, Spanner at "
-             f"{settings.spanner_emulator_host or 'spanner.googleapis.com'})")
-    found: list[list[QuarantinedRow]] = []
-    failed: list[RedisSpannerError] = []
-
-    def read() -> None:
-        try:
-            found.append(SpannerOutbox(open_database(settings)).quarantined(limit))
-        except RedisSpannerError as e:
-            failed.append(e)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout)
-    if failed or not found:
-        cause = failed[0] if failed else f"no answer within {timeout:g}s"
-        typer.echo(f"cannot read OutboxQuarantine of {where}: {cause}", err=True)
-        raise typer.Exit(2)
-    rows = found[0]
+    rows = _bounded(lambda: SpannerOutbox(open_database(settings)).quarantined(limit), timeout,
+                    f"cannot read OutboxQuarantine of {_where(settings)}")
     console = Console(stderr=as_json, emoji=False)
     if not rows:
         console.print("no quarantined outbox rows", markup=False)
@@ -112,3 +95,54 @@ def quarantine(
         console.print(f"{len(rows)} quarantined row(s)", markup=False)
     if as_json:
         typer.echo(json.dumps({"quarantined": [row.as_dict() for row in rows]}))
+
+
+@outbox_app.command()
+def requeue(
+    ids: Annotated[list[str], typer.Option(
+        "--id", help="Event id of a quarantined row to send again (repeatable).")],
+    timeout: Annotated[float, typer.Option(help="Give up on Spanner after this many seconds.",
+                                           min=0.5)] = 10.0,
+) -> None:
+    """Move quarantined rows, once fixed in place with SQL, back to the outbox (same event id
+    and commit timestamp). A row still broken is quarantined again by the relay."""
+    from redis_spanner.producers.outbox_store import SpannerOutbox
+    from redis_spanner.producers.spanner import open_database
+
+    settings = _settings()
+    moved = _bounded(lambda: SpannerOutbox(open_database(settings)).requeue(ids), timeout,
+                     f"cannot requeue into Outbox of {_where(settings)}")
+    if moved == 0:
+        typer.echo(f"no quarantined row has event id {', '.join(ids)}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"requeued {moved} of {len(ids)} row(s)")
+    if moved < len(ids):
+        raise typer.Exit(1)
+
+
+def _where(settings: Settings) -> str:
+    return (f"database {settings.database} (instance {settings.instance}, Spanner at "
+            f"{settings.spanner_emulator_host or 'spanner.googleapis.com'})")
+
+
+def _bounded(call: Callable[[], T], timeout: float, failure: str) -> T:
+    """``call()`` within ``timeout`` seconds, or one line ``failure: cause`` and exit 2."""
+    from redis_spanner.schemas.errors import RedisSpannerError
+
+    result: list[T] = []
+    failed: list[RedisSpannerError] = []
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except RedisSpannerError as e:
+            failed.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if failed or not result:
+        cause = failed[0] if failed else f"no answer within {timeout:g}s"
+        typer.echo(f"{failure}: {cause}", err=True)
+        raise typer.Exit(2)
+    return result[0]

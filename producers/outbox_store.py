@@ -72,6 +72,13 @@ SELECT Shard, EventId, EventType, TableName, SchemaVersion, CommitTs, Reason, Qu
        SUBSTR(KeyJson, 1, 200), LENGTH(KeyJson), LENGTH(Payload)
 FROM OutboxQuarantine ORDER BY QuarantinedAt DESC, Shard, EventId LIMIT @limit
 """
+_COLUMNS = "Shard, EventId, EventType, TableName, KeyJson, Payload, SchemaVersion, CommitTs"
+_REQUEUE = f"""
+INSERT INTO Outbox ({_COLUMNS})
+SELECT {_COLUMNS} FROM OutboxQuarantine WHERE EventId IN UNNEST(@ids)
+"""
+_RELEASE_QUARANTINED = "DELETE FROM OutboxQuarantine WHERE EventId IN UNNEST(@ids)"
+_IDS = {"ids": param_types.Array(param_types.STRING)}
 _ROW_PARAMS = {"shard": param_types.INT64, "event_id": param_types.STRING,
                "reason": param_types.STRING}
 
@@ -110,6 +117,23 @@ class SpannerOutbox:
                 tx.execute_update(_UNQUEUE, params=params, param_types=_ROW_PARAMS)
 
         run_transaction(self._db, work, attempts=3, seconds=5.0)
+
+    def requeue(self, event_ids: list[str]) -> int:
+        """Move quarantined rows (fixed in place with SQL) back to Outbox, with their event id
+        and commit timestamp, in one transaction. Returns how many moved."""
+
+        def work(tx: Any) -> int:
+            moved = int(tx.execute_update(_REQUEUE, params={"ids": event_ids},
+                                          param_types=_IDS, timeout=READ_TIMEOUT))
+            tx.execute_update(_RELEASE_QUARANTINED, params={"ids": event_ids},
+                              param_types=_IDS, timeout=READ_TIMEOUT)
+            return moved
+
+        try:
+            moved, _ = run_transaction(self._db, work, attempts=3, seconds=10.0)
+        except Exception as e:
+            raise translate(e) from e
+        return moved
 
     def quarantined(self, limit: int) -> list[QuarantinedRow]:
         """The most recently quarantined rows, newest first."""

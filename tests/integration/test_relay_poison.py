@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 from google.cloud import pubsub_v1
+from google.cloud.spanner_v1 import param_types
 from redis_spanner.infra.processes import free_ports
 from redis_spanner.producers.outbox_store import SpannerOutbox
 from redis_spanner.producers.runner import build_relay
+from redis_spanner.producers.spanner import run_transaction
 from redis_spanner.schemas.events import MAX_MESSAGE_BYTES
 from redis_spanner.schemas.settings import Settings
 
@@ -135,8 +137,10 @@ def test_outbox_quarantine_command_lists_rows_with_reasons_and_reports_outages_i
     provisioned: Settings, database: Any, tmp_path: Any
 ) -> None:
     """``redis-spanner outbox quarantine`` says when nothing is quarantined, lists each
-    quarantined row with its reason (``--json`` too), and answers an unreachable Spanner with
-    one line naming the database and exit status 2, never a traceback."""
+    quarantined row with its reason (``--json`` too); ``outbox requeue`` sends a row fixed in
+    place back to the outbox under its event id, and says when no row matches; an
+    unreachable Spanner is one line naming the database and exit status 2, never a
+    traceback."""
     command = [sys.executable, "-m", "redis_spanner.infra.cli", "outbox", "quarantine"]
     empty = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=60)
     assert empty.returncode == 0, empty.stderr
@@ -156,6 +160,19 @@ def test_outbox_quarantine_command_lists_rows_with_reasons_and_reports_outages_i
     assert rows[bad[1]]["event_type"] == "row.exploded" and rows[bad[0]]["key_head"] == "{"
     human = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert bad[0] in human.stdout and "2 quarantined row(s)" in human.stdout
+
+    run_transaction(database, lambda tx: tx.execute_update(
+        "UPDATE OutboxQuarantine SET KeyJson = '[\"acct-009\"]' WHERE EventId = @id",
+        params={"id": bad[0]}, param_types={"id": param_types.STRING}))
+    requeue = [sys.executable, "-m", "redis_spanner.infra.cli", "outbox", "requeue"]
+    fixed = subprocess.run([*requeue, "--id", bad[0]], capture_output=True, text=True,
+                           timeout=60)
+    assert fixed.returncode == 0 and "requeued 1 of 1" in fixed.stdout, fixed.stderr
+    assert bad[0] in outbox_ids(database) and set(quarantined(database)) == {bad[1]}
+    assert store.read(set(range(16)), 10).poison == [], "the fixed row is still poison"
+    unknown = subprocess.run([*requeue, "--id", "no-such-event"], capture_output=True,
+                             text=True, timeout=60)
+    assert unknown.returncode == 1 and "no quarantined row" in unknown.stderr, unknown.stderr
 
     (port,) = free_ports(1)
     env = {**os.environ, "SPANNER_EMULATOR_HOST": f"127.0.0.1:{port}"}
