@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud import spanner
 from google.cloud.spanner_v1 import param_types
 from redis_spanner.producers.outbox import OUTBOX_SHARDS, OUTBOX_TABLE
@@ -26,6 +27,8 @@ from redis_spanner.schemas.spanner_errors import translate
 
 __all__ = ["Claim", "OutboxRow", "Pending", "PoisonRow", "SpannerOutbox"]
 READ_TIMEOUT = 10.0
+QUARANTINE_CHUNK = 50
+"""Poison rows moved per transaction (one batch of DML statements)."""
 """Seconds one read may take: a Spanner that stopped answering is an error, not a hang."""
 
 
@@ -110,11 +113,19 @@ class SpannerOutbox:
         """Move poison rows to OutboxQuarantine with their reason, in the transaction that
         deletes them from Outbox: a row is in exactly one of the two tables."""
 
+        for start in range(0, len(rows), QUARANTINE_CHUNK):
+            self._quarantine(rows[start:start + QUARANTINE_CHUNK])
+
+    def _quarantine(self, rows: list[PoisonRow]) -> None:
+        statements = []
+        for row in rows:
+            params = {"shard": row.shard, "event_id": row.event_id, "reason": row.reason}
+            statements += [(_QUARANTINE, params, _ROW_PARAMS), (_UNQUEUE, params, _ROW_PARAMS)]
+
         def work(tx: Any) -> None:
-            for row in rows:
-                params = {"shard": row.shard, "event_id": row.event_id, "reason": row.reason}
-                tx.execute_update(_QUARANTINE, params=params, param_types=_ROW_PARAMS)
-                tx.execute_update(_UNQUEUE, params=params, param_types=_ROW_PARAMS)
+            status, _ = tx.batch_update(statements, timeout=READ_TIMEOUT)
+            if status.code:  # as the exception the call would raise: Aborted is retried
+                raise gexc.from_grpc_status(status.code, status.message)
 
         run_transaction(self._db, work, attempts=3, seconds=5.0)
 
