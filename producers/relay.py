@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 __all__ = ["LeaseLost", "Relay", "RelayConfig"]
 MAX_BACKOFF = 2.0
 RELEASE_SECONDS = 2.0
+QUARANTINE_RETRY_SECONDS = 2.0
 MIN_GIVE_UP_SECONDS = 15.0
 
 
@@ -92,6 +93,7 @@ class Relay:
         self._published: dict[str, OutboxRow] = {}
         """Rows Pub/Sub holds whose delete has not committed yet."""
         self._quarantined = 0
+        self._quarantine_after = 0.0
 
     @property
     def shards(self) -> frozenset[int]:
@@ -189,13 +191,17 @@ class Relay:
         return refused
 
     def _quarantine(self, rows: list[PoisonRow]) -> None:
-        """Move poison aside; if that fails, the rows stay pending and the next round tries
-        again, while publishing goes on."""
+        """Move poison aside; if that fails, the rows stay pending and are tried again
+        ``QUARANTINE_RETRY_SECONDS`` later, while publishing goes on."""
+        if self._clock() < self._quarantine_after:
+            return
         try:
             self._store.quarantine(rows)
         except Exception as e:  # the publish path must not wait on this one
-            log.warning("relay %s: could not quarantine %d row(s) yet: %s: %s", self.owner,
-                        len(rows), type(e).__name__, e)
+            self._quarantine_after = self._clock() + QUARANTINE_RETRY_SECONDS
+            log.warning("relay %s: could not quarantine %d row(s) yet (%s: %s); retrying in "
+                        "%.0fs", self.owner, len(rows), type(e).__name__, e,
+                        QUARANTINE_RETRY_SECONDS)
             return
         self._quarantined += len(rows)
         metrics.RELAY_QUARANTINED.inc(len(rows))
