@@ -15,6 +15,7 @@ import typer
 from redis_spanner.infra import cli_errors
 from redis_spanner.infra.dev_cli import dev_app
 from redis_spanner.infra.dlq_cli import dlq_app
+from redis_spanner.infra.outbox_cli import outbox_app
 from rich.console import Console
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(dev_app, name="dev")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(outbox_app, name="outbox")
 
 class DemoMode(StrEnum):
     INVALIDATE = "invalidate"
@@ -110,18 +112,14 @@ def relay(
     metrics_port: MetricsPort = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Publish outbox rows to Pub/Sub until SIGINT or SIGTERM."""
-    from redis_spanner.producers.runner import build_relay
+    """Publish outbox rows to Pub/Sub until SIGINT or SIGTERM (exit 1 if leases are lost)."""
+    stop = _stop_on_signals()
+    from redis_spanner.infra.outbox_cli import serve_relay
 
     _logging(verbose)
-    settings = _settings("pubsub", "spanner")
+    _settings("pubsub", "spanner")
     _metrics(metrics_port)
-    stop = _stop_on_signals()
-    relay, publisher = build_relay(settings)
-    try:
-        relay.run(stop)
-    finally:
-        publisher.close()
+    serve_relay(stop)
 
 
 @app.command()

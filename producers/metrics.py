@@ -7,6 +7,9 @@ import datetime as dt
 from prometheus_client import Counter, Gauge
 
 RELAY_PUBLISHED = Counter("redis_spanner_relay_published", "Outbox rows published")
+RELAY_QUARANTINED = Counter(
+    "redis_spanner_relay_quarantined", "Outbox rows moved to OutboxQuarantine"
+)
 RELAY_SHARDS = Gauge("redis_spanner_relay_shards", "Outbox shards leased by this relay")
 OUTBOX_BACKLOG = Gauge("redis_spanner_outbox_backlog", "Outbox rows waiting to be published")
 OUTBOX_OLDEST_AGE = Gauge(

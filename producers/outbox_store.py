@@ -7,27 +7,29 @@ clocks agree on who holds a shard.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud import spanner
 from google.cloud.spanner_v1 import param_types
 from redis_spanner.producers.outbox import OUTBOX_SHARDS, OUTBOX_TABLE
+from redis_spanner.producers.outbox_rows import (
+    OutboxRow,
+    Pending,
+    PoisonRow,
+    QuarantinedRow,
+    classify,
+)
 from redis_spanner.producers.spanner import run_transaction
-from redis_spanner.schemas import versions
-from redis_spanner.schemas.envelope import attributes_of, encode_fields
 from redis_spanner.schemas.spanner_errors import translate
 
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    shard: int
-    event_id: str
-    data: bytes
-    attributes: dict[str, str]
-    commit_ts: dt.datetime
+__all__ = ["Claim", "OutboxRow", "Pending", "PoisonRow", "SpannerOutbox"]
+READ_TIMEOUT = 10.0
+QUARANTINE_CHUNK = 50
+"""Poison rows moved per transaction (one batch of DML statements)."""
+"""Seconds one read may take: a Spanner that stopped answering is an error, not a hang."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,41 +62,98 @@ WHERE Owner = @owner OR ExpiresAt < TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 
 """
 _DROP = "DELETE FROM OutboxLease WHERE Owner = @owner AND Shard IN UNNEST(@shards)"
 _SHARDS = param_types.Array(param_types.INT64)
-
-
-def to_row(values: list[Any]) -> OutboxRow:
-    shard, event_id, event_type, table, key_json, payload, schema_version, commit_ts = values
-    commit = versions.to_rfc3339(versions.from_datetime(commit_ts))
-    try:
-        key: Any = json.loads(key_json)
-    except ValueError:
-        key = key_json
-    try:
-        body: Any = None if payload is None else json.loads(payload)
-    except ValueError:
-        body = payload
-    return OutboxRow(
-        shard=shard,
-        event_id=event_id,
-        data=encode_fields(event_id, event_type, table, key, commit, body, schema_version),
-        attributes=attributes_of(event_id, event_type, table, commit, schema_version),
-        commit_ts=commit_ts,
-    )
+_QUARANTINE = """
+INSERT OR UPDATE INTO OutboxQuarantine (Shard, EventId, EventType, TableName, KeyJson, Payload,
+                                        SchemaVersion, CommitTs, Reason, QuarantinedAt)
+SELECT Shard, EventId, EventType, TableName, KeyJson, Payload, SchemaVersion, CommitTs, @reason,
+       CURRENT_TIMESTAMP()
+FROM Outbox WHERE Shard = @shard AND EventId = @event_id
+"""
+_UNQUEUE = "DELETE FROM Outbox WHERE Shard = @shard AND EventId = @event_id"
+_QUARANTINED = """
+SELECT Shard, EventId, EventType, TableName, SchemaVersion, CommitTs, Reason, QuarantinedAt,
+       SUBSTR(KeyJson, 1, 200), LENGTH(KeyJson), LENGTH(Payload)
+FROM OutboxQuarantine ORDER BY QuarantinedAt DESC, Shard, EventId LIMIT @limit
+"""
+_COLUMNS = "Shard, EventId, EventType, TableName, KeyJson, Payload, SchemaVersion, CommitTs"
+_REQUEUE = f"""
+INSERT INTO Outbox ({_COLUMNS})
+SELECT {_COLUMNS} FROM OutboxQuarantine WHERE EventId IN UNNEST(@ids)
+"""
+_RELEASE_QUARANTINED = "DELETE FROM OutboxQuarantine WHERE EventId IN UNNEST(@ids)"
+_IDS = {"ids": param_types.Array(param_types.STRING)}
+_ROW_PARAMS = {"shard": param_types.INT64, "event_id": param_types.STRING,
+               "reason": param_types.STRING}
 
 
 class SpannerOutbox:
     def __init__(self, database: Any) -> None:
         self._db = database
 
-    def pending(self, shards: set[int], limit: int) -> list[OutboxRow]:
+    def read(self, shards: set[int], limit: int) -> Pending:
+        """The oldest pending rows of ``shards``: messages to publish and poison to move aside."""
         try:
             with self._db.snapshot() as snapshot:
-                rows = snapshot.execute_sql(
+                found = [classify(list(r)) for r in snapshot.execute_sql(
                     _PENDING,
                     params={"shards": sorted(shards), "limit": limit},
                     param_types={"shards": _SHARDS, "limit": param_types.INT64},
-                )
-                return [to_row(list(r)) for r in rows]
+                    timeout=READ_TIMEOUT,
+                )]
+        except Exception as e:
+            raise translate(e) from e
+        return Pending([r for r in found if isinstance(r, OutboxRow)],
+                       [r for r in found if isinstance(r, PoisonRow)])
+
+    def pending(self, shards: set[int], limit: int) -> list[OutboxRow]:
+        """The messages among the oldest pending rows of ``shards``."""
+        return self.read(shards, limit).rows
+
+    def quarantine(self, rows: list[PoisonRow]) -> None:
+        """Move poison rows to OutboxQuarantine with their reason, in the transaction that
+        deletes them from Outbox: a row is in exactly one of the two tables."""
+
+        for start in range(0, len(rows), QUARANTINE_CHUNK):
+            self._quarantine(rows[start:start + QUARANTINE_CHUNK])
+
+    def _quarantine(self, rows: list[PoisonRow]) -> None:
+        statements = []
+        for row in rows:
+            params = {"shard": row.shard, "event_id": row.event_id, "reason": row.reason}
+            statements += [(_QUARANTINE, params, _ROW_PARAMS), (_UNQUEUE, params, _ROW_PARAMS)]
+
+        def work(tx: Any) -> None:
+            status, _ = tx.batch_update(statements, timeout=READ_TIMEOUT)
+            if status.code:  # as the exception the call would raise: Aborted is retried
+                raise gexc.from_grpc_status(status.code, status.message)
+
+        run_transaction(self._db, work, attempts=3, seconds=5.0)
+
+    def requeue(self, event_ids: list[str]) -> int:
+        """Move quarantined rows (fixed in place with SQL) back to Outbox, with their event id
+        and commit timestamp, in one transaction. Returns how many moved."""
+
+        def work(tx: Any) -> int:
+            moved = int(tx.execute_update(_REQUEUE, params={"ids": event_ids},
+                                          param_types=_IDS, timeout=READ_TIMEOUT))
+            tx.execute_update(_RELEASE_QUARANTINED, params={"ids": event_ids},
+                              param_types=_IDS, timeout=READ_TIMEOUT)
+            return moved
+
+        try:
+            moved, _ = run_transaction(self._db, work, attempts=3, seconds=10.0)
+        except Exception as e:
+            raise translate(e) from e
+        return moved
+
+    def quarantined(self, limit: int) -> list[QuarantinedRow]:
+        """The most recently quarantined rows, newest first."""
+        try:
+            with self._db.snapshot() as snapshot:
+                return [QuarantinedRow.of(list(r)) for r in snapshot.execute_sql(
+                    _QUARANTINED, params={"limit": limit},
+                    param_types={"limit": param_types.INT64}, timeout=READ_TIMEOUT,
+                )]
         except Exception as e:
             raise translate(e) from e
 
@@ -109,7 +168,7 @@ class SpannerOutbox:
         try:
             with self._db.snapshot() as snapshot:
                 count, oldest = next(iter(snapshot.execute_sql(
-                    "SELECT COUNT(*), MIN(CommitTs) FROM Outbox"
+                    "SELECT COUNT(*), MIN(CommitTs) FROM Outbox", timeout=READ_TIMEOUT
                 )))
                 return int(count), oldest
         except Exception as e:
@@ -119,7 +178,8 @@ class SpannerOutbox:
         """How many relays announced themselves and have not expired (a read, no lock)."""
         try:
             with self._db.snapshot() as snapshot:
-                rows = snapshot.execute_sql(f"SELECT COUNT(*) FROM ({_RELAYS})")
+                rows = snapshot.execute_sql(f"SELECT COUNT(*) FROM ({_RELAYS})",
+                                            timeout=READ_TIMEOUT)
                 return int(next(iter(rows))[0])
         except Exception as e:
             raise translate(e) from e
@@ -133,13 +193,13 @@ class SpannerOutbox:
             tx.execute_update(
                 _ANNOUNCE,
                 params={"owner": owner, "ms": int(lease_seconds * 1000)},
-                param_types=owner_ms,
+                param_types=owner_ms, timeout=READ_TIMEOUT,
             )
             live: dict[int, str] = {}
-            for shard, holder, is_live in tx.execute_sql(_LEASES):
+            for shard, holder, is_live in tx.execute_sql(_LEASES, timeout=READ_TIMEOUT):
                 if is_live:
                     live[shard] = holder
-            owners = {row[0] for row in tx.execute_sql(_RELAYS)} | {owner}
+            owners = {row[0] for row in tx.execute_sql(_RELAYS, timeout=READ_TIMEOUT)} | {owner}
             share = math.ceil(OUTBOX_SHARDS / len(owners))
             mine = sorted(s for s, o in live.items() if o == owner)
             free = [s for s in range(OUTBOX_SHARDS) if s not in live]
@@ -165,7 +225,8 @@ class SpannerOutbox:
                 _FORGET, params={"owner": owner}, param_types={"owner": param_types.STRING}
             )
 
-        run_transaction(self._db, work)
+        # A short budget: this runs on the way out, and unreleased leases expire anyway.
+        run_transaction(self._db, work, attempts=2, seconds=2.0)
 
     @staticmethod
     def _drop(tx: Any, owner: str, shards: list[int]) -> None:

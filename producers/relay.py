@@ -4,6 +4,11 @@ Delivery is at least once: rows are deleted only after Pub/Sub acknowledged ever
 relay killed anywhere republishes on restart and loses nothing. Several relays run at once:
 each publishes only the shards it leases, and only while the lease has time left.
 
+A row that can never become a message (see ``outbox_rows``), or that Pub/Sub refuses, is moved
+to the quarantine table with its reason; the rows around it keep flowing. No exception ends the
+relay's loops: an unexpected one is logged and retried with backoff. The one way out besides the
+stop signal is ``LeaseLost``, raised when leases could not be renewed for too long.
+
 Deleting is off the latency path: published rows are remembered until their delete commits, so
 a delete that waits for a busy Spanner neither delays the next publish nor repeats this one.
 """
@@ -19,33 +24,38 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from redis_spanner.producers import metrics
-from redis_spanner.producers.outbox import OUTBOX_SHARDS
-from redis_spanner.producers.outbox_store import Claim, OutboxRow
+from redis_spanner.producers.leases import LeaseKeeper, LeaseLost, LeaseStore
+from redis_spanner.producers.outbox_rows import OutboxRow, Pending, PoisonRow
 from redis_spanner.schemas.errors import TransientError
 from redis_spanner.schemas.failpoints import failpoint
 
 log = logging.getLogger(__name__)
 
+__all__ = ["LeaseLost", "Relay", "RelayConfig"]
+MAX_BACKOFF = 2.0
+RELEASE_SECONDS = 2.0
+QUARANTINE_RETRY_SECONDS = 2.0
+MIN_GIVE_UP_SECONDS = 15.0
 
-class OutboxStore(Protocol):
-    def claim(self, owner: str, lease_seconds: float) -> Claim: ...
-    def live_relays(self) -> int: ...
+
+def give_up_after(lease_seconds: float) -> float:
+    """Seconds without a renewal after which a relay stops for good."""
+    return max(3 * lease_seconds, MIN_GIVE_UP_SECONDS)
+
+
+class OutboxStore(LeaseStore, Protocol):
     def release(self, owner: str) -> None: ...
-    def pending(self, shards: set[int], limit: int) -> list[OutboxRow]: ...
+    def read(self, shards: set[int], limit: int) -> Pending: ...
     def delete(self, rows: list[OutboxRow]) -> None: ...
+    def quarantine(self, rows: list[PoisonRow]) -> None: ...
     def backlog(self) -> tuple[int, object]: ...
 
 
 class Publisher(Protocol):
-    def publish(self, rows: Sequence[OutboxRow]) -> list[str]: ...
-
-
-@dataclass(frozen=True)
-class Lease:
-    """The shards held and until when (local monotonic clock), replaced as a whole."""
-
-    shards: frozenset[int]
-    deadline: float
+    def publish(self, rows: Sequence[OutboxRow], stop: threading.Event) -> list[PoisonRow]:
+        """Returns once Pub/Sub holds every row but those returned, which it refused for good.
+        Raises ``TransientError`` if any failed otherwise, or if ``stop`` was set first."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,9 @@ class RelayConfig:
     poll_interval: float = 0.05
     batch: int = 500
     backlog_every: float = 5.0
+    give_up_after: float | None = None
+    """Seconds without a lease renewal before the relay stops (default: three leases, and
+    at least ``MIN_GIVE_UP_SECONDS``, so a short lease on a busy Spanner is not given up)."""
 
 
 class Relay:
@@ -73,45 +86,128 @@ class Relay:
         self._config = config
         self._on_published = on_published
         self._clock = clock
-        self._lease = Lease(frozenset(), 0.0)
-        self._share = 0
-        self._next_balance_check = 0.0
+        self._leases = LeaseKeeper(store, self.owner, config.lease_seconds,
+                                   config.give_up_after or give_up_after(config.lease_seconds),
+                                   clock)
         self._next_backlog = 0.0
         self._published: dict[str, OutboxRow] = {}
         """Rows Pub/Sub holds whose delete has not committed yet."""
+        self._quarantined = 0
+        self._quarantine_after = 0.0
 
     @property
     def shards(self) -> frozenset[int]:
-        return self._lease.shards
+        return self._leases.lease.shards
 
-    def step(self) -> int:
-        """One round: renew leases when due, then publish. Returns the rows published."""
-        self._renew_if_due()
-        return self._publish_round()
+    @property
+    def quarantined(self) -> int:
+        """Rows this relay moved to the quarantine table."""
+        return self._quarantined
 
-    def _publish_round(self) -> int:
-        """Publish new pending rows of the leased shards, then delete what Pub/Sub holds."""
-        lease = self._lease
-        if any(r.shard not in lease.shards
-                   for r in self._published.values()):
+    def run(self, stop: threading.Event) -> None:
+        """Loop until ``stop`` is set; raises ``LeaseLost`` if leases could not be kept."""
+        failures = 0
+        log.info("relay %s started", self.owner)
+        done = threading.Event()
+        keeper = threading.Thread(target=self._keep_leases, args=(done,), daemon=True,
+                                  name=f"{self.owner}-leases")
+        keeper.start()
+        try:
+            while not (stop.is_set() or done.is_set() or self._leases.given_up()):
+                try:
+                    sent = self._publish_round(stop)
+                    self._report_backlog()
+                    failures = 0
+                except Exception as e:  # no exception ends the loop
+                    if stop.is_set():
+                        log.info("relay %s stopping: %s", self.owner, e)
+                        break
+                    failures += 1
+                    delay = min(0.1 * 2 ** min(failures, 10), MAX_BACKOFF)
+                    if isinstance(e, TransientError):
+                        log.warning("relay %s: %s; retrying in %.1fs", self.owner, e, delay)
+                    else:
+                        log.exception("relay %s: unexpected error; retrying in %.1fs",
+                                      self.owner, delay)
+                    self._pause(stop, done, delay)
+                    continue
+                if sent < self._config.batch:
+                    self._pause(stop, done, self._config.poll_interval)
+        finally:
+            done.set()
+            keeper.join(timeout=2.0)
+            self._release()
+        if self._leases.lost is not None:
+            raise self._leases.lost
+
+    def _keep_leases(self, done: threading.Event) -> None:
+        try:
+            self._leases.keep(done)
+        finally:
+            done.set()  # a keeper that returns while the relay runs has given up
+
+    @staticmethod
+    def _pause(stop: threading.Event, done: threading.Event, seconds: float) -> None:
+        """Wait ``seconds``, or less if the relay is stopped or its keeper gave up."""
+        deadline = time.monotonic() + seconds
+        while not (stop.is_set() or done.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            stop.wait(min(left, 0.1))
+
+    def _publish_round(self, stop: threading.Event) -> int:
+        """Publish new pending rows of the leased shards, move poison aside, then delete what
+        Pub/Sub holds. Returns the rows published."""
+        shards = self._leases.lease.shards
+        if any(r.shard not in shards for r in self._published.values()):
             # Rows of a shard now leased elsewhere are that relay's to publish and delete.
-            self._published = {k: r for k, r in self._published.items()
-                               if r.shard in lease.shards}
-        if not lease.shards:
-            return 0
-        found = self._store.pending(set(lease.shards), self._config.batch + len(self._published))
-        rows = [r for r in found if r.event_id not in self._published]
-        if rows and self._lease_has(self._config.lease_seconds / 3):
-            self._publisher.publish(rows)
-            failpoint("relay.after_publish")
-            self._published.update((r.event_id, r) for r in rows)
-            metrics.RELAY_PUBLISHED.inc(len(rows))
-            if self._on_published:
-                self._on_published(rows)
-        else:
-            rows = []
+            self._published = {k: r for k, r in self._published.items() if r.shard in shards}
+        sent = 0
+        if shards:
+            found = self._store.read(set(shards), self._config.batch + len(self._published))
+            failpoint("relay.after_read")
+            rows = [r for r in found.rows if r.event_id not in self._published]
+            poison = list(found.poison)
+            if (rows or poison) and self._leases.has(self._config.lease_seconds / 3):
+                if rows:
+                    refused = self._publish(rows, stop)
+                    sent = len(rows) - len(refused)
+                    poison += refused
+                if poison:
+                    self._quarantine(poison)
         self._delete_published()
-        return len(rows)
+        return sent
+
+    def _publish(self, rows: list[OutboxRow], stop: threading.Event) -> list[PoisonRow]:
+        refused = self._publisher.publish(rows, stop)
+        failpoint("relay.after_publish")
+        gone = {r.event_id for r in refused}
+        held = [r for r in rows if r.event_id not in gone]
+        self._published.update((r.event_id, r) for r in held)
+        metrics.RELAY_PUBLISHED.inc(len(held))
+        if self._on_published and held:
+            self._on_published(held)
+        return refused
+
+    def _quarantine(self, rows: list[PoisonRow]) -> None:
+        """Move poison aside; if that fails, the rows stay pending and are tried again
+        ``QUARANTINE_RETRY_SECONDS`` later, while publishing goes on."""
+        if self._clock() < self._quarantine_after:
+            return
+        try:
+            self._store.quarantine(rows)
+        except Exception as e:  # the publish path must not wait on this one
+            self._quarantine_after = self._clock() + QUARANTINE_RETRY_SECONDS
+            log.warning("relay %s: could not quarantine %d row(s) yet (%s: %s); retrying in "
+                        "%.0fs", self.owner, len(rows), type(e).__name__, e,
+                        QUARANTINE_RETRY_SECONDS)
+            return
+        self._quarantined += len(rows)
+        metrics.RELAY_QUARANTINED.inc(len(rows))
+        for row in rows:
+            log.error("relay %s: outbox row (%d, %s) quarantined: %s", self.owner, row.shard,
+                      row.event_id, row.reason)
 
     def _delete_published(self) -> None:
         if not self._published:
@@ -119,81 +215,13 @@ class Relay:
         batch = list(self._published.values())
         try:
             self._store.delete(batch)
-        except TransientError as e:  # they stay remembered; the next round tries again
-            log.debug("relay %s: delete of %d row(s) deferred: %s", self.owner, len(batch), e)
+        except Exception as e:  # they stay remembered; the next round tries again
+            log.log(logging.DEBUG if isinstance(e, TransientError) else logging.WARNING,
+                    "relay %s: delete of %d row(s) deferred: %s: %s", self.owner, len(batch),
+                    type(e).__name__, e)
             return
         for row in batch:
             self._published.pop(row.event_id, None)
-
-    def run(self, stop: threading.Event) -> None:
-        """Loop until ``stop`` is set, backing off while Spanner or Pub/Sub is unavailable.
-
-        Leases are renewed by a thread of their own, so a renewal that waits on a busy Spanner
-        never holds up publishing while the current lease still has time."""
-        failures = 0
-        log.info("relay %s started", self.owner)
-        done = threading.Event()
-        keeper = threading.Thread(target=self._keep_leases, args=(stop, done), daemon=True,
-                                  name=f"{self.owner}-leases")
-        keeper.start()
-        try:
-            while not stop.is_set():
-                try:
-                    sent = self._publish_round()
-                    self._report_backlog()
-                    failures = 0
-                except TransientError as e:
-                    failures += 1
-                    delay = min(0.1 * 2**failures, 10.0)
-                    log.warning("relay %s: %s; retrying in %.1fs", self.owner, e, delay)
-                    stop.wait(delay)
-                    continue
-                if sent < self._config.batch:
-                    stop.wait(self._config.poll_interval)
-        finally:
-            done.set()
-            keeper.join(timeout=self._config.lease_seconds)
-            self._release()
-
-    def _keep_leases(self, stop: threading.Event, done: threading.Event) -> None:
-        failures = 0
-        while not (stop.is_set() or done.is_set()):
-            try:
-                self._renew_if_due()
-                failures = 0
-            except TransientError as e:
-                failures += 1
-                log.warning("relay %s: lease renewal failed: %s", self.owner, e)
-                done.wait(min(0.05 * 2**failures, 1.0))
-                continue
-            done.wait(min(0.25, self._config.lease_seconds / 20))
-
-    def _renew_if_due(self) -> None:
-        # Renew once a third of the lease has passed, so a slow renewal never outlives it;
-        # claim sooner when the shards are not fairly shared (a relay joined or left).
-        if self._lease_has(self._config.lease_seconds * 2 / 3) and not self._unbalanced():
-            return
-        started = self._clock()
-        claim = self._store.claim(self.owner, self._config.lease_seconds)
-        self._lease = Lease(claim.shards, started + self._config.lease_seconds)
-        self._share = claim.share
-        metrics.RELAY_SHARDS.set(len(claim.shards))
-
-    def _unbalanced(self) -> bool:
-        """Checked about once a second with a read: holding less than this relay's share
-        (someone may have freed shards), or more than a fair share now that relays joined."""
-        now = self._clock()
-        if now < self._next_balance_check:
-            return False
-        self._next_balance_check = now + 1.0
-        held = len(self._lease.shards)
-        if held < self._share:
-            return True
-        relays = max(self._store.live_relays(), 1)
-        return held > -(-OUTBOX_SHARDS // relays)
-
-    def _lease_has(self, seconds: float) -> bool:
-        return self._lease.deadline - self._clock() > seconds
 
     def _report_backlog(self) -> None:
         now = self._clock()
@@ -208,8 +236,16 @@ class Relay:
             log.info("outbox backlog: %d row(s), oldest %.1fs old", count, age)
 
     def _release(self) -> None:
-        try:
-            self._store.release(self.owner)
-        except Exception as e:  # a dead relay's leases expire on their own
-            log.warning("relay %s could not release its leases: %s", self.owner, e)
-        self._lease = Lease(frozenset(), 0.0)
+        """Give the leases back, waiting at most ``RELEASE_SECONDS``: a Spanner that stopped
+        answering must not hold up the stop, and unreleased leases expire on their own."""
+
+        def release() -> None:
+            try:
+                self._store.release(self.owner)
+            except Exception as e:
+                log.warning("relay %s could not release its leases: %s", self.owner, e)
+
+        self._leases.forget()
+        releasing = threading.Thread(target=release, daemon=True, name=f"{self.owner}-release")
+        releasing.start()
+        releasing.join(RELEASE_SECONDS)

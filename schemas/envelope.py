@@ -72,8 +72,8 @@ def encode_fields(
     payload: Any,
     schema_version: int,
 ) -> bytes:
-    """The wire form, without validation: the relay forwards what a writer stored and the
-    consumer, which validates, dead-letters what breaks the contract."""
+    """The wire form, without validation (``Event`` validates before it encodes; the relay
+    builds an ``Event`` from each outbox row and quarantines a row that cannot be one)."""
     body: dict[str, Any] = {
         "schema_version": schema_version,
         "event_id": event_id,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis as redis_py
 from google.cloud import pubsub_v1
@@ -43,6 +44,7 @@ BATCH_FAILURES = "batch-failures"
 PUBSUB_PAUSE = "pubsub-pause"
 POISON = "poison"
 FOREIGN = "foreign-entries"
+POISON_ROW = "poison-outbox-row"
 NOISY_LOGGERS = ("redis_spanner.infra.demo.workload", "redis_spanner.consumers.core")
 
 
@@ -122,6 +124,8 @@ class Schedule:
     injected: Counter[str] = field(default_factory=Counter)
     """Faults injected, by kind."""
     _batches: faults.FailingBatches | None = None
+    database: Any = None
+    """The demo's Spanner database: poison outbox rows are written there when set."""
 
     def wrap(self, processor: Processor) -> faults.FailingBatches:
         """The processor the worker should call, so batch failures can be injected."""
@@ -134,6 +138,8 @@ class Schedule:
             kinds.append(BATCH_FAILURES)
         if self.targets.owned_pubsub() is not None:
             kinds.append(PUBSUB_PAUSE)
+        if self.database is not None:
+            kinds.append(POISON_ROW)
         return kinds
 
     def run(self, stop: threading.Event) -> None:
@@ -190,6 +196,8 @@ class Schedule:
             return f"emulator SIGSTOP {seconds:.1f}s"
         if kind == FOREIGN:
             return plant_foreign(redis.address, self.topic_path, publisher, self.rng)
+        if kind == POISON_ROW:
+            return poison_outbox_row(self.database, self.rng)
         sent = self.rng.sample(faults.POISON, self.rng.randint(2, 4))
         for poison in sent:
             faults.publish_raw(publisher, self.topic_path, poison.data)
@@ -242,3 +250,36 @@ def plant_foreign(address: str, topic_path: str, publisher: pubsub_v1.PublisherC
     finally:
         client.close()
     return ", ".join(planted) or "no cached account yet"
+
+
+_POISON_ROWS = {
+    "KeyJson not JSON": ("row.changed", '["acct-1"', None),
+    "KeyJson nested 50000 deep": ("row.changed", "[" * 50_000 + "]" * 50_000, None),
+    "unknown event type": ("row.exploded", '["acct-1"]', None),
+    "Payload not an object": ("row.changed", '["acct-1"]', "[1, 2]"),
+    "NULL key part": ("row.deleted", "[null]", None),
+}
+_INSERT_ROW = """
+INSERT INTO Outbox (Shard, EventId, EventType, TableName, KeyJson, Payload, SchemaVersion,
+                    CommitTs)
+VALUES (ABS(MOD(FARM_FINGERPRINT(@id), 16)), @id, @type, 'Accounts', @key, @payload, 1,
+        PENDING_COMMIT_TIMESTAMP())
+"""
+
+
+def poison_outbox_row(database: Any, rng: random.Random) -> str:
+    """Insert an outbox row no relay can publish, with plain SQL DML as a writer in another
+    language would; the relays must move it to OutboxQuarantine and keep draining its shard."""
+    import uuid
+
+    from google.cloud.spanner_v1 import param_types
+    from redis_spanner.producers.spanner import run_transaction
+
+    what = rng.choice(sorted(_POISON_ROWS))
+    event_type, key, payload = _POISON_ROWS[what]
+    event_id = str(uuid.uuid4())
+    string = param_types.STRING
+    run_transaction(database, lambda tx: tx.execute_update(
+        _INSERT_ROW, params={"id": event_id, "type": event_type, "key": key, "payload": payload},
+        param_types={"id": string, "type": string, "key": string, "payload": string}))
+    return f"{what} ({event_id})"

@@ -97,7 +97,8 @@ def _run(options: DemoOptions, settings: Settings, console: Console,
     client = ReadThrough(consumer.catalog, consumer.cache, consumer.rows)
     pick = workload.zipf_picker(ids, options.skew, rng)
     schedule = (chaos.Schedule(targets, settings.topic_path, console,
-                               random.Random(options.seed + 1)) if targets else None)
+                               random.Random(options.seed + 1), database=database)
+                if targets else None)
 
     pipeline_stop = threading.Event()
     load_stop = threading.Event()

@@ -17,6 +17,23 @@ CREATE TABLE Outbox (
   CONSTRAINT OutboxShardInRange CHECK (Shard >= 0 AND Shard < 16),
 ) PRIMARY KEY (Shard, EventId);
 
+-- Outbox rows the relay cannot turn into a message (malformed JSON, an unknown event type, a
+-- NULL where a value is required, a wire form over Pub/Sub's limit). The relay copies the row
+-- here with its reason and deletes it from Outbox in one read-write transaction; columns are
+-- nullable so any row can be kept as it was written. `redis-spanner outbox quarantine` lists them.
+CREATE TABLE OutboxQuarantine (
+  Shard INT64 NOT NULL,
+  EventId STRING(64) NOT NULL,
+  EventType STRING(64),
+  TableName STRING(128),
+  KeyJson STRING(MAX),
+  Payload STRING(MAX),
+  SchemaVersion INT64,
+  CommitTs TIMESTAMP,
+  Reason STRING(1024) NOT NULL,
+  QuarantinedAt TIMESTAMP NOT NULL,
+) PRIMARY KEY (Shard, EventId);
+
 -- A relay publishes a shard only while it holds that shard's lease.
 CREATE TABLE OutboxLease (
   Shard INT64 NOT NULL,

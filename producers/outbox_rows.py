@@ -1,0 +1,158 @@
+"""Outbox rows as the relay reads them: each one becomes a message or a poison row.
+
+Writers in any language insert outbox rows with plain SQL, so a row may be anything the table
+accepts. ``to_message`` builds the one validated ``Event`` from a row, exactly as a consumer
+would decode it; a row that cannot become a valid message within Pub/Sub's size limit is
+poison, with the reason why, and the relay moves it aside instead of publishing it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis_spanner.schemas import versions
+from redis_spanner.schemas.envelope import Event
+from redis_spanner.schemas.errors import (
+    DecodeError,
+    EventTooLarge,
+    PermanentError,
+    UnknownEventType,
+    UnsupportedSchemaVersion,
+    ValidationError,
+)
+from redis_spanner.schemas.events import MAX_MESSAGE_BYTES, SUPPORTED_SCHEMA_VERSIONS, EventType
+
+COLUMNS = ("Shard", "EventId", "EventType", "TableName", "KeyJson", "Payload", "SchemaVersion",
+           "CommitTs")
+_REQUIRED = frozenset(COLUMNS) - {"Payload"}
+REASON_CHARS = 1000
+"""Reasons are cut to this length (the quarantine column holds 1024)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A row that is a valid message: its wire form and attributes, ready to publish."""
+
+    shard: int
+    event_id: str
+    data: bytes
+    attributes: dict[str, str]
+    commit_ts: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PoisonRow:
+    """A row that can never become a message, and why."""
+
+    shard: int
+    event_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One read of pending rows: those to publish, and those to move aside."""
+
+    rows: list[OutboxRow]
+    poison: list[PoisonRow]
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedRow:
+    """A row in OutboxQuarantine, as ``redis-spanner outbox quarantine`` shows it."""
+
+    shard: int
+    event_id: str
+    event_type: str | None
+    table: str | None
+    schema_version: int | None
+    commit_ts: dt.datetime | None
+    reason: str
+    quarantined_at: dt.datetime
+    key_head: str | None
+    """The first 200 characters of KeyJson."""
+    key_chars: int | None
+    payload_chars: int | None
+
+    @classmethod
+    def of(cls, values: Sequence[Any]) -> QuarantinedRow:
+        return cls(*values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "shard": self.shard, "event_id": self.event_id, "event_type": self.event_type,
+            "table": self.table, "schema_version": self.schema_version,
+            "commit_ts": _iso(self.commit_ts), "reason": self.reason,
+            "quarantined_at": _iso(self.quarantined_at), "key_head": self.key_head,
+            "key_chars": self.key_chars, "payload_chars": self.payload_chars,
+        }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def classify(values: Sequence[Any]) -> OutboxRow | PoisonRow:
+    """The message for one row read as ``COLUMNS``, or the poison row naming what is wrong.
+
+    Any failure to build the message makes the row poison, whatever raised it: one row must
+    never stop the rows around it."""
+    shard, event_id = values[0], values[1]
+    try:
+        return to_message(values)
+    except PermanentError as e:
+        reason = f"{e.reason}: {e}"
+    except RecursionError:
+        reason = "undecodable: nested too deeply"
+    except Exception as e:  # whatever a row holds, it is moved aside, not fatal
+        reason = f"undecodable: {type(e).__name__}: {e}"
+    return PoisonRow(shard, event_id, reason[:REASON_CHARS])
+
+
+def to_message(values: Sequence[Any]) -> OutboxRow:
+    """Build and validate the message of one row; raises a ``PermanentError`` if it is not one."""
+    row = dict(zip(COLUMNS, values, strict=True))
+    missing = sorted(name for name in _REQUIRED if row[name] is None)
+    if missing:
+        raise ValidationError(f"NULL in required column(s) {', '.join(missing)}")
+    if row["SchemaVersion"] not in SUPPORTED_SCHEMA_VERSIONS:
+        raise UnsupportedSchemaVersion(f"SchemaVersion {row['SchemaVersion']} is not supported")
+    try:
+        kind = EventType(row["EventType"])
+    except ValueError:
+        raise UnknownEventType(f"unknown event type {str(row['EventType'])[:64]!r}") from None
+    key = _json("KeyJson", row["KeyJson"])
+    if not isinstance(key, list):
+        raise ValidationError("KeyJson must be a JSON array of primary key parts")
+    payload = None if row["Payload"] is None else _json("Payload", row["Payload"])
+    if payload is not None and not isinstance(payload, dict):
+        raise ValidationError("Payload must be a JSON object or NULL")
+    event = Event(
+        event_id=row["EventId"],
+        type=kind,
+        table=row["TableName"],
+        key=tuple(key),
+        version=versions.from_datetime(row["CommitTs"]),
+        payload=payload,
+        schema_version=row["SchemaVersion"],
+    )
+    data = event.encode()
+    attributes = event.attributes()
+    size = len(data) + sum(len(k) + len(v.encode()) for k, v in attributes.items())
+    if size > MAX_MESSAGE_BYTES:
+        raise EventTooLarge(f"wire form is {size} bytes; Pub/Sub takes at most "
+                            f"{MAX_MESSAGE_BYTES}")
+    return OutboxRow(row["Shard"], event.event_id, data, attributes, row["CommitTs"])
+
+
+def _json(column: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise DecodeError(f"{column} is nested too deeply") from None
+    except ValueError as e:
+        raise DecodeError(f"{column} is not JSON: {e}") from None
