@@ -1,7 +1,8 @@
 """The consumers' one touch point with redis-py: guarded writes and reads of cache entries.
 
 A batch of writes is one pipeline of EVALSHA calls, one per key: one round trip, and each call
-touches a single key, so it works unchanged on Redis Cluster.
+touches a single key, so it works unchanged on Redis Cluster. With ``wait_replicas`` a second
+round trip follows it: WAIT until that many replicas have every write made so far.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from redis_spanner.schemas.cache import (
 from redis_spanner.schemas.errors import TransientError
 from redis_spanner.schemas.settings import Settings, redacted_url
 
+WAIT_CHANNEL = "redis-spanner:replication-barrier"
+
 
 class RedisCache:
     def __init__(
@@ -35,8 +38,12 @@ class RedisCache:
         cache_ttl_seconds: int,
         tombstone_ttl_seconds: int,
         where: str = "redis",
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
     ) -> None:
         self.client = client
+        self._wait_replicas = wait_replicas
+        self._wait_timeout_ms = wait_timeout_ms
         self._tombstone_ttl_ms = tombstone_ttl_seconds * 1000
         self._value_ttl_ms = cache_ttl_seconds * 1000
         self._where = where
@@ -56,6 +63,8 @@ class RedisCache:
             cache_ttl_seconds=settings.cache_ttl_seconds,
             tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
             where=redacted_url(url),
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
 
     def __repr__(self) -> str:
@@ -72,7 +81,42 @@ class RedisCache:
         for op, reply in zip(ops, replies, strict=True):
             applied, previous = reply
             out.append(Applied(op, bool(applied), int(previous) if previous else None))
+        if ops:
+            self._await_replicas()
         return out
+
+    def _await_replicas(self) -> None:
+        """WAIT for ``wait_replicas`` replicas; fewer within the timeout is a ``TransientError``.
+
+        WAIT covers the writes of its own connection only, and a redelivered batch whose writes
+        the guard refuses (already applied, not yet replicated) writes nothing. So a PUBLISH,
+        which every replica receives, goes first on the same connection: the WAIT then covers
+        everything the primary holds, whoever wrote it.
+        """
+        if not self._wait_replicas:
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.publish(WAIT_CHANNEL, "")
+            pipe.wait(self._wait_replicas, self._wait_timeout_ms)
+            acknowledged = int(pipe.execute()[1])
+        except RedisError as e:
+            raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
+        if acknowledged < self._wait_replicas:
+            raise TransientError(
+                f"only {acknowledged} of {self._wait_replicas} replica(s) acknowledged the "
+                f"writes within {self._wait_timeout_ms} ms ({self._where})"
+            )
+
+    def eviction_policy(self) -> str | None:
+        """The server's ``maxmemory-policy``, or None when CONFIG GET is refused (managed Redis
+        often disables it). Raises ``TransientError``."""
+        try:
+            return str(self.client.config_get("maxmemory-policy")["maxmemory-policy"])
+        except (ResponseError, KeyError):
+            return None
+        except RedisError as e:
+            raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 
     def _scripted(self, script: str, calls: Sequence[tuple[str | int, ...]]) -> list[Any]:
         """One pipeline of single-key EVALSHA calls (key first in each call)."""

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated
 
@@ -98,23 +99,54 @@ def worker(
     metrics_port: MetricsPort = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Pull events and apply them to Redis until SIGINT or SIGTERM."""
+    """Pull events and apply them to Redis until SIGINT or SIGTERM (then stop within
+    REDIS_SPANNER_STOP_SECONDS)."""
     from redis_spanner.consumers.pubsub import PullSubscription
-    from redis_spanner.consumers.worker import Consumer, PullWorker
+    from redis_spanner.consumers.worker import (
+        Consumer,
+        PullWorker,
+        healer,
+        warn_if_unsafe_eviction,
+    )
     from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
     _metrics(metrics_port)
     settings = get_settings()
-    stop = _stop_on_signals()
-    consumer = Consumer.from_settings(settings)
-    subscription = PullSubscription(settings.subscription_path, max_messages=settings.worker_batch)
+
+    def work(stop: threading.Event) -> None:
+        consumer = Consumer.from_settings(settings, stop=stop)
+        subscription = PullSubscription(settings.subscription_path,
+                                        max_messages=settings.worker_batch)
+        heal = healer(settings, consumer.processor)
+        try:
+            warn_if_unsafe_eviction(consumer.cache)
+            loops = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in (
+                PullWorker(subscription, consumer.processor,
+                           streams=streams or settings.worker_streams),
+                heal,
+            )]
+            for loop in loops:
+                loop.start()
+            for loop in loops:
+                loop.join()
+        finally:
+            subscription.close()
+            heal.subscription.close()
+            consumer.close()
+
+    _bounded(work, settings.stop_seconds)
+
+
+def _bounded(work: Callable[[threading.Event], None], grace: float) -> None:
+    """``work(stop)`` until it returns or, after SIGTERM or SIGINT, at most ``grace`` seconds."""
+    from redis_spanner.consumers.shutdown import Stopped, exit_now, run_until_stopped
+
     try:
-        PullWorker(subscription, consumer.processor,
-                   streams=streams or settings.worker_streams).run(stop)
-    finally:
-        subscription.close()
-        consumer.close()
+        run_until_stopped(work, grace=grace)
+    except Stopped as e:
+        logging.getLogger("redis_spanner").warning("%s", e)
+        exit_now(0)
 
 
 @app.command()
@@ -124,18 +156,42 @@ def serve(
                     ] = 8080,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Serve the push endpoint for a Pub/Sub push subscription (POST /push, /healthz, /metrics)."""
+    """Serve the push endpoint for a Pub/Sub push subscription (POST /push, /healthz, /metrics),
+    and drain the heal subscription; SIGTERM stops it within REDIS_SPANNER_STOP_SECONDS."""
     import uvicorn
     from redis_spanner.consumers.push import create_app
-    from redis_spanner.consumers.worker import Consumer
+    from redis_spanner.consumers.worker import Consumer, healer, warn_if_unsafe_eviction
     from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
-    consumer = Consumer.from_settings(get_settings())
-    try:
-        uvicorn.run(create_app(consumer.processor), host=host, port=port, log_level="warning")
-    finally:
-        consumer.close()
+    settings = get_settings()
+
+    def work(stop: threading.Event) -> None:
+        consumer = Consumer.from_settings(settings, stop=stop)
+        heal = healer(settings, consumer.processor)
+        server = uvicorn.Server(uvicorn.Config(
+            create_app(consumer.processor), host=host, port=port, log_level="warning",
+            timeout_graceful_shutdown=max(1, int(settings.stop_seconds) - 2),
+        ))
+
+        def stop_server() -> None:
+            stop.wait()
+            server.should_exit = True
+
+        healing = threading.Thread(target=heal.run, args=(stop,), daemon=True)
+        try:
+            warn_if_unsafe_eviction(consumer.cache)
+            healing.start()
+            threading.Thread(target=stop_server, daemon=True).start()
+            server.run()
+        finally:
+            stop.set()
+            if healing.is_alive():
+                healing.join()
+            heal.subscription.close()
+            consumer.close()
+
+    _bounded(work, settings.stop_seconds)
 
 
 @app.command()

@@ -43,6 +43,12 @@ resource "google_pubsub_subscription_iam_member" "consumer_pulls" {
   member       = "serviceAccount:${google_service_account.consumer.email}"
 }
 
+resource "google_pubsub_subscription_iam_member" "consumer_pulls_heal" {
+  subscription = google_pubsub_subscription.heal.name
+  role         = "roles/pubsub.subscriber"
+  member       = "serviceAccount:${google_service_account.consumer.email}"
+}
+
 resource "google_pubsub_topic_iam_member" "consumer_publishes_dead_letters" {
   topic  = google_pubsub_topic.dead_letter.name
   role   = "roles/pubsub.publisher"

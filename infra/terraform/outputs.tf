@@ -29,7 +29,7 @@ output "consumer_service_account" {
 }
 
 output "pubsub_service_agent" {
-  description = "Granted publisher on the dead-letter topic and subscriber on the subscription."
+  description = "Granted publisher on the heal topic and subscriber on the subscription."
   value       = local.pubsub_service_agent
 }
 
