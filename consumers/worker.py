@@ -121,6 +121,7 @@ class PullWorker:
 
     def run(self, stop: threading.Event, pull_timeout: float = 2.0) -> None:
         """Run ``streams`` pull loops until ``stop`` is set."""
+        log.info("pulling %s with %d loop(s)", self._subscription.path, self._streams)
         threads = [
             threading.Thread(
                 target=self._loop, args=(stop, pull_timeout), name=f"pull-{n}", daemon=True
