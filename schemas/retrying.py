@@ -36,9 +36,12 @@ def retrying(
     if until is None:
         return tenacity.Retrying(stop=stop, wait=wait, reraise=True,
                                  retry=tenacity.retry_if_exception_type(on))
+
+    def sleep(seconds: float) -> None:  # woken early by the stop signal
+        until.wait(seconds)
+
     return tenacity.Retrying(stop=stop | tenacity.stop_when_event_set(until), wait=wait,
-                             sleep=until.wait, reraise=True,
-                             retry=tenacity.retry_if_exception_type(on))
+                             sleep=sleep, reraise=True, retry=tenacity.retry_if_exception_type(on))
 
 
 def call(fn: Callable[[], T], attempts: int, seconds: float, **kwargs: object) -> T:
