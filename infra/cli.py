@@ -293,8 +293,9 @@ def demo(
              "rewarm: the consumer writes fresh values itself.")] = DemoMode.INVALIDATE,
     chaos: Annotated[bool, typer.Option(
         "--chaos", help="Inject a fault every few seconds: Redis stalled, restarted or flushed, "
-                        "consumer batches failed, the Pub/Sub emulator paused (if this run "
-                        "started it), poison messages.")] = False,
+                        "a primary failover, consumer batches failed, messages failed past the "
+                        "delivery budget, the Pub/Sub emulator paused (if this run started "
+                        "it), poison messages.")] = False,
     as_json: Json = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:

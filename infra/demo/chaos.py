@@ -1,9 +1,12 @@
 """The demo's fault schedule (``redis-spanner demo --chaos``): every few seconds, one fault.
 
-Faults touch only what the demo owns: a redis-server started for the chaos run (never the
-stack's nor one named by REDIS_URL, whose keys a flush would destroy), the Pub/Sub emulator
-only when this run started it, and the consumer's batches through a stand-in in front of its
-processor. Every fault ends before the next one starts, and before the schedule stops.
+Faults touch only what the demo owns: a redis-server started for the chaos run and its
+replica (never the stack's nor one named by REDIS_URL, whose keys a flush would destroy), the
+Pub/Sub emulator only when this run started it, and the consumer's batches through a stand-in
+in front of its processor. Every fault ends before the next one starts, and before the
+schedule stops, except that messages made undeliverable keep failing until Pub/Sub forwards
+them to the heal topic (about 15 s). The consumer WAITs for the replica before it acks, so a
+failover to it loses no acknowledged invalidation.
 """
 
 from __future__ import annotations
@@ -14,16 +17,19 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis as redis_py
 from google.cloud import pubsub_v1
 from redis_spanner.consumers.core import Processor
+from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
 from redis_spanner.infra import faults
 from redis_spanner.infra.discovery import StackError
 from redis_spanner.infra.local import PUBSUB, LocalStack, default_state_dir
+from redis_spanner.schemas.errors import TransientError
 from rich.console import Console
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,8 @@ REDIS_FLUSH = "redis-flush"
 BATCH_FAILURES = "batch-failures"
 PUBSUB_PAUSE = "pubsub-pause"
 POISON = "poison"
+PAST_BUDGET = "past-delivery-budget"
+FAILOVER = "primary-failover"
 NOISY_LOGGERS = ("redis_spanner.infra.demo.workload", "redis_spanner.consumers.core")
 
 
@@ -42,6 +50,8 @@ class Targets:
     """What the chaos run may break: its own Redis, and the stack's processes it started."""
 
     redis: faults.OwnProcess
+    replica: faults.OwnProcess
+    """A replica of ``redis``, which a failover promotes; the consumer WAITs for it."""
     stack: LocalStack
     running_before: dict[str, int]
     """The stack's processes already running before the demo started it: never touched."""
@@ -84,17 +94,23 @@ def environment(enabled: bool, console: Console) -> Iterator[Targets | None]:
     before = stack.running_pids()
     directory = state_dir / "chaos"
     directory.mkdir(parents=True, exist_ok=True)
-    with faults.redis_server(Path(directory)) as redis:
+    (directory / "replica").mkdir(exist_ok=True)
+    with faults.redis_server(Path(directory)) as redis, \
+            faults.redis_server(directory / "replica") as replica:
         redis.start()
+        replica.start()
+        _follow(replica, redis)
         if os.environ.get("REDIS_URL"):
             console.print("[bold]chaos[/] REDIS_URL is ignored: faults use a redis-server of "
                           "their own")
         os.environ["REDIS_URL"] = redis.address
+        # Acked means on the replica too, so a failover loses no acked invalidation.
+        os.environ["REDIS_SPANNER_REDIS_WAIT_REPLICAS"] = "1"
         throttles = [(logging.getLogger(name), _Throttle()) for name in NOISY_LOGGERS]
         for logger, throttle in throttles:
             logger.addFilter(throttle)
         try:
-            yield Targets(redis, stack, before)
+            yield Targets(redis, replica, stack, before)
         finally:
             for logger, throttle in throttles:
                 logger.removeFilter(throttle)
@@ -114,15 +130,18 @@ class Schedule:
     """Faults injected, by kind."""
     _batches: faults.FailingBatches | None = None
 
-    def wrap(self, processor: Processor) -> faults.FailingBatches:
+    _undeliverable: Undeliverable | None = None
+
+    def wrap(self, processor: Processor) -> Undeliverable:
         """The processor the worker should call, so batch failures can be injected."""
         self._batches = faults.FailingBatches(processor)
-        return self._batches
+        self._undeliverable = Undeliverable(self._batches)
+        return self._undeliverable
 
     def kinds(self) -> list[str]:
-        kinds = [REDIS_STALL, REDIS_RESTART, REDIS_FLUSH, POISON]
+        kinds = [REDIS_STALL, REDIS_RESTART, REDIS_FLUSH, POISON, FAILOVER]
         if self._batches is not None:
-            kinds.append(BATCH_FAILURES)
+            kinds += [BATCH_FAILURES, PAST_BUDGET]
         if self.targets.owned_pubsub() is not None:
             kinds.append(PUBSUB_PAUSE)
         return kinds
@@ -179,6 +198,14 @@ class Schedule:
             with faults.paused(pgid):
                 stop.wait(seconds)
             return f"emulator SIGSTOP {seconds:.1f}s"
+        if kind == PAST_BUDGET:
+            assert self._undeliverable is not None
+            count = self.rng.randint(1, 5)
+            self._undeliverable.fail_next(count)
+            return (f"next {count} message(s) fail on every delivery until Pub/Sub gives up "
+                    "and forwards them to the heal topic")
+        if kind == FAILOVER:
+            return failover(self.targets)
         sent = self.rng.sample(faults.POISON, self.rng.randint(2, 4))
         for poison in sent:
             faults.publish_raw(publisher, self.topic_path, poison.data)
@@ -191,6 +218,78 @@ class Schedule:
             redis.resume()
         if not redis.healthy():
             redis.restart()
+        with suppress(ProcessLookupError, StackError):
+            self.targets.replica.resume()
         if (pgid := self.targets.owned_pubsub()) is not None:
             with suppress(ProcessLookupError):
                 faults.resume_group(pgid)
+
+
+# --- an outage longer than the delivery budget ------------------------------------------------
+
+class Undeliverable:
+    """Stands in front of the worker's processor: the next ``n`` messages it sees are nacked on
+    every delivery, as during an outage longer than the whole delivery budget, until Pub/Sub
+    gives up on them and forwards them to the heal topic, where the worker's heal loop (which
+    does not go through this stand-in) applies them."""
+
+    def __init__(self, processor: faults.FailingBatches) -> None:
+        self._processor = processor
+        self._lock = threading.Lock()
+        self._picking = 0
+        self._doomed: set[str] = set()
+
+    def fail_next(self, messages: int) -> None:
+        with self._lock:
+            self._picking += messages
+
+    def process(self, batch: Sequence[Inbound]) -> list[Outcome]:
+        with self._lock:
+            for message in batch:
+                if self._picking and message.message_id not in self._doomed:
+                    self._doomed.add(message.message_id)
+                    self._picking -= 1
+            doomed = [m.message_id in self._doomed for m in batch]
+        live = [m for m, d in zip(batch, doomed, strict=True) if not d]
+        decided = iter(self._processor.process(live) if live else [])
+        error = TransientError("injected fault: undeliverable until forwarded")
+        return [Outcome(m, Disposition.NACK, error=error) if d else next(decided)
+                for m, d in zip(batch, doomed, strict=True)]
+
+
+# --- a primary failover -----------------------------------------------------------------------
+
+def _client(server: faults.OwnProcess) -> redis_py.Redis:
+    return redis_py.Redis.from_url(server.address, socket_timeout=5)
+
+
+def _follow(replica: faults.OwnProcess, primary: faults.OwnProcess, timeout: float = 30.0
+            ) -> None:
+    """Make ``replica`` replicate ``primary`` and wait until it is in sync."""
+    host, port = primary.address.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    with _client(primary) as source, _client(replica) as follower:
+        source.config_set("repl-diskless-sync-delay", 0)
+        follower.replicaof(host, int(port))
+        deadline = time.monotonic() + timeout
+        while follower.info("replication").get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise StackError(f"{replica.address} not in sync with {primary.address}")
+            time.sleep(0.05)
+
+
+def failover(targets: Targets) -> str:
+    """The primary dies and its replica takes over its address, with only what it had
+    replicated: the replica is promoted, the primary killed, and a new server on the
+    primary's port takes the promoted replica's data and becomes the primary; the old replica
+    then follows it again. Writes fail (transiently) until it is over."""
+    primary, replica = targets.redis, targets.replica
+    started = time.monotonic()
+    with _client(replica) as promoted:
+        promoted.replicaof("NO", "ONE")
+    primary.kill()
+    primary.start()
+    _follow(primary, replica)
+    with _client(primary) as new_primary:
+        new_primary.replicaof("NO", "ONE")
+    _follow(replica, primary)
+    return f"replica promoted, primary back on its address after {time.monotonic() - started:.1f}s"
