@@ -229,7 +229,7 @@ def test_partial_database_gets_only_the_missing_statements(
     assert provision(provisioned).action(database.name) == "unchanged"
 
 
-def test_nacked_message_lands_on_the_dead_letter_subscription(
+def test_nacked_message_is_forwarded_to_the_heal_subscription_not_the_hold(
     provisioned: Settings, subscriber: pubsub_v1.SubscriberClient
 ) -> None:
     """A message nacked max_delivery_attempts times is forwarded to the heal subscription, not
