@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(4, gt=0)
     retry_seconds: float = Field(5.0, gt=0)
     max_delivery_attempts: int = Field(5, ge=5, le=100)
-    stop_seconds: float = Field(8.0, gt=0, le=60)
+    stop_seconds: float = Field(7.0, gt=0, le=60)
     """After SIGTERM, how long a worker or server may finish in-flight work before it exits."""
 
     @field_validator("instance", "database", "topic", "subscription", "dead_letter_topic",

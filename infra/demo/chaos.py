@@ -99,7 +99,7 @@ def environment(enabled: bool, console: Console) -> Iterator[Targets | None]:
             faults.redis_server(directory / "replica") as replica:
         redis.start()
         replica.start()
-        _follow(replica, redis)
+        follow(replica, redis)
         if os.environ.get("REDIS_URL"):
             console.print("[bold]chaos[/] REDIS_URL is ignored: faults use a redis-server of "
                           "their own")
@@ -205,7 +205,7 @@ class Schedule:
             return (f"next {count} message(s) fail on every delivery until Pub/Sub gives up "
                     "and forwards them to the heal topic")
         if kind == FAILOVER:
-            return failover(self.targets)
+            return failover(self.targets.redis, self.targets.replica)
         sent = self.rng.sample(faults.POISON, self.rng.randint(2, 4))
         for poison in sent:
             faults.publish_raw(publisher, self.topic_path, poison.data)
@@ -263,7 +263,7 @@ def _client(server: faults.OwnProcess) -> redis_py.Redis:
     return redis_py.Redis.from_url(server.address, socket_timeout=5)
 
 
-def _follow(replica: faults.OwnProcess, primary: faults.OwnProcess, timeout: float = 30.0
+def follow(replica: faults.OwnProcess, primary: faults.OwnProcess, timeout: float = 30.0
             ) -> None:
     """Make ``replica`` replicate ``primary`` and wait until it is in sync."""
     host, port = primary.address.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
@@ -277,19 +277,24 @@ def _follow(replica: faults.OwnProcess, primary: faults.OwnProcess, timeout: flo
             time.sleep(0.05)
 
 
-def failover(targets: Targets) -> str:
+def failover(primary: faults.OwnProcess, replica: faults.OwnProcess) -> str:
     """The primary dies and its replica takes over its address, with only what it had
-    replicated: the replica is promoted, the primary killed, and a new server on the
-    primary's port takes the promoted replica's data and becomes the primary; the old replica
-    then follows it again. Writes fail (transiently) until it is over."""
-    primary, replica = targets.redis, targets.replica
+    replicated: the replica is promoted, the primary killed, and ``take_over`` follows.
+    Writes fail (transiently) until it is over."""
     started = time.monotonic()
     with _client(replica) as promoted:
         promoted.replicaof("NO", "ONE")
     primary.kill()
+    take_over(primary, replica)
+    return f"replica promoted, primary back on its address after {time.monotonic() - started:.1f}s"
+
+
+def take_over(primary: faults.OwnProcess, promoted: faults.OwnProcess) -> None:
+    """A new server on the dead ``primary``'s port takes the ``promoted`` replica's data and
+    becomes the primary, so clients find the replica's data where they look; the promoted
+    server then follows it as a replica again."""
     primary.start()
-    _follow(primary, replica)
+    follow(primary, promoted)
     with _client(primary) as new_primary:
         new_primary.replicaof("NO", "ONE")
-    _follow(replica, primary)
-    return f"replica promoted, primary back on its address after {time.monotonic() - started:.1f}s"
+    follow(promoted, primary)

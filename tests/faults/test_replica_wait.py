@@ -11,6 +11,7 @@ import pytest
 import redis
 from redis_spanner.consumers.messages import Disposition
 from redis_spanner.infra import faults
+from redis_spanner.infra.demo import chaos
 from redis_spanner.schemas.cache import parse_entry
 
 from tests.faults.harness import own_process
@@ -93,5 +94,37 @@ def test_message_is_acked_only_once_a_replica_holds_its_write(
     wait_until(lambda: Disposition.ACK in outcomes_of(pipe, second), timeout=60)
     assert replica_version(replica_client, cut_key) == written.version
     primary.close()
+    replica_client.close()
+    pipe.check(ids)
+
+
+@pytest.mark.timeout(120)
+def test_failover_to_a_replica_that_missed_invalidations_leaves_no_stale_key(
+    open_pipeline: Any, replica: faults.OwnProcess
+) -> None:
+    """The replication link is cut (the replica detached, keeping its data) while
+    invalidations land on the primary; then the primary dies and the replica, holding the old
+    values, takes over its address. None of those invalidations was acked (no replica had
+    it), so Pub/Sub redelivers them to the new primary: every key ends coherent and nothing is
+    lost. (Without the WAIT they are acked, lost with the primary, and the keys stay stale.)"""
+    pipe: Pipeline = open_pipeline(redis_wait_replicas=1, redis_wait_timeout_ms=300)
+    replica_client = redis.Redis.from_url(replica.address, decode_responses=True)
+    replicate(pipe.redis, replica_client)
+    ids = pipe.accounts(5)
+    pipe.fill(ids)
+    keys = [k.key for k in pipe.keys(ids)]
+    wait_until(lambda: all(replica_client.exists(k) for k in keys), timeout=10)
+    pipe.start_relay()
+    pipe.start_worker()
+
+    replica_client.replicaof("NO", "ONE")  # the link is cut: nothing more reaches the replica
+    events = [pipe.bump(account) for account in ids]
+    wait_until(lambda: all(Disposition.NACK in outcomes_of(pipe, e) for e in events),
+               timeout=30)
+    assert not any(Disposition.ACK in outcomes_of(pipe, e) for e in events)
+    pipe.redis.kill()  # the primary dies with the tombstones only it had
+    held = [parse_entry(replica_client.hgetall(k)) for k in keys]
+    assert all(e is not None and not e.tombstone for e in held)  # the old values
+    chaos.take_over(pipe.redis, replica)
     replica_client.close()
     pipe.check(ids)
