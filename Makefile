@@ -16,7 +16,8 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 run_pytest = $(BIN)/pytest $(1) $(PYTEST_ARGS) || { rc=$$?; \
 	[ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc; }
 
-.PHONY: .venv test unit integration demo lint typecheck-tree constraints clean distclean
+.PHONY: .venv test unit integration package-check demo lint typecheck-tree constraints checkov \
+	checkov-pins clean distclean
 
 .venv: $(STAMP)
 
@@ -39,6 +40,11 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(call run_pytest,-m integration)
 
+# Build the wheel and sdist, twine check, and use the wheel from a fresh virtualenv beside a
+# service's own schemas.py (about a minute). `make test` runs it with the rest of tests/.
+package-check: $(STAMP)
+	$(call run_pytest,tests/package)
+
 demo: $(STAMP)
 	$(BIN)/redis-spanner demo
 
@@ -55,6 +61,24 @@ lint: $(STAMP) typecheck-tree
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# checkov pins dependencies that clash with ours: it runs from a virtualenv of its own, installed
+# from .ci/checkov-requirements.txt. Its settings (and any skipped check, with the reason) are in
+# infra/.checkov.yaml.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed: .ci/checkov-requirements.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.11+ not found on PATH (or pass PYTHON=...)" >&2; exit 1; }
+	test -x $(CHECKOV_VENV)/bin/pip || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -r .ci/checkov-requirements.txt
+	touch $@
+
+checkov: $(CHECKOV_VENV)/.installed
+	$(CHECKOV_VENV)/bin/checkov --config-file infra/.checkov.yaml
+
+# After a deliberate checkov upgrade in .venv-checkov: pin what is installed there.
+checkov-pins: $(CHECKOV_VENV)/.installed
+	{ sed -n '1,2p' .ci/checkov-requirements.txt; $(CHECKOV_VENV)/bin/pip freeze; } \
+		> .ci/checkov-requirements.txt.tmp && mv .ci/checkov-requirements.txt.tmp .ci/checkov-requirements.txt
+
 # Pin what is installed now (after a deliberate upgrade in the virtualenv).
 constraints: $(STAMP)
 	{ echo "# Exact versions of every package in the dev virtualenv, so a fresh install is reproducible."; \
@@ -67,4 +91,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(CHECKOV_VENV)

@@ -15,7 +15,9 @@ The ack policy, in one place:
   every write the event asked for.
 
 A failure of the whole batch blames no single message: every one is nacked. A rewarm whose
-Spanner read fails becomes an invalidation, so the batch's other writes still apply.
+Spanner read fails becomes an invalidation, so the batch's other writes still apply. A rewarm
+whose value has no cached form (``UncacheableValue``) also becomes an invalidation, and the
+events that asked for it are dead-lettered with that reason.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ from redis_spanner.schemas.errors import (
     PermanentError,
     RedisSpannerError,
     TransientError,
+    UncacheableValue,
 )
 from redis_spanner.schemas.failpoints import failpoint
 from redis_spanner.schemas.keys import Action, CacheKey, Catalog, KeyTarget
 from redis_spanner.schemas.retrying import retrying
+from redis_spanner.schemas.versions import DEFAULT_MAX_SKEW_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,7 @@ class Processor:
         *,
         retry_attempts: int = 4,
         retry_seconds: float = 5.0,
+        max_version_skew_seconds: float = DEFAULT_MAX_SKEW_SECONDS,
         observer: Callable[[list[Outcome]], None] | None = None,
         stop: threading.Event | None = None,
     ) -> None:
@@ -73,6 +78,7 @@ class Processor:
         self._dead_letters = dead_letters
         self._retry_attempts = retry_attempts
         self._retry_seconds = retry_seconds
+        self._max_skew_seconds = max_version_skew_seconds
         self._observer = observer
         self._stop = stop
         """Set when the process is stopping: retries end at once and the batch is nacked."""
@@ -85,7 +91,7 @@ class Processor:
         routed: list[tuple[int, Event, list[KeyTarget]]] = []
         for i, message in enumerate(batch):
             try:
-                event = decode(message.data)
+                event = decode(message.data, max_skew_seconds=self._max_skew_seconds)
                 routed.append((i, event, self._catalog.targets(event)))
             except PermanentError as e:
                 outcomes[i] = self._dead_letter(message, e)
@@ -109,7 +115,8 @@ class Processor:
         metrics.COALESCED.inc(plan.coalesced)
         self.coalesced += plan.coalesced
         try:
-            results = retrying(self._retry_attempts, self._retry_seconds, until=self._stop)(
+            results, uncacheable = retrying(self._retry_attempts, self._retry_seconds,
+                                            until=self._stop)(
                 lambda: self._write(plan)
             )
         except Exception as e:  # a bug must not kill the loop either: redeliver
@@ -122,25 +129,36 @@ class Processor:
             return [(i, Outcome(batch[i], Disposition.NACK, event, error=error))
                     for i, event, _ in routed]
         changed = {r.op.key for r in results if r.applied}
-        return [
-            (i, Outcome(batch[i], Disposition.ACK, event,
-                        changed=any(t.cache_key.key in changed for t in targets)))
-            for i, event, targets in routed
-        ]
+        outcomes: list[tuple[int, Outcome]] = []
+        for i, event, targets in routed:
+            refused = [uncacheable[t.cache_key.key] for t in targets
+                       if t.cache_key.key in uncacheable]
+            if refused:
+                outcomes.append((i, self._dead_letter(batch[i], refused[0])))
+            else:
+                outcomes.append((i, Outcome(
+                    batch[i], Disposition.ACK, event,
+                    changed=any(t.cache_key.key in changed for t in targets))))
+        return outcomes
 
-    def _write(self, plan: Plan) -> list[Applied]:
+    def _write(self, plan: Plan) -> tuple[list[Applied], dict[str, UncacheableValue]]:
+        """The batch's writes and, by key, the rewarms invalidated for want of a cached form."""
         ops = [CacheOp.invalidate(k.cache_key.key, k.version)
                for k in plan.by_action(Action.INVALIDATE)]
-        ops += self._rewarm_ops(plan.by_action(Action.REWARM))
+        uncacheable: dict[str, UncacheableValue] = {}
+        ops += self._rewarm_ops(plan.by_action(Action.REWARM), uncacheable)
         failpoint("consumer.before_apply")
         results = self._cache.apply(ops)
         failpoint("consumer.after_apply")
-        return results
+        return results, uncacheable
 
-    def _rewarm_ops(self, rewarm: list[KeyPlan]) -> list[CacheOp]:
+    def _rewarm_ops(
+        self, rewarm: list[KeyPlan], uncacheable: dict[str, UncacheableValue]
+    ) -> list[CacheOp]:
         """Fresh values at the snapshot's version. If Spanner can't be read, or the snapshot is
         older than an event, those keys are invalidated instead: the invalidations of the
-        batch still apply, and readers refill the keys."""
+        batch still apply, and readers refill the keys. So is a value with no cached form,
+        recorded in ``uncacheable``."""
         if not rewarm:
             return []
         try:
@@ -151,11 +169,19 @@ class Processor:
             log.warning("rewarm read of %d key(s) failed, invalidating them: %s", len(rewarm), e)
             metrics.REWARM_FALLBACKS.inc(len(rewarm))
             return [CacheOp.invalidate(k.cache_key.key, k.version) for k in rewarm]
-        return [
-            CacheOp.set(k.cache_key.key, read_version, values[k.cache_key.key])
-            if read_version >= k.version else CacheOp.invalidate(k.cache_key.key, k.version)
-            for k in rewarm
-        ]
+        ops = []
+        for k in rewarm:
+            key = k.cache_key.key
+            if read_version < k.version:
+                ops.append(CacheOp.invalidate(key, k.version))
+                continue
+            try:
+                ops.append(CacheOp.set(key, read_version, values[key]))
+            except UncacheableValue as e:
+                log.warning("no cached form for %s, invalidating it: %s", key, e)
+                uncacheable[key] = e
+                ops.append(CacheOp.invalidate(key, k.version))
+        return ops
 
     def _dead_letter(self, message: Inbound, error: PermanentError) -> Outcome:
         try:

@@ -24,9 +24,15 @@ REWARM_FALLBACKS = Counter(
     "redis_spanner_consumer_rewarm_fallbacks",
     "Rewarms turned into invalidations because Spanner could not be read",
 )
+FOREIGN_OVERWRITTEN = Counter(
+    "redis_spanner_cache_foreign_overwritten",
+    "Entries the guard did not write, found and overwritten by a guarded write",
+    ["kind"],
+)
 READS = Counter(
     "redis_spanner_reads",
-    "Read-through lookups by result (hit, miss, unconfirmed by verify, waited on a lease)",
+    "Read-through lookups by result (hit, miss, unconfirmed by verify, waited on a lease, "
+    "foreign entry read as a miss, fill not written because its snapshot was too old)",
     ["result"],
 )
 LAG = Histogram(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis_spanner.consumers import metrics
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import (
     GUARD,
@@ -27,6 +29,8 @@ from redis_spanner.schemas.cache import (
 from redis_spanner.schemas.errors import TransientError
 from redis_spanner.schemas.settings import Settings, redacted_url
 
+log = logging.getLogger(__name__)
+
 WAIT_CHANNEL = "redis-spanner:replication-barrier"
 
 
@@ -37,6 +41,7 @@ class RedisCache:
         *,
         cache_ttl_seconds: int,
         tombstone_ttl_seconds: int,
+        max_version_skew_seconds: float = versions.DEFAULT_MAX_SKEW_SECONDS,
         where: str = "redis",
         wait_replicas: int = 0,
         wait_timeout_ms: int = 500,
@@ -46,6 +51,7 @@ class RedisCache:
         self._wait_timeout_ms = wait_timeout_ms
         self._tombstone_ttl_ms = tombstone_ttl_seconds * 1000
         self._value_ttl_ms = cache_ttl_seconds * 1000
+        self._max_skew_seconds = max_version_skew_seconds
         self._where = where
 
     @classmethod
@@ -62,6 +68,7 @@ class RedisCache:
             client,
             cache_ttl_seconds=settings.cache_ttl_seconds,
             tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
+            max_version_skew_seconds=settings.max_version_skew_seconds,
             where=redacted_url(url),
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=settings.redis_wait_timeout_ms,
@@ -70,20 +77,19 @@ class RedisCache:
     def __repr__(self) -> str:
         return f"RedisCache({self._where})"
 
+    def ceiling(self) -> int:
+        """The newest version an entry may hold now; anything newer is foreign."""
+        return versions.ceiling(self._max_skew_seconds)
+
     def apply(self, ops: Sequence[CacheOp]) -> list[Applied]:
-        """Run every op through the guard in one round trip. Raises ``TransientError``."""
-        replies = self._scripted(GUARD, [
-            (op.key, op.op, versions.encode(op.version), op.data or "",
-             self._tombstone_ttl_ms if op.op == OP_INVALIDATE else self._value_ttl_ms)
-            for op in ops
-        ])
-        out: list[Applied] = []
-        for op, reply in zip(ops, replies, strict=True):
-            applied, previous = reply
-            out.append(Applied(op, bool(applied), int(previous) if previous else None))
+        """Run every op through the guard in one round trip. Raises ``TransientError``.
+        Whatever a key holds, its op gets an answer: a foreign entry is overwritten."""
+        calls = guard_calls(ops, value_ttl_ms=self._value_ttl_ms,
+                            tombstone_ttl_ms=self._tombstone_ttl_ms, ceiling=self.ceiling())
+        answers = guard_answers(ops, self._scripted(GUARD, calls))
         if ops:
             self._await_replicas()
-        return out
+        return answers
 
     def _await_replicas(self) -> None:
         """WAIT for ``wait_replicas`` replicas; fewer within the timeout is a ``TransientError``.
@@ -144,9 +150,12 @@ class RedisCache:
         return list(pipe.execute(raise_on_error=False))
 
     def get(self, keys: Sequence[str]) -> list[Entry | None]:
-        """The entries at ``keys`` (``None`` where Redis holds nothing), in one round trip."""
-        return [parse_entry(fields) for fields in self.raw(keys)] if keys else []
-
+        """The entries at ``keys`` in one round trip: ``None`` where Redis holds nothing or a
+        foreign entry (``redis_spanner.schemas.cache.foreign_kind``)."""
+        if not keys:
+            return []
+        ceiling = self.ceiling()
+        return [parse_entry(fields, ceiling) for fields in self.raw(keys)]
 
     def scan(self, pattern: str, count: int = 1000) -> Iterator[str]:
         """Every key matching ``pattern`` (SCAN: never blocks Redis like KEYS would)."""
@@ -155,16 +164,16 @@ class RedisCache:
         except RedisError as e:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 
-    def raw(self, keys: Sequence[str]) -> list[dict[str, str]]:
-        """The hash fields at each key, unparsed (empty where nothing is stored). A key that
-        holds something other than a hash reads as ``{"type": "<its type>"}``: unversioned."""
+    def raw(self, keys: Sequence[str]) -> list[dict[str, str] | str]:
+        """The hash fields at each key, unparsed (empty where nothing is stored); for a key
+        that holds another Redis type, the name of that type."""
         try:
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
                 pipe.hgetall(key)
             replies = list(pipe.execute(raise_on_error=False))
             return [
-                {"type": str(self.client.type(key))} if isinstance(reply, ResponseError) else reply
+                str(self.client.type(key)) if isinstance(reply, ResponseError) else reply
                 for key, reply in zip(keys, replies, strict=True)
             ]
         except RedisError as e:
@@ -193,6 +202,30 @@ class RedisCache:
     def release_leases(self, lease_keys: Sequence[str], token: str) -> None:
         """Give back the leases this token still holds; an expired one is left alone."""
         self._scripted(LEASE_RELEASE, [(key, token) for key in lease_keys])
+
+
+def guard_calls(ops: Sequence[CacheOp], *, value_ttl_ms: int, tombstone_ttl_ms: int,
+                ceiling: int) -> list[tuple[str | int, ...]]:
+    """The ``GUARD`` call (key first, then its arguments) for each op."""
+    top = versions.encode(ceiling)
+    return [
+        (op.key, op.op, versions.encode(op.version), op.data or "",
+         tombstone_ttl_ms if op.op == OP_INVALIDATE else value_ttl_ms, top)
+        for op in ops
+    ]
+
+
+def guard_answers(ops: Sequence[CacheOp], replies: Sequence[Any]) -> list[Applied]:
+    """The guard's reply for each op, read; an overwritten foreign entry is logged and counted."""
+    out: list[Applied] = []
+    for op, reply in zip(ops, replies, strict=True):
+        applied, previous, foreign = reply
+        if foreign:
+            log.warning("overwrote a foreign entry (%s) at %s", foreign, op.key)
+            metrics.FOREIGN_OVERWRITTEN.labels(foreign).inc()
+        out.append(Applied(op, bool(applied), int(previous) if previous else None,
+                           foreign or None))
+    return out
 
 
 @functools.cache

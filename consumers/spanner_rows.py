@@ -3,16 +3,22 @@
 All keys of one call are read in one strong multi-use snapshot, so every value carries the same
 read timestamp, which becomes its version in Redis. Row templates are read with one key-set read
 per template; derived (query) templates run their query once per key, in the same snapshot.
+
+Values come back as the client decodes them, with two corrections, by column type: BYTES as the
+raw bytes (the client hands over their base64 text), and JSON as the plain JSON tree it holds
+(the client's ``JsonObject`` is a dict whatever it holds: an array or a scalar included).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from google.cloud import spanner
-from google.cloud.spanner_v1 import param_types
+from google.cloud.spanner_v1 import JsonObject, TypeCode, param_types
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.errors import PermanentError, TransientError
 from redis_spanner.schemas.keys import CacheKey, KeyTemplate
@@ -20,9 +26,12 @@ from redis_spanner.schemas.settings import Settings
 from redis_spanner.schemas.spanner_errors import translate
 
 _PARAM_TYPES = {"STRING": param_types.STRING, "INT64": param_types.INT64}
+
+
 def open_database(settings: Settings) -> Any:
     client = spanner.Client(project=settings.project)
-    return client.instance(settings.instance).database(settings.database)
+    return client.instance(settings.instance).database(
+        settings.database, database_role=settings.spanner_database_role)
 
 
 class SpannerRows:
@@ -108,10 +117,14 @@ def _read_rows(
     by_parts = {k.parts: k.key for k in keys}
     found: dict[str, Any] = dict.fromkeys(by_parts.values())
     width = len(template.key_columns)
-    for row in result:
-        key = by_parts.get(tuple(row[:width]))
-        if key is not None:
-            found[key] = dict(zip(template.columns, row[width:], strict=True))
+    rows = list(result)
+    if rows:
+        convert = _converters(result.fields[width:])
+        for row in rows:
+            key = by_parts.get(tuple(row[:width]))
+            if key is not None:
+                found[key] = {name: c(cell) for name, c, cell
+                              in zip(template.columns, convert, row[width:], strict=True)}
     return result, found
 
 
@@ -120,8 +133,44 @@ def _run_query(snapshot: Any, template: KeyTemplate, key: CacheKey) -> tuple[Any
     types = {f"k{i}": _PARAM_TYPES[t] for i, t in enumerate(template.key_types)}
     result = snapshot.execute_sql(template.query, params=params, param_types=types)
     rows = list(result)
+    if not rows:
+        return result, {key.key: []}
     names = [field.name for field in result.fields]
-    return result, {key.key: [dict(zip(names, row, strict=True)) for row in rows]}
+    convert = _converters(result.fields)
+    return result, {key.key: [
+        {name: c(cell) for name, c, cell in zip(names, convert, row, strict=True)}
+        for row in rows]}
+
+
+Converter = Callable[[Any], Any]
+
+
+def _converters(fields: Any) -> list[Converter]:
+    return [_converter(field.type_) for field in fields]
+
+
+def _converter(kind: Any) -> Converter:
+    """How to correct a cell of a Spanner type (see the module docstring); NULL stays None."""
+    code = kind.code
+    if code == TypeCode.BYTES:
+        return lambda cell: None if cell is None else base64.b64decode(cell)
+    if code == TypeCode.JSON:
+        return _json_tree
+    if code == TypeCode.ARRAY:
+        item = _converter(kind.array_element_type)
+        return lambda cell: None if cell is None else [item(c) for c in cell]
+    if code == TypeCode.STRUCT:
+        parts = _converters(kind.struct_type.fields)
+        return lambda cell: None if cell is None else [
+            c(v) for c, v in zip(parts, cell, strict=True)]
+    return lambda cell: cell
+
+
+def _json_tree(cell: Any) -> Any:
+    if not isinstance(cell, JsonObject):
+        return cell
+    text = cell.serialize()
+    return None if text is None else json.loads(text)
 
 
 def _read_timestamp(result: Any) -> Any:

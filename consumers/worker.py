@@ -68,6 +68,7 @@ class Consumer:
             dead_letters,
             retry_attempts=settings.retry_attempts,
             retry_seconds=settings.retry_seconds,
+            max_version_skew_seconds=settings.max_version_skew_seconds,
             observer=observer,
             stop=stop,
         )
@@ -114,10 +115,17 @@ class PullWorker:
         self._processor = processor
         self._streams = streams
         self._nack_pause = nack_pause
+        self._threads: list[threading.Thread] = []
+        self._stop: threading.Event | None = None
 
     @property
     def subscription(self) -> PullSubscription:
         return self._subscription
+
+    def dead_loops(self) -> list[str]:
+        """Pull loops that ended without being asked to stop (for the health check)."""
+        stopping = self._stop is not None and self._stop.is_set()
+        return [] if stopping else [t.name for t in self._threads if not t.is_alive()]
 
     def run(self, stop: threading.Event, pull_timeout: float = 2.0) -> None:
         """Run ``streams`` pull loops until ``stop`` is set."""
@@ -128,6 +136,7 @@ class PullWorker:
             )
             for n in range(self._streams)
         ]
+        self._threads, self._stop = threads, stop
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -97,10 +97,14 @@ def relay(
 def worker(
     streams: Annotated[int | None, typer.Option(help="Concurrent pull loops.", min=1)] = None,
     metrics_port: MetricsPort = 0,
+    health_port: Annotated[int | None, typer.Option(
+        help="Serve /healthz and /metrics on this port (default: $PORT; 0: off).", min=0,
+        max=65535)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Pull events and apply them to Redis until SIGINT or SIGTERM (then stop within
     REDIS_SPANNER_STOP_SECONDS)."""
+    from redis_spanner.consumers.health import HealthServer, loops_check, redis_check
     from redis_spanner.consumers.pubsub import PullSubscription
     from redis_spanner.consumers.worker import (
         Consumer,
@@ -111,26 +115,40 @@ def worker(
     from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
-    _metrics(metrics_port)
     settings = get_settings()
+    health_port = settings.health_port if health_port is None else health_port
+    if metrics_port != health_port:
+        _metrics(metrics_port)
 
     def work(stop: threading.Event) -> None:
         consumer = Consumer.from_settings(settings, stop=stop)
         subscription = PullSubscription(settings.subscription_path,
                                         max_messages=settings.worker_batch)
+        pull = PullWorker(subscription, consumer.processor,
+                          streams=streams or settings.worker_streams)
         heal = healer(settings, consumer.processor)
+        health = None
         try:
+            if health_port:
+                try:
+                    health = HealthServer([loops_check(pull.dead_loops),
+                                           loops_check(heal.dead_loops),
+                                           redis_check(consumer.cache.client)],
+                                          health_port).start()
+                except OSError as e:
+                    typer.echo(f"redis-spanner worker: cannot serve /healthz on port "
+                               f"{health_port} (PORT or --health-port): {e.strerror}", err=True)
+                    raise typer.Exit(2) from None
             warn_if_unsafe_eviction(consumer.cache)
-            loops = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in (
-                PullWorker(subscription, consumer.processor,
-                           streams=streams or settings.worker_streams),
-                heal,
-            )]
+            loops = [threading.Thread(target=w.run, args=(stop,), daemon=True)
+                     for w in (pull, heal)]
             for loop in loops:
                 loop.start()
             for loop in loops:
                 loop.join()
         finally:
+            if health is not None:
+                health.close()
             subscription.close()
             heal.subscription.close()
             consumer.close()
@@ -157,21 +175,31 @@ def serve(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the push endpoint for a Pub/Sub push subscription (POST /push, /healthz, /metrics),
-    and drain the heal subscription; SIGTERM stops it within REDIS_SPANNER_STOP_SECONDS."""
+    and drain the heal subscription; SIGTERM stops it within REDIS_SPANNER_STOP_SECONDS.
+
+    Each push must carry the subscription's OIDC token for REDIS_SPANNER_PUSH_AUDIENCE, issued
+    to REDIS_SPANNER_PUSH_SERVICE_ACCOUNT (REDIS_SPANNER_PUSH_AUTH=off: emulators only)."""
     import uvicorn
     from redis_spanner.consumers.push import create_app
+    from redis_spanner.consumers.push_auth import PushAuthConfigError, PushVerifier, auth_config
     from redis_spanner.consumers.worker import Consumer, healer, warn_if_unsafe_eviction
     from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
     settings = get_settings()
+    try:
+        config = auth_config(settings)
+    except PushAuthConfigError as e:
+        typer.echo(f"redis-spanner serve: {e}", err=True)
+        raise typer.Exit(2) from None
+    verifier = None if config is None else PushVerifier(config)
 
     def work(stop: threading.Event) -> None:
         consumer = Consumer.from_settings(settings, stop=stop)
         heal = healer(settings, consumer.processor)
         server = uvicorn.Server(uvicorn.Config(
-            create_app(consumer.processor), host=host, port=port, log_level="warning",
-            timeout_graceful_shutdown=max(1, int(settings.stop_seconds) - 2),
+            create_app(consumer.processor, verifier=verifier), host=host, port=port,
+            log_level="warning", timeout_graceful_shutdown=max(1, int(settings.stop_seconds) - 2),
         ))
 
         def stop_server() -> None:
@@ -202,7 +230,8 @@ def verify(
                       ] = False,
     as_json: Json = False,
 ) -> None:
-    """Compare cached entries with Spanner at one read timestamp; exit 1 if stale ones remain."""
+    """Compare cached entries with Spanner at one read timestamp; exit 1 if stale or foreign
+    entries remain."""
     from redis_spanner.consumers.verify import verify as run
     from redis_spanner.consumers.worker import Consumer
     from redis_spanner.infra.cache_report import render_verify
@@ -218,7 +247,7 @@ def verify(
     render_verify(report, Console(stderr=as_json, emoji=False))
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
-    raise typer.Exit(1 if report.remaining_stale else 0)
+    raise typer.Exit(1 if report.remaining_stale or report.remaining_foreign else 0)
 
 
 @app.command()
@@ -295,7 +324,8 @@ def demo(
         "--chaos", help="Inject a fault every few seconds: Redis stalled, restarted or flushed, "
                         "a primary failover, consumer batches failed, messages failed past the "
                         "delivery budget, the Pub/Sub emulator paused (if this run started "
-                        "it), poison messages.")] = False,
+                        "it), poison messages, foreign entries in the namespace."
+    )] = False,
     as_json: Json = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -311,7 +341,7 @@ def demo(
     render(result, console)
     if as_json:
         typer.echo(json.dumps(result))
-    ok = result["stale_keys"] == 0 and result["lost"] == 0
+    ok = result["stale_keys"] == 0 and result["lost"] == 0 and result["foreign_keys"] == 0
     raise typer.Exit(0 if ok else 1)
 
 

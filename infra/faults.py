@@ -219,7 +219,7 @@ VALID_ENVELOPE = {
     "type": "row.changed",
     "table": "Accounts",
     "key": ["poison"],
-    "commit_ts": "2030-01-01T00:00:00.000000001Z",
+    "commit_ts": "2020-01-01T00:00:00.000000001Z",
 }
 
 
@@ -247,6 +247,7 @@ POISON: tuple[Poison, ...] = (
     Poison("bad-timestamp", _with(commit_ts="yesterday"), "invalid"),
     Poison("unknown-type", _with(type="row.exploded"), "unknown-type"),
     Poison("future-schema", _with(schema_version=99), "unsupported-schema-version"),
+    Poison("far-future-version", _with(commit_ts="2999-01-01T00:00:00Z"), "version-ahead"),
     Poison("undeclared-table", _with(table="Invoices"), "key-refused"),
     Poison("key-outside-namespace", _with(key=["../../etc"]), "key-refused"),
 )

@@ -4,7 +4,7 @@
 ``state_dir/stack.json``; ``down()`` stops exactly the recorded processes and nothing else. A
 component whose variable (PUBSUB_EMULATOR_HOST, SPANNER_EMULATOR_HOST, REDIS_URL) is already set
 in the environment is external: it is used as it is and never stopped. Processes are told apart
-by their start time in /proc, so this runs on Linux.
+by their start time, read through psutil (Linux and macOS; only Linux is tested).
 """
 
 from __future__ import annotations

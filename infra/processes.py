@@ -1,6 +1,9 @@
-"""Server processes on Linux: each started as the leader of a process group of its own, known
-again by its start time in /proc (a pid alone may be reused), and stopped group and all; free
-loopback ports, and the probes that ask a server whether it answers.
+"""Server processes: each started as the leader of a process group of its own, known again by
+its start time (a pid alone may be reused), and stopped group and all; free loopback ports, and
+the probes that ask a server whether it answers.
+
+Process tables are read through psutil, so this works wherever psutil and POSIX process groups
+do (Linux and macOS); only Linux is tested.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from contextlib import suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
 from redis_spanner.infra.discovery import StackError
 
 LOOPBACK = "127.0.0.1"
@@ -26,23 +30,21 @@ STOP_GRACE_SECONDS = 5.0
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # reaped once stopped, so no zombie lingers
 
 
-def _stat(pid: int) -> list[str] | None:
-    """/proc/<pid>/stat from field 3 (state) on, or None if there is no such process."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2:].split()
-
-
 def start_time(pid: int) -> str | None:
-    fields = _stat(pid)
-    return fields[19] if fields else None
+    """When ``pid`` started (as psutil reports it, stable for the process's life), or None if
+    there is no such process."""
+    try:
+        return repr(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
 
 
 def alive(pid: int) -> bool:
-    fields = _stat(pid)
-    return fields is not None and fields[0] != "Z"
+    """``pid`` exists and is not a zombie."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
 
 
 def is_same_process(pid: int, started: str | None) -> bool:
@@ -53,10 +55,10 @@ def is_same_process(pid: int, started: str | None) -> bool:
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes of a process group."""
     members = []
-    for entry in Path("/proc").iterdir():
-        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
-        if fields and int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
+    for process in psutil.process_iter():
+        with suppress(psutil.Error, OSError):
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
     return members
 
 

@@ -18,7 +18,8 @@ ABORT_RETRY_DELAY = 0.02
 
 def open_database(settings: Settings) -> Any:
     client = spanner.Client(project=settings.project)
-    return client.instance(settings.instance).database(settings.database)
+    return client.instance(settings.instance).database(
+        settings.database, database_role=settings.spanner_database_role)
 
 
 def run_transaction(

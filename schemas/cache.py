@@ -9,18 +9,22 @@ An entry is a hash at its key (see ``redis_spanner.schemas.keys``):
 Every write goes through ``GUARD``: it applies only when its version is strictly newer than the
 entry's, so a duplicate or older event, or a fill from an older snapshot, is a no-op. Values
 live at most ``cache_ttl``; tombstones ``tombstone_ttl``, which must exceed the slowest fill.
+
+A key of the namespace may hold something the guard did not write (an outside client, an older
+release). Such a **foreign** entry is one of the ``FOREIGN_*`` kinds; the guard overwrites it
+like an empty key and says which kind it found, and readers treat it as a miss. A version
+further ahead than the allowed skew (``versions.ceiling``) is foreign too: honouring it would
+refuse every genuine write to the key.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import decimal
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from redis_spanner.schemas import versions
+from redis_spanner.schemas import values, versions
 
 FIELD_VERSION = "v"
 FIELD_STATE = "s"
@@ -31,12 +35,46 @@ STATE_TOMBSTONE = "t"
 OP_INVALIDATE = "inv"
 OP_SET = "set"
 
-# KEYS[1] entry; ARGV: op, version (fixed width), data, ttl in ms.
-# Returns {applied (1|0), version held before the call or ""}.
+FOREIGN_TYPE = "wrong-type"
+"""Another Redis type (string, list, set, zset, stream...) at the key."""
+FOREIGN_UNVERSIONED = "unversioned"
+"""A hash without a version field."""
+FOREIGN_BAD_VERSION = "bad-version"
+"""A version field that is not a 20-digit number."""
+FOREIGN_FUTURE = "future-version"
+"""A version further ahead of the clock than the allowed skew."""
+FOREIGN_BAD_STATE = "bad-state"
+"""A versioned hash whose state is neither a tombstone nor a value with its data."""
+FOREIGN_KINDS = (FOREIGN_TYPE, FOREIGN_UNVERSIONED, FOREIGN_BAD_VERSION, FOREIGN_FUTURE,
+                 FOREIGN_BAD_STATE)
+
+# KEYS[1] entry; ARGV: op, version (fixed width), data, ttl in ms, ceiling (fixed width).
+# Returns {applied (1|0), version held before the call or "", foreign kind overwritten or ""}.
+# Never raises for what the key holds: a foreign entry is overwritten like an empty key.
 GUARD = """
-local cur = redis.call('HGET', KEYS[1], 'v')
-if cur and cur >= ARGV[2] then
-  return {0, cur}
+local cur = false
+local foreign = ''
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'hash' then
+  local held = redis.call('HMGET', KEYS[1], 'v', 's')
+  cur = held[1]
+  if not cur then
+    foreign = 'unversioned'
+  elseif string.len(cur) ~= 20 or string.find(cur, '%D') then
+    foreign = 'bad-version'
+  elseif cur > ARGV[5] then
+    foreign = 'future-version'
+  elseif not (held[2] == 't' or (held[2] == 'v' and redis.call('HEXISTS', KEYS[1], 'd') == 1))
+  then
+    foreign = 'bad-state'
+  end
+elseif kind ~= 'none' then
+  foreign = 'wrong-type'
+end
+if foreign ~= '' then
+  cur = false
+elseif cur and cur >= ARGV[2] then
+  return {0, cur, ''}
 end
 redis.call('DEL', KEYS[1])
 if ARGV[1] == 'inv' then
@@ -45,7 +83,7 @@ else
   redis.call('HSET', KEYS[1], 'v', ARGV[2], 's', 'v', 'd', ARGV[3])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return {1, cur or ''}
+return {1, cur or '', foreign}
 """
 
 # KEYS[1] a fill lease; ARGV[1] the holder's token. Deletes the lease only if still held.
@@ -72,8 +110,33 @@ class Entry:
         return None if self.data is None else json.loads(self.data)
 
 
-def parse_entry(fields: dict[str, str]) -> Entry | None:
-    if not fields or FIELD_VERSION not in fields:
+def foreign_kind(fields: Mapping[str, str] | str, ceiling: int) -> str | None:
+    """Which ``FOREIGN_*`` kind an entry is, or None for one the guard wrote (or an empty key).
+    ``fields`` is the key's hash, or the name of its Redis type when it is not a hash; the
+    same rules as ``GUARD``."""
+    if isinstance(fields, str):
+        return None if fields == "none" else FOREIGN_TYPE
+    if not fields:
+        return None
+    version = fields.get(FIELD_VERSION)
+    if version is None:
+        return FOREIGN_UNVERSIONED
+    if len(version) != versions.VERSION_WIDTH or not version.isascii() or not version.isdigit():
+        return FOREIGN_BAD_VERSION
+    if int(version) > ceiling:
+        return FOREIGN_FUTURE
+    state = fields.get(FIELD_STATE)
+    if state == STATE_TOMBSTONE or (state == STATE_VALUE and FIELD_DATA in fields):
+        return None
+    return FOREIGN_BAD_STATE
+
+
+def parse_entry(fields: Mapping[str, str] | str, ceiling: int | None = None) -> Entry | None:
+    """The entry the guard wrote, or None for an empty key or a foreign entry (a miss).
+    ``ceiling`` defaults to this clock plus the default skew."""
+    if ceiling is None:
+        ceiling = versions.ceiling(versions.DEFAULT_MAX_SKEW_SECONDS)
+    if isinstance(fields, str) or not fields or foreign_kind(fields, ceiling) is not None:
         return None
     return Entry(
         version=int(fields[FIELD_VERSION]),
@@ -83,20 +146,8 @@ def parse_entry(fields: dict[str, str]) -> Entry | None:
 
 
 def encode_value(value: Any) -> str:
-    """JSON for a value read from Spanner (rows as objects, derived values as lists)."""
-    return json.dumps(value, default=_json_default, separators=(",", ":"), sort_keys=True)
-
-
-def _json_default(obj: object) -> object:
-    if isinstance(obj, dt.datetime):
-        return versions.to_rfc3339(versions.from_datetime(obj))
-    if isinstance(obj, dt.date):
-        return obj.isoformat()
-    if isinstance(obj, bytes):
-        return base64.b64encode(obj).decode()
-    if isinstance(obj, decimal.Decimal):
-        return str(obj)
-    raise TypeError(f"cannot cache a value of type {type(obj).__name__}")
+    """The cached form of a value read from Spanner (see ``redis_spanner.schemas.values``)."""
+    return values.encode(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +175,5 @@ class Applied:
     op: CacheOp
     applied: bool
     previous: int | None
+    foreign: str | None = None
+    """The ``FOREIGN_*`` kind the write replaced, if the key held a foreign entry."""

@@ -19,6 +19,7 @@ from redis_spanner.schemas.errors import (
     UnknownEventType,
     UnsupportedSchemaVersion,
     ValidationError,
+    VersionAhead,
 )
 from redis_spanner.schemas.events import (
     MAX_KEY_PART_LENGTH,
@@ -99,8 +100,14 @@ def attributes_of(
     }
 
 
-def decode(raw: bytes) -> Event:
-    """Parse and validate a wire message. Every failure is a ``PermanentError``."""
+def decode(
+    raw: bytes,
+    *,
+    max_skew_seconds: float = versions.DEFAULT_MAX_SKEW_SECONDS,
+    now_ns: int | None = None,
+) -> Event:
+    """Parse and validate a wire message. Every failure is a ``PermanentError``; a commit
+    timestamp more than ``max_skew_seconds`` ahead of this clock is ``VersionAhead``."""
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
@@ -129,6 +136,11 @@ def decode(raw: bytes) -> Event:
         version = versions.parse_rfc3339(body["commit_ts"])
     except ValueError as e:
         raise ValidationError(str(e)) from e
+    if version > versions.ceiling(max_skew_seconds, now_ns):
+        raise VersionAhead(
+            f"commit_ts {body['commit_ts']} is more than {max_skew_seconds:g} s ahead of this "
+            "clock (REDIS_SPANNER_MAX_VERSION_SKEW_SECONDS)"
+        )
     key = body["key"]
     if not isinstance(key, list):
         raise ValidationError("key must be a list of primary key parts")

@@ -33,6 +33,19 @@ class ValidationError(PermanentError):
     reason = "invalid"
 
 
+class VersionAhead(ValidationError):
+    """The commit timestamp lies further ahead of this clock than the allowed skew: honouring
+    it would refuse every genuine write to its keys until real time caught up."""
+
+    reason = "version-ahead"
+
+
+class UncacheableValue(PermanentError):
+    """Spanner holds a value the cache encoding has no form for (an unsupported type)."""
+
+    reason = "uncacheable-value"
+
+
 class UnknownEventType(PermanentError):
     reason = "unknown-type"
 

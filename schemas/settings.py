@@ -8,6 +8,10 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis_spanner.schemas.cache import DEFAULT_CACHE_TTL_SECONDS, DEFAULT_TOMBSTONE_TTL_SECONDS
+from redis_spanner.schemas.versions import DEFAULT_MAX_SKEW_SECONDS
+
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+"""Google's public certificates for the ID tokens Pub/Sub attaches to pushes."""
 
 
 class Settings(BaseSettings):
@@ -34,6 +38,8 @@ class Settings(BaseSettings):
     catalog: str = "redis_spanner.schemas.catalog:DEMO"
     cache_ttl_seconds: int = Field(DEFAULT_CACHE_TTL_SECONDS, gt=0)
     tombstone_ttl_seconds: int = Field(DEFAULT_TOMBSTONE_TTL_SECONDS, gt=0)
+    max_version_skew_seconds: float = Field(DEFAULT_MAX_SKEW_SECONDS, gt=0)
+    """Events further ahead of the clock are refused; cache entries further ahead are foreign."""
     redis_timeout_seconds: float = Field(2.0, gt=0)
     redis_wait_replicas: int = Field(0, ge=0, le=64)
     """After a batch's writes, wait for this many replicas to have them (0: don't wait)."""
@@ -50,6 +56,20 @@ class Settings(BaseSettings):
     max_delivery_attempts: int = Field(5, ge=5, le=100)
     stop_seconds: float = Field(7.0, gt=0, le=60)
     """After SIGTERM, how long a worker or server may finish in-flight work before it exits."""
+
+    # Fine-grained access control: the Spanner database role the process acts as (none: the
+    # role its IAM grants give it).
+    spanner_database_role: str | None = None
+
+    # The push endpoint (`serve`) verifies Pub/Sub's OIDC token unless this is off, which is
+    # only allowed against the emulators.
+    push_auth: bool = True
+    push_audience: str | None = None
+    push_service_account: str | None = None
+    push_certs_url: str = GOOGLE_CERTS_URL
+
+    # The pull worker's health endpoint (`worker`): Cloud Run sets PORT; 0 turns it off.
+    health_port: int = Field(0, ge=0, le=65535, validation_alias="PORT")
 
     @field_validator("instance", "database", "topic", "subscription", "dead_letter_topic",
                      "dead_letter_subscription", "heal_topic", "heal_subscription")
@@ -73,6 +93,11 @@ class Settings(BaseSettings):
     @property
     def emulated(self) -> bool:
         return bool(self.pubsub_emulator_host or self.spanner_emulator_host)
+
+    @property
+    def fully_emulated(self) -> bool:
+        """Both Pub/Sub and Spanner are emulators: nothing here can reach a real project."""
+        return bool(self.pubsub_emulator_host and self.spanner_emulator_host)
 
     def require_redis_url(self) -> str:
         if self.redis_url is None:

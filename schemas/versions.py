@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 
 VERSION_WIDTH = 20
+DEFAULT_MAX_SKEW_SECONDS = 3600.0
+"""How far ahead of this machine's clock a version may be: Spanner's commit timestamps trail
+real time, so a version further ahead was forged or written by a clock gone wrong."""
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$"
 )
@@ -31,8 +35,9 @@ def from_datetime(value: dt.datetime) -> int:
 
 def to_rfc3339(version: int) -> str:
     seconds, nanos = divmod(version, 1_000_000_000)
-    base = (_EPOCH + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{nanos:09d}Z"
+    t = _EPOCH + dt.timedelta(seconds=seconds)  # strftime drops the zeros of years < 1000
+    return (f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:"
+            f"{t.second:02d}.{nanos:09d}Z")
 
 
 def parse_rfc3339(text: str) -> int:
@@ -56,3 +61,9 @@ def encode(version: int) -> str:
 
 def to_seconds(version: int) -> float:
     return version / 1_000_000_000
+
+
+def ceiling(max_skew_seconds: float, now_ns: int | None = None) -> int:
+    """The newest version accepted now: this clock plus the allowed skew."""
+    now = time.time_ns() if now_ns is None else now_ns
+    return now + int(max_skew_seconds * 1_000_000_000)

@@ -7,7 +7,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis_spanner.consumers.messages import Inbound
-from redis_spanner.schemas.cache import OP_INVALIDATE, Applied, CacheOp, Entry
+from redis_spanner.schemas import versions
+from redis_spanner.schemas.cache import (
+    FIELD_DATA,
+    FIELD_STATE,
+    FIELD_VERSION,
+    OP_INVALIDATE,
+    STATE_TOMBSTONE,
+    STATE_VALUE,
+    Applied,
+    CacheOp,
+    Entry,
+)
 from redis_spanner.schemas.errors import PermanentError, TransientError
 from redis_spanner.schemas.keys import CacheKey
 
@@ -39,6 +50,18 @@ class MemoryCache:
 
     def get(self, keys: Sequence[str]) -> list[Entry | None]:
         return [self.entries.get(k) for k in keys]
+
+    def raw(self, keys: Sequence[str]) -> list[dict[str, str] | str]:
+        """Each entry's hash fields, as Redis holds them (empty where nothing is stored)."""
+        out: list[dict[str, str] | str] = []
+        for entry in self.get(keys):
+            fields = {} if entry is None else {
+                FIELD_VERSION: versions.encode(entry.version),
+                FIELD_STATE: STATE_TOMBSTONE if entry.tombstone else STATE_VALUE}
+            if entry is not None and entry.data is not None:
+                fields[FIELD_DATA] = entry.data
+            out.append(fields)
+        return out
 
     def acquire_leases(self, lease_keys: Sequence[str], token: str, ttl_ms: int) -> list[bool]:
         taken = []

@@ -11,13 +11,15 @@ failover to it loses no acknowledged invalidation.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
 import threading
 import time
+import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,12 @@ from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
 from redis_spanner.infra import faults
 from redis_spanner.infra.discovery import StackError
 from redis_spanner.infra.local import PUBSUB, LocalStack, default_state_dir
+from redis_spanner.schemas.catalog import load_catalog
+from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.errors import TransientError
+from redis_spanner.schemas.events import EventType
+from redis_spanner.schemas.keys import LEASE_SUFFIX
+from redis_spanner.schemas.settings import Settings
 from rich.console import Console
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,7 @@ PUBSUB_PAUSE = "pubsub-pause"
 POISON = "poison"
 PAST_BUDGET = "past-delivery-budget"
 FAILOVER = "primary-failover"
+FOREIGN = "foreign-entries"
 NOISY_LOGGERS = ("redis_spanner.infra.demo.workload", "redis_spanner.consumers.core")
 
 
@@ -139,7 +147,7 @@ class Schedule:
         return self._undeliverable
 
     def kinds(self) -> list[str]:
-        kinds = [REDIS_STALL, REDIS_RESTART, REDIS_FLUSH, POISON, FAILOVER]
+        kinds = [REDIS_STALL, REDIS_RESTART, REDIS_FLUSH, POISON, FAILOVER, FOREIGN]
         if self._batches is not None:
             kinds += [BATCH_FAILURES, PAST_BUDGET]
         if self.targets.owned_pubsub() is not None:
@@ -206,6 +214,8 @@ class Schedule:
                     "and forwards them to the heal topic")
         if kind == FAILOVER:
             return failover(self.targets.redis, self.targets.replica)
+        if kind == FOREIGN:
+            return plant_foreign(redis.address, self.topic_path, publisher, self.rng)
         sent = self.rng.sample(faults.POISON, self.rng.randint(2, 4))
         for poison in sent:
             faults.publish_raw(publisher, self.topic_path, poison.data)
@@ -298,3 +308,42 @@ def take_over(primary: faults.OwnProcess, promoted: faults.OwnProcess) -> None:
     with _client(primary) as new_primary:
         new_primary.replicaof("NO", "ONE")
     follow(promoted, primary)
+
+
+# --- foreign entries --------------------------------------------------------------------------
+
+# What an outside client or an older release may leave at a key (see schemas.cache.FOREIGN_*).
+_FOREIGN: dict[str, Callable[[redis_py.Redis, str], object]] = {
+    "string": lambda r, k: r.set(k, "left by someone else"),
+    "list": lambda r, k: r.rpush(k, "a", "b"),
+    "set": lambda r, k: r.sadd(k, "a"),
+    "zset": lambda r, k: r.zadd(k, {"a": 1.0}),
+    "stream": lambda r, k: r.xadd(k, {"f": "v"}),
+    "unversioned-hash": lambda r, k: r.hset(k, mapping={"d": "{}", "s": "v"}),
+    "bad-version": lambda r, k: r.hset(k, mapping={"v": "not-a-number", "s": "t"}),
+    "far-future-version": lambda r, k: r.hset(k, mapping={"v": "9" * 20, "s": "t"}),
+}
+
+
+def plant_foreign(address: str, topic_path: str, publisher: pubsub_v1.PublisherClient,
+                  rng: random.Random) -> str:
+    """Overwrite a few cached account keys with foreign entries, then publish a genuine change
+    event for each: the consumer must overwrite them (and readers treat them as misses)."""
+    settings = Settings()
+    catalog = load_catalog(settings.catalog, settings.namespace)
+    client = redis_py.Redis.from_url(address, decode_responses=True, socket_timeout=5)
+    try:
+        pattern = catalog.pattern(catalog.template("account"))
+        found = [k for k in itertools.islice(client.scan_iter(match=pattern, count=500), 500)
+                 if not k.endswith(LEASE_SUFFIX)]
+        chosen = rng.sample(found, min(len(found), rng.randint(3, 6)))
+        planted = rng.sample(sorted(_FOREIGN), len(chosen))  # a different kind on each key
+        for key, kind in zip(chosen, planted, strict=True):
+            client.delete(key)
+            _FOREIGN[kind](client, key)
+            event = Event(str(uuid.uuid4()), EventType.ROW_CHANGED, "Accounts",
+                          catalog.parse(key).parts, time.time_ns())
+            publisher.publish(topic_path, event.encode(), **event.attributes())
+    finally:
+        client.close()
+    return ", ".join(planted) or "no cached account yet"

@@ -116,6 +116,7 @@ def _run(options: DemoOptions, settings: Settings, console: Console,
     consumer.close()
     result = _report(tally, len(checked.stale), quiet_for, options.duration, len(ids))
     result["coalesced"] = consumer.processor.coalesced
+    result["foreign_keys"] = len(checked.foreign)
     result["faults"] = dict(schedule.injected) if schedule else {}
     return result
 

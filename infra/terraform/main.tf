@@ -12,7 +12,13 @@ locals {
   ]
   ddl = [for s in split(";", join("\n", local.ddl_lines)) : trimspace(s) if trimspace(s) != ""]
 
-  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  pull_enabled = contains(var.transports, "pull")
+  push_enabled = contains(var.transports, "push")
+
+  project_number       = data.google_project.this.number
+  pubsub_service_agent = "serviceAccount:service-${local.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  spanner_service_agent = "serviceAccount:service-${local.project_number}@gcp-sa-spanner.iam.gserviceaccount.com"
+  redis_service_agent  = "serviceAccount:service-${local.project_number}@cloud-redis.iam.gserviceaccount.com"
 }
 
 data "google_project" "this" {
@@ -21,8 +27,10 @@ data "google_project" "this" {
 
 resource "google_project_service" "apis" {
   for_each = toset([
+    "compute.googleapis.com",
     "iam.googleapis.com",
     "pubsub.googleapis.com",
+    "redis.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "spanner.googleapis.com",

@@ -7,12 +7,41 @@ resource "google_spanner_instance" "main" {
   depends_on = [google_project_service.apis]
 }
 
-# Terraform applies statements appended to schema.sql in place; changing or removing an existing
-# statement would replace the database, which deletion_protection refuses. Schema changes to
-# existing tables belong in a reviewed migration, not in schema.sql.
+# Fine-grained access control: each process acts as a database role that holds only the
+# privileges its code uses. The relay reads and deletes outbox rows and keeps its leases; it
+# cannot read or change any other table, nor the schema. The consumer only reads the tables its
+# catalog rewarms from and verifies against.
+locals {
+  relay_role    = "redis_spanner_relay"
+  consumer_role = "redis_spanner_consumer"
+  access_ddl = [
+    "CREATE ROLE ${local.relay_role}",
+    "GRANT SELECT, DELETE ON TABLE Outbox TO ROLE ${local.relay_role}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE OutboxLease, OutboxRelay TO ROLE ${local.relay_role}",
+    "CREATE ROLE ${local.consumer_role}",
+    "GRANT SELECT ON TABLE ${join(", ", var.consumer_tables)} TO ROLE ${local.consumer_role}",
+  ]
+}
+
+# Terraform applies statements appended to the list in place; changing or removing an existing
+# one would replace the database, which deletion_protection refuses. The list is schema.sql,
+# then the access-control statements, then var.extra_ddl: once the database exists, new tables
+# go to var.extra_ddl (and to schema.sql, for the emulator), and changes to existing tables
+# belong in a reviewed migration.
 resource "google_spanner_database" "main" {
-  instance            = google_spanner_instance.main.name
-  name                = var.database
-  ddl                 = local.ddl
-  deletion_protection = var.database_deletion_protection
+  instance                 = google_spanner_instance.main.name
+  name                     = var.database
+  ddl                      = concat(local.ddl, local.access_ddl, var.extra_ddl)
+  deletion_protection      = var.database_deletion_protection
+  enable_drop_protection   = var.database_drop_protection
+  version_retention_period = "1h"
+
+  dynamic "encryption_config" {
+    for_each = var.spanner_kms_key == null ? [] : [var.spanner_kms_key]
+    content {
+      kms_key_name = encryption_config.value
+    }
+  }
+
+  depends_on = [google_kms_crypto_key_iam_member.spanner_uses_key]
 }

@@ -8,9 +8,30 @@ variable "project" {
 }
 
 variable "region" {
-  description = "Region of the Cloud Run worker. Keep it near spanner.instance_config in pipeline.json."
+  description = "Region of the Cloud Run services and Memorystore. Keep it near spanner.instance_config in pipeline.json."
   type        = string
   default     = "us-central1"
+}
+
+variable "image" {
+  description = "The redis-spanner container image (built from infra/Dockerfile); the relay, the worker and the push server all run it."
+  type        = string
+
+  validation {
+    condition     = can(regex("@sha256:[0-9a-f]{64}$", var.image))
+    error_message = "Name the image by digest (REPO/redis-spanner@sha256:...), so every service runs the same bytes."
+  }
+}
+
+variable "transports" {
+  description = "How the consumer receives events: \"pull\" (the worker, on a pull subscription), \"push\" (the push server, behind an authenticated push subscription), or both."
+  type        = set(string)
+  default     = ["pull"]
+
+  validation {
+    condition     = length(var.transports) > 0 && alltrue([for t in var.transports : contains(["pull", "push"], t)])
+    error_message = "transports takes \"pull\", \"push\" or both."
+  }
 }
 
 variable "instance" {
@@ -32,9 +53,15 @@ variable "topic" {
 }
 
 variable "subscription" {
-  description = "Consumer subscription id (REDIS_SPANNER_SUBSCRIPTION)."
+  description = "Pull subscription id, read by the worker (REDIS_SPANNER_SUBSCRIPTION)."
   type        = string
   default     = "cache-events-consumer"
+}
+
+variable "push_subscription" {
+  description = "Push subscription id, delivering to the push server (its REDIS_SPANNER_SUBSCRIPTION)."
+  type        = string
+  default     = "cache-events-push"
 }
 
 variable "dead_letter_topic" {
@@ -50,39 +77,74 @@ variable "dead_letter_subscription" {
 }
 
 variable "database_deletion_protection" {
-  description = "Refuse to destroy or replace the Spanner database. Set false only to tear down on purpose."
+  description = "Terraform refuses to destroy or replace the Spanner database. Set false only to tear down on purpose."
   type        = bool
   default     = true
 }
 
+variable "database_drop_protection" {
+  description = "Spanner's own drop protection: the database cannot be dropped by any client while it is on."
+  type        = bool
+  default     = true
+}
+
+variable "extra_ddl" {
+  description = "Schema statements applied after schema.sql and the access-control statements. After the first apply, add new tables here (Terraform applies appended statements in place)."
+  type        = list(string)
+  default     = []
+}
+
+variable "consumer_tables" {
+  description = "Tables the consumer reads to rewarm and verify: those of its catalog (REDIS_SPANNER_CATALOG). The default is the demo catalog's."
+  type        = list(string)
+  default     = ["Accounts", "Teams", "Members"]
+}
+
 variable "relay_service_account_id" {
-  description = "Account id of the relay's service account (runs where the writers run)."
+  description = "Account id of the relay's service account."
   type        = string
   default     = "redis-spanner-relay"
 }
 
 variable "consumer_service_account_id" {
-  description = "Account id of the consumer worker's service account."
+  description = "Account id of the consumer's service account (the worker and the push server)."
   type        = string
   default     = "redis-spanner-consumer"
 }
 
-variable "deploy_worker" {
-  description = "Deploy the consumer worker on Cloud Run (needs worker_image and redis_url_secret)."
-  type        = bool
-  default     = false
+variable "push_service_account_id" {
+  description = "Account id of the push identity: Pub/Sub signs each push's OIDC token as this account, and it alone may invoke the push server."
+  type        = string
+  default     = "redis-spanner-push"
 }
 
-variable "worker_image" {
-  description = "Container image with the redis-spanner package installed (its CLI on PATH)."
+variable "relay_service_name" {
+  description = "Cloud Run service name of the relay."
   type        = string
-  default     = ""
+  default     = "redis-spanner-relay"
 }
 
 variable "worker_service_name" {
-  description = "Cloud Run service name of the consumer worker."
+  description = "Cloud Run service name of the pull worker."
   type        = string
   default     = "redis-spanner-worker"
+}
+
+variable "push_service_name" {
+  description = "Cloud Run service name of the push server."
+  type        = string
+  default     = "redis-spanner-push"
+}
+
+variable "relay_instances" {
+  description = "Relay instances; each leases a fair share of the outbox shards. At least one must run."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.relay_instances >= 1
+    error_message = "The outbox drains only while a relay runs: keep at least one."
+  }
 }
 
 variable "worker_min_instances" {
@@ -102,26 +164,60 @@ variable "worker_max_instances" {
   default     = 4
 }
 
-variable "redis_url_secret" {
-  description = "Secret Manager secret id (in var.project) holding REDIS_URL, e.g. redis://10.0.0.3:6379/0."
+variable "push_max_instances" {
+  description = "Upper bound of push server instances (it scales to zero between pushes)."
+  type        = number
+  default     = 10
+}
+
+variable "vpc_network" {
+  description = "VPC network (name or self link) that Memorystore joins and the services reach it through (Direct VPC egress)."
+  type        = string
+}
+
+variable "vpc_subnetwork" {
+  description = "Subnetwork in var.region for the services' Direct VPC egress."
+  type        = string
+}
+
+variable "redis_instance" {
+  description = "Memorystore for Redis instance id."
+  type        = string
+  default     = "redis-spanner-cache"
+}
+
+variable "redis_memory_gb" {
+  description = "Memorystore capacity in GB."
+  type        = number
+  default     = 1
+}
+
+variable "redis_version" {
+  description = "Memorystore Redis version."
+  type        = string
+  default     = "REDIS_7_2"
+}
+
+variable "redis_username" {
+  description = "Redis ACL username (REDIS_SPANNER_REDIS_USERNAME); empty for Memorystore's AUTH, which has no user name."
   type        = string
   default     = ""
 }
 
-variable "redis_url_secret_version" {
-  description = "Version of redis_url_secret the worker reads."
-  type        = string
-  default     = "latest"
-}
-
-variable "vpc_network" {
-  description = "VPC network for Direct VPC egress to Memorystore (null: no VPC access)."
+variable "pubsub_kms_key" {
+  description = "Cloud KMS key (projects/.../cryptoKeys/...) encrypting both topics; null: Google-managed keys."
   type        = string
   default     = null
 }
 
-variable "vpc_subnetwork" {
-  description = "Subnetwork for Direct VPC egress (null: no VPC access)."
+variable "spanner_kms_key" {
+  description = "Cloud KMS key encrypting the Spanner database, in the instance's region; null: Google-managed keys."
+  type        = string
+  default     = null
+}
+
+variable "redis_kms_key" {
+  description = "Cloud KMS key encrypting Memorystore's data at rest; null: Google-managed keys."
   type        = string
   default     = null
 }

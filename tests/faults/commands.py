@@ -16,6 +16,8 @@ from contextlib import contextmanager, suppress
 from redis_spanner.infra.processes import free_ports
 
 STOP_WITHIN_SECONDS = 10.0
+UNAUTHENTICATED_PUSH = {"REDIS_SPANNER_PUSH_AUTH": "off"}
+"""``serve`` against the emulators: the tests' pushes carry no OIDC token."""
 
 
 class Command:
@@ -24,7 +26,8 @@ class Command:
     def __init__(self, args: list[str], environ: Mapping[str, str]) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "redis_spanner.infra.cli", *args],
-            env={**os.environ, **environ}, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(UNAUTHENTICATED_PUSH if args[:1] == ["serve"] else {}),
+                 **environ}, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
         )
         self.lines: list[str] = []

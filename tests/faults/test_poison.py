@@ -133,7 +133,8 @@ def publisher() -> Iterator[pubsub_v1.PublisherClient]:
 def test_poison_of_every_kind_is_dead_lettered_with_its_reason(open_pipeline: Any) -> None:
     """Malformed payloads, contract violations and refused keys, published among committed
     events: each poison message is dead-lettered once with its reason, every committed event
-    is applied, the hold subscription holds nothing else, and no pull loop dies."""
+    is applied (one whose key held a foreign entry too), the hold subscription holds nothing
+    else, and no pull loop dies."""
     pipe: Pipeline = open_pipeline(retry_attempts=100, retry_seconds=0.5)
     ids = pipe.accounts(10)
     pipe.fill(ids)
@@ -151,6 +152,15 @@ def test_poison_of_every_kind_is_dead_lettered_with_its_reason(open_pipeline: An
             message_id = publish(data, reason)
             outcome = wait_until(lambda: pipe.outcome_of(message_id), timeout=20)
             assert (outcome.dead_letter_reason, outcome.disposition) == (reason, "ack"), data
+
+        # A key Redis holds as a plain string: the guard overwrites it, the event applies.
+        foreign = pipe.keys(["wrong-type"])[0].key
+        pipe.cache.client.set(foreign, "not a cache entry")
+        applied = faults.publish_raw(client, pipe.settings.topic_path,
+                                     _envelope(key=["wrong-type"]))
+        outcome = wait_until(lambda: pipe.outcome_of(applied), timeout=20)
+        assert (outcome.dead_letter_reason, outcome.disposition) == (None, "ack")
+        assert pipe.cache.get([foreign])[0].tombstone
 
         with pipe.writing(ids, rate=20):
             for each in faults.POISON:

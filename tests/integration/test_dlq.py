@@ -42,7 +42,7 @@ from typer.testing import CliRunner, Result
 
 from tests.waiting import wait_until
 
-VERSION = 1_800_000_000_000_000_000
+VERSION = 1_700_000_000_000_000_000
 
 
 def event(n: int, version: int = VERSION) -> Event:

@@ -95,7 +95,7 @@ def test_duplicate_and_out_of_order_delivery_leave_the_newest_version(
     """Events published newest first, each twice, end with the newest version in Redis."""
     publisher = pubsub_v1.PublisherClient()
     events = [Event(f"0f8e2c1a-{n:04d}", EventType.ROW_CHANGED, "Accounts", ("a-3",),
-                    1_800_000_000_000_000_000 + n) for n in range(5)]
+                    1_700_000_000_000_000_000 + n) for n in range(5)]
     for event in [*reversed(events), *events]:
         publisher.publish(provisioned.topic_path, event.encode(), **event.attributes()).result()
     outcomes: list[Any] = []

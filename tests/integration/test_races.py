@@ -4,7 +4,8 @@ Most tests hold one side of a race at a chosen point (a reader between its Spann
 fill, a consumer between its rewarm read and its write), let the other side win, then let the
 first one finish, and check that the version guard refused the loser. Another replays real
 events duplicated and shuffled through the consumer core. Writers, readers and the pipeline
-running at once are in test_concurrency.
+running at once are in test_concurrency; the read-through clients' own races are in
+test_read_through, which runs them against both clients.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from redis_spanner.consumers.core import Processor
 from redis_spanner.consumers.messages import Disposition, Inbound
-from redis_spanner.consumers.readthrough import Read, ReadThrough
+from redis_spanner.consumers.readthrough import ReadThrough
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.spanner_rows import SpannerRows
 from redis_spanner.consumers.verify import Verdict, compare
@@ -69,37 +70,6 @@ def test_fill_read_before_a_commit_is_refused_once_the_commit_is_invalidated(
     [read] = ReadThrough(catalog, cache, SpannerRows(database)).get_many([key])
     assert read.value == account_value("slow-1", 2) and read.filled
     assert read.version > committed
-
-
-def test_slow_read_through_cannot_cache_what_a_newer_commit_invalidated(
-    provisioned: Settings, database: Any, catalog: Catalog, cache: RedisCache,
-    worker: PullWorker, running: Running,
-) -> None:
-    """ReadThrough misses, reads Spanner at R and stalls; meanwhile a commit at C > R lands as a
-    tombstone. When the stalled reader resumes, it returns the value it read but its fill is
-    refused, so Redis holds the tombstone and no stale value. Property: a read-through fill
-    is only as good as its snapshot, never better than a landed invalidation."""
-    key = catalog.key(catalog.template("account"), ["slow-2"])
-    _, seeded = write_account(database, "slow-2", 10)
-    start_pipeline(running, provisioned, worker)
-    wait_for_version(cache, key, seeded)
-
-    held = HeldRows(SpannerRows(database))
-    slow = InThread(lambda: ReadThrough(catalog, cache, held).get_many([key])[0])
-    try:
-        assert held.has_read.wait(20), "the reader never reached Spanner"
-        _, committed = write_account(database, "slow-2", 11)
-        assert held.read_version is not None and committed > held.read_version
-        wait_for_version(cache, key, committed)
-    finally:
-        held.release.set()
-    read: Read = slow.result()
-
-    assert read.value == account_value("slow-2", 10) and not read.hit and not read.filled
-    found = entry_of(cache, key)
-    assert found is not None and found.tombstone and found.version == committed
-    [fresh] = ReadThrough(catalog, cache, SpannerRows(database)).get_many([key])
-    assert fresh.value == account_value("slow-2", 11)
 
 
 # --- 2. a rewarm against a newer invalidation ----------------------------------------------
@@ -215,37 +185,6 @@ def test_duplicated_and_shuffled_events_leave_exactly_the_newest_version(
     verdicts = {c.key: c.verdict for c in compare([account, team], cache, SpannerRows(database))}
     assert verdicts[account.key] is Verdict.TOMBSTONE
     assert verdicts[team.key] in (Verdict.TOMBSTONE, Verdict.FRESH)
-
-
-# --- the read-through's verify=True against another caller's fill --------------------------
-
-
-def test_verified_read_waiting_on_another_fill_sees_every_finished_commit(
-    provisioned: Settings, database: Any, catalog: Catalog, cache: RedisCache,
-) -> None:
-    """Two verified readers of a hot key right after a commit whose invalidation has not landed
-    yet: the first finds the cached value stale, takes the fill lease and reads Spanner; the
-    second finds it stale too, loses the lease race and waits. Property: a verify=True read
-    never returns a value older than a commit that finished before the read started."""
-    key = catalog.key(catalog.template("account"), ["hot-1"])
-    write_account(database, "hot-1", 1)
-    [warm] = ReadThrough(catalog, cache, SpannerRows(database)).get_many([key])
-    assert warm.filled
-    _, committed = write_account(database, "hot-1", 2)  # no consumer runs: not invalidated yet
-
-    held = HeldRows(SpannerRows(database))
-    first = InThread(lambda: ReadThrough(catalog, cache, held).get_many([key], verify=True))
-    try:
-        assert held.has_read.wait(20), "the first reader never reached Spanner"
-        [second] = ReadThrough(catalog, cache, SpannerRows(database)).get_many(
-            [key], verify=True)
-    finally:
-        held.release.set()
-    [first_read] = first.result()
-
-    assert first_read.value == account_value("hot-1", 2)
-    assert second.version >= committed, "verify=True served a value older than a commit"
-    assert second.value == account_value("hot-1", 2)
 
 
 # --- a transient Spanner failure during a consumer's rewarm read ----------------------------

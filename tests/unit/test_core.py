@@ -134,3 +134,25 @@ def test_stop_ends_in_process_retries_at_once() -> None:
     [outcome] = p.process([message("Accounts", ("a",), 100, 1)])
     assert outcome.disposition is Disposition.NACK
     assert cache.fail_next == 999
+
+
+def test_a_value_with_no_cached_form_dead_letters_its_event_alone() -> None:
+    """A rewarm whose Spanner value has no cached form tombstones that key and dead-letters
+    the events that asked for it with ``uncacheable-value``; the rest of the batch applies."""
+    import datetime as dt
+
+    from redis_spanner.schemas.catalog import DEMO_REWARM
+
+    cache, rows, dead = MemoryCache(), MemoryRows(version=500), MemoryDeadLetters()
+    catalog = Catalog("rsc", DEMO_REWARM)
+    bad, good = "rsc:account:{Accounts:bad}", "rsc:account:{Accounts:good}"
+    rows.values = {bad: {"Owner": dt.timedelta(days=1)}, good: {"Owner": "o", "Balance": 1}}
+    batch = [message("Accounts", ("bad",), 100, 1), message("Accounts", ("good",), 100, 2),
+             message("Accounts", ("bad",), 90, 3)]
+    outcomes = Processor(catalog, cache, rows, dead).process(batch)
+    assert [o.dead_letter_reason for o in outcomes] == ["uncacheable-value", None,
+                                                        "uncacheable-value"]
+    assert all(o.disposition is Disposition.ACK for o in outcomes)
+    assert [m.message_id for m, _ in dead.sent] == ["m1", "m3"]
+    assert cache.entries[bad].tombstone and cache.entries[bad].version == 100
+    assert cache.entries[good].value() == {"Owner": "o", "Balance": 1}

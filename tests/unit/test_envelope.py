@@ -17,6 +17,7 @@ from redis_spanner.schemas.errors import (
     UnknownEventType,
     UnsupportedSchemaVersion,
     ValidationError,
+    VersionAhead,
 )
 from redis_spanner.schemas.events import EventType
 
@@ -97,3 +98,35 @@ def test_fixed_width_versions_order_like_integers() -> None:
     a, b = 999_999_999, 1_000_000_000_000_000_000
     assert (versions.encode(a) < versions.encode(b)) == (a < b)
     assert len(versions.encode(a)) == len(versions.encode(b))
+
+
+NOW = 1_764_124_688_000_000_000
+HOUR = 3_600_000_000_000
+
+
+LAST_TIMESTAMP = 253_402_300_799_999_999_999  # 9999-12-31T23:59:59.999999999Z
+
+
+@given(ahead=st.integers(HOUR + 1, LAST_TIMESTAMP - NOW))
+def test_versions_beyond_the_allowed_skew_are_refused_at_decode(ahead: int) -> None:
+    """Any commit timestamp more than the allowed skew ahead of the clock is a permanent
+    ``version-ahead`` error; one within the skew, or in the past, decodes."""
+    far = versions.to_rfc3339(NOW + ahead)
+    with pytest.raises(VersionAhead) as refused:
+        decode(body(commit_ts=far), max_skew_seconds=3600, now_ns=NOW)
+    assert refused.value.reason == "version-ahead"
+    assert "REDIS_SPANNER_MAX_VERSION_SKEW_SECONDS" in str(refused.value)
+    for fine in (NOW + HOUR, NOW, NOW - ahead % NOW):
+        if fine > 0:
+            decode(body(commit_ts=versions.to_rfc3339(fine)), max_skew_seconds=3600,
+                   now_ns=NOW)
+
+
+def test_the_skew_defaults_to_an_hour_of_this_clock() -> None:
+    """Without arguments decode judges against the real clock and a one-hour skew."""
+    import time
+
+    soon = time.time_ns() + HOUR // 2
+    assert decode(body(commit_ts=versions.to_rfc3339(soon))).version == soon
+    with pytest.raises(VersionAhead):
+        decode(body(commit_ts=versions.to_rfc3339(time.time_ns() + 2 * HOUR)))

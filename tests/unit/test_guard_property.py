@@ -22,7 +22,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from redis_spanner.consumers.readthrough import LeasePolicy, ReadThrough
+from redis_spanner.consumers.readthrough import FillPolicy, LeasePolicy, ReadThrough
 from redis_spanner.schemas.cache import CacheOp
 from redis_spanner.schemas.catalog import ACCOUNT, DEMO
 from redis_spanner.schemas.keys import CacheKey, Catalog
@@ -90,7 +90,8 @@ class CoherenceMachine(RuleBasedStateMachine):
         self.keys = [self.catalog.key(ACCOUNT, [f"a{n}"]) for n in range(ROWS)]
         self.rows = ModelRows(self.keys)
         self.reader = ReadThrough(self.catalog, self.cache, self.rows,
-                                  LeasePolicy(wait_ms=0, poll_ms=1))
+                                  LeasePolicy(wait_ms=0, poll_ms=1),
+                                  FillPolicy(clock=lambda: self.rows.now))
         self.undelivered: list[tuple[str, int]] = []
         """Invalidations of committed versions that Pub/Sub still holds."""
         self.delivered: list[tuple[str, int]] = []

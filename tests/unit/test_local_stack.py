@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from redis_spanner.infra import processes
 from redis_spanner.infra.dev_cli import dev_app
 from redis_spanner.infra.discovery import (
     StackError,
@@ -164,8 +165,9 @@ def _record(stack: LocalStack, process: subprocess.Popen[bytes], start_time: str
 
 
 def _start_time(pid: int) -> str:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rindex(")") + 2:].split()[19]
+    started = processes.start_time(pid)
+    assert started is not None
+    return started
 
 
 def test_down_spares_a_reused_pid(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:

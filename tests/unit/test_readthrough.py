@@ -1,12 +1,20 @@
-"""The read-through client: misses fill through the guard, herds are held off by leases,
-and verify=True never serves a value Spanner has moved past."""
+"""The read-through clients: misses fill through the guard, herds are held off by leases,
+and verify=True never serves a value Spanner has moved past. Every test runs against the sync
+and the asyncio client, over the in-memory cache."""
 
 from __future__ import annotations
 
-from redis_spanner.consumers.readthrough import LeasePolicy, ReadThrough
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from redis_spanner.consumers.read_flow import Read
+from redis_spanner.consumers.readthrough import FillPolicy, LeasePolicy, ReadThrough
+from redis_spanner.consumers.readthrough_async import AsyncCacheClient
 from redis_spanner.schemas.cache import CacheOp
 from redis_spanner.schemas.catalog import DEMO
-from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.keys import CacheKey, Catalog
 
 from tests.fakes import MemoryCache, MemoryRows
 
@@ -15,11 +23,49 @@ KEY = "rsc:account:{Accounts:a}"
 TEAM = "rsc:team:{Teams:7}"
 
 
-def client(cache: MemoryCache, rows: MemoryRows) -> ReadThrough:
-    return ReadThrough(CATALOG, cache, rows, LeasePolicy(wait_ms=30, poll_ms=5))
+LEASES = LeasePolicy(wait_ms=30, poll_ms=5)
+# The fake's versions are small numbers: a clock just past them keeps every fill young.
+FILLS = FillPolicy(clock=lambda: 1000)
 
 
-def test_miss_reads_spanner_and_fills_at_the_read_version() -> None:
+class AsyncMemoryCache:
+    """The in-memory cache behind the asyncio client's interface."""
+
+    def __init__(self, inner: MemoryCache) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+
+        async def call(*args: Any) -> Any:
+            return method(*args)
+        return call
+
+    async def aclose(self) -> None:
+        pass
+
+
+class AsyncRun:
+    def __init__(self, client: AsyncCacheClient) -> None:
+        self._client = client
+
+    def get_many(self, keys: Sequence[CacheKey], *, verify: bool = False) -> list[Read]:
+        return asyncio.run(self._client.get_many(keys, verify=verify))
+
+
+Make = Callable[..., Any]
+
+
+@pytest.fixture(params=["sync", "async"])
+def client(request: pytest.FixtureRequest) -> Make:
+    def make(cache: MemoryCache, rows: MemoryRows, fills: FillPolicy = FILLS) -> Any:
+        if request.param == "sync":
+            return ReadThrough(CATALOG, cache, rows, LEASES, fills)
+        return AsyncRun(AsyncCacheClient(CATALOG, AsyncMemoryCache(cache), rows, LEASES, fills))
+    return make
+
+
+def test_miss_reads_spanner_and_fills_at_the_read_version(client: Make) -> None:
     """A miss is read from Spanner and cached with the snapshot's read timestamp."""
     cache, rows = MemoryCache(), MemoryRows(version=50)
     rows.values[KEY] = {"Balance": 1}
@@ -29,7 +75,7 @@ def test_miss_reads_spanner_and_fills_at_the_read_version() -> None:
     assert not cache.leases, "the fill lease is given back"
 
 
-def test_fill_older_than_the_tombstone_is_refused_but_served() -> None:
+def test_fill_older_than_the_tombstone_is_refused_but_served(client: Make) -> None:
     """A reader whose snapshot predates the invalidation gets its value but can't cache it."""
     cache, rows = MemoryCache(), MemoryRows(version=40)
     cache.apply([CacheOp.invalidate(KEY, 45)])
@@ -39,7 +85,7 @@ def test_fill_older_than_the_tombstone_is_refused_but_served() -> None:
     assert cache.entries[KEY].tombstone
 
 
-def test_lease_holder_fills_and_a_contender_reads_without_filling() -> None:
+def test_lease_holder_fills_and_a_contender_reads_without_filling(client: Make) -> None:
     """While another caller holds the fill lease, a reader neither fills nor waits forever."""
     cache, rows = MemoryCache(), MemoryRows(version=60)
     rows.values[KEY] = {"Balance": 2}
@@ -49,7 +95,7 @@ def test_lease_holder_fills_and_a_contender_reads_without_filling() -> None:
     assert KEY not in cache.entries
 
 
-def test_verify_confirms_with_a_version_only_read() -> None:
+def test_verify_confirms_with_a_version_only_read(client: Make) -> None:
     """A cached value whose row has not changed since its version is served after a
     version-only read; one whose row moved on is re-read and refilled."""
     cache, rows = MemoryCache(), MemoryRows(version=100)
@@ -65,7 +111,7 @@ def test_verify_confirms_with_a_version_only_read() -> None:
     assert cache.entries[KEY].version == 100
 
 
-def test_verify_without_version_column_compares_values() -> None:
+def test_verify_without_version_column_compares_values(client: Make) -> None:
     """Templates without a version column are confirmed by comparing the value itself."""
     cache, rows = MemoryCache(), MemoryRows(version=100)
     cache.apply([CacheOp.set(TEAM, 70, {"Name": "old"})])
@@ -73,3 +119,18 @@ def test_verify_without_version_column_compares_values() -> None:
     [read] = client(cache, rows).get_many([CATALOG.key(CATALOG.template("team"), [7])],
                                            verify=True)
     assert read.value == {"Name": "new"} and not rows.version_reads
+
+
+def test_fill_from_a_snapshot_older_than_the_bound_is_served_not_written(client: Make) -> None:
+    """A snapshot older than the bound (half the tombstone TTL) is not written; one within it
+    is. The lease is given back either way."""
+    key = CATALOG.key(CATALOG.template("account"), ["a"])
+    policy = FillPolicy(max_snapshot_age_ns=100, clock=lambda: 1000)
+    cache, rows = MemoryCache(), MemoryRows(version=899)
+    rows.values[KEY] = {"Balance": 1}
+    [read] = client(cache, rows, policy).get_many([key])
+    assert read.value == {"Balance": 1} and not read.filled and KEY not in cache.entries
+    assert not cache.leases
+    rows.version = 900
+    [read] = client(cache, rows, policy).get_many([key])
+    assert read.filled and cache.entries[KEY].version == 900
