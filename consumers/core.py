@@ -7,21 +7,23 @@ The ack policy, in one place:
 - a ``PermanentError`` (bad envelope, unknown type, refused key) dead-letters the message at
   once with its reason, then acks; if the dead-letter publish fails, it nacks;
 - a ``TransientError`` (Redis or Spanner unavailable) is retried in process, bounded in
-  attempts and time, then nacked, so Pub/Sub redelivers with backoff. On the last delivery
-  attempt the consumer dead-letters the message itself, with its story; should it die first,
-  Pub/Sub's own dead-letter policy forwards the message after max_delivery_attempts;
+  attempts and time (and cut short when the process is told to stop), then nacked, so Pub/Sub
+  redelivers with backoff. It is never dead-lettered: after max_delivery_attempts Pub/Sub
+  forwards it to the heal topic, which the worker drains once Redis and Spanner answer again
+  (``redis_spanner.consumers.worker``), so an outage of any length ends with the event applied;
 - otherwise the message is acked, and only after Redis has applied (or refused as superseded)
   every write the event asked for.
 
-A failure of the whole batch blames no single message: none is dead-lettered before its last
-delivery attempt. A rewarm whose Spanner read fails becomes an invalidation, so the batch's
-other writes still apply. A rewarm whose value has no cached form (``UncacheableValue``) also
-becomes an invalidation, and the events that asked for it are dead-lettered with that reason.
+A failure of the whole batch blames no single message: every one is nacked. A rewarm whose
+Spanner read fails becomes an invalidation, so the batch's other writes still apply. A rewarm
+whose value has no cached form (``UncacheableValue``) also becomes an invalidation, and the
+events that asked for it are dead-lettered with that reason.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -33,7 +35,6 @@ from redis_spanner.schemas.envelope import Event, decode
 from redis_spanner.schemas.errors import (
     PermanentError,
     RedisSpannerError,
-    RetriesExhausted,
     TransientError,
     UncacheableValue,
 )
@@ -67,9 +68,9 @@ class Processor:
         *,
         retry_attempts: int = 4,
         retry_seconds: float = 5.0,
-        max_delivery_attempts: int = 0,
         max_version_skew_seconds: float = DEFAULT_MAX_SKEW_SECONDS,
         observer: Callable[[list[Outcome]], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self._catalog = catalog
         self._cache = cache
@@ -77,9 +78,10 @@ class Processor:
         self._dead_letters = dead_letters
         self._retry_attempts = retry_attempts
         self._retry_seconds = retry_seconds
-        self._max_delivery_attempts = max_delivery_attempts
         self._max_skew_seconds = max_version_skew_seconds
         self._observer = observer
+        self._stop = stop
+        """Set when the process is stopping: retries end at once and the batch is nacked."""
         self.coalesced = 0
         """Key writes folded into a newer one of the same batch, since this processor began."""
 
@@ -113,16 +115,19 @@ class Processor:
         metrics.COALESCED.inc(plan.coalesced)
         self.coalesced += plan.coalesced
         try:
-            results, uncacheable = retrying(self._retry_attempts, self._retry_seconds)(
+            results, uncacheable = retrying(self._retry_attempts, self._retry_seconds,
+                                            until=self._stop)(
                 lambda: self._write(plan)
             )
-        except RedisSpannerError as e:
-            log.warning("batch of %d event(s) not applied: %s", len(routed), e)
-            return [(i, self._failed(batch[i], event, e)) for i, event, _ in routed]
-        except Exception as e:  # a bug must not kill the loop: redeliver, then dead-letter
-            log.exception("batch of %d event(s) failed unexpectedly", len(routed))
-            error = TransientError(f"unexpected {type(e).__name__}: {e}")
-            return [(i, self._failed(batch[i], event, error)) for i, event, _ in routed]
+        except Exception as e:  # a bug must not kill the loop either: redeliver
+            if isinstance(e, RedisSpannerError):
+                log.warning("batch of %d event(s) not applied: %s", len(routed), e)
+                error: RedisSpannerError = e
+            else:
+                log.exception("batch of %d event(s) failed unexpectedly", len(routed))
+                error = TransientError(f"unexpected {type(e).__name__}: {e}")
+            return [(i, Outcome(batch[i], Disposition.NACK, event, error=error))
+                    for i, event, _ in routed]
         changed = {r.op.key for r in results if r.applied}
         outcomes: list[tuple[int, Outcome]] = []
         for i, event, targets in routed:
@@ -135,18 +140,6 @@ class Processor:
                     batch[i], Disposition.ACK, event,
                     changed=any(t.cache_key.key in changed for t in targets))))
         return outcomes
-
-    def _failed(self, message: Inbound, event: Event, error: RedisSpannerError) -> Outcome:
-        """A batch failed as a whole: no single message is to blame, so none is dead-lettered
-        before its last delivery attempt."""
-        last = 0 < self._max_delivery_attempts <= message.delivery_attempt
-        if last:
-            exhausted = RetriesExhausted(
-                f"still failing after {message.delivery_attempt} deliveries: {error}"
-            )
-            exhausted.__cause__ = error
-            return self._dead_letter(message, exhausted)
-        return Outcome(message, Disposition.NACK, event, error=error)
 
     def _write(self, plan: Plan) -> tuple[list[Applied], dict[str, UncacheableValue]]:
         """The batch's writes and, by key, the rewarms invalidated for want of a cached form."""
@@ -169,7 +162,7 @@ class Processor:
         if not rewarm:
             return []
         try:
-            values, read_version = retrying(3, 1.0)(
+            values, read_version = retrying(3, 1.0, until=self._stop)(
                 lambda: self._rows.read([k.cache_key for k in rewarm])
             )
         except RedisSpannerError as e:

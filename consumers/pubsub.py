@@ -2,8 +2,9 @@
 the worker and the dead-letter tools, the dead-letter publisher, and republishing to the events
 topic.
 
-The worker's calls use the client's own retries and treat every API failure as transient: its
-loop backs off and pulls again. The dead-letter tools bound every call in time (the client's
+The worker's calls retry for at most ``WORKER_CALL_SECONDS`` (the client's defaults retry for a
+minute, longer than a stop may take) and treat every API failure as transient: its loop backs
+off and pulls again. The dead-letter tools bound every call in time (the client's
 default retries run for a minute), so an outage becomes an error within ``deadline`` seconds
 instead of a silent wait. Only calls that exist on real Pub/Sub and on the emulator alike are
 used: synchronous pull, acknowledge, modify_ack_deadline, publish.
@@ -32,6 +33,7 @@ DEAD_LETTER_PREFIX = "dl_"
 ACK_CHUNK = 1000
 UNLIMITED_MESSAGES = [("grpc.max_receive_message_length", -1),
                       ("grpc.max_send_message_length", -1)]
+WORKER_CALL_SECONDS = 5.0
 _RETRIED = gretry.if_exception_type(
     gexc.ServiceUnavailable, gexc.InternalServerError, gexc.Aborted, gexc.Unknown,
 )
@@ -101,8 +103,8 @@ class PullSubscription:
     """Synchronous pull: a whole batch per call, so the core writes Redis once per batch.
 
     With a ``deadline`` every call gives up after that many seconds, and a subscription that
-    does not exist or may not be read is a ``PermanentError``; without one the client's
-    default retries apply and every failure is a ``TransientError``.
+    does not exist or may not be read is a ``PermanentError``; without one every call gives up
+    after ``WORKER_CALL_SECONDS`` and every failure is a ``TransientError``.
     """
 
     def __init__(self, subscription_path: str, *, max_messages: int = 500,
@@ -111,8 +113,8 @@ class PullSubscription:
         self._max = max_messages
         self._deadline = deadline
         self._wait = wait
-        self._retry: Any = DEFAULT if deadline is None else _bounded(deadline)
-        self._timeout: Any = DEFAULT if deadline is None else deadline
+        self._retry: Any = _bounded(WORKER_CALL_SECONDS if deadline is None else deadline)
+        self._timeout: Any = WORKER_CALL_SECONDS if deadline is None else deadline
         self._client = self._new_client()
 
     @staticmethod

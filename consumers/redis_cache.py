@@ -4,6 +4,8 @@ A batch of writes is one pipeline of EVALSHA calls, one per key. Each call touch
 and one entity's keys share a hash tag, so on Redis Cluster the calls are grouped by the node
 that owns their slot and each node gets one pipeline: one round trip per node, not per key
 (``redis_client.pipelined``). The client itself is built from the settings there too.
+With ``wait_replicas`` a second round trip follows it: WAIT until that many replicas have every
+write made so far.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from redis_spanner.schemas.settings import Settings, redacted_url
 
 log = logging.getLogger(__name__)
 
+WAIT_CHANNEL = "redis-spanner:replication-barrier"
+
 
 class RedisCache:
     def __init__(
@@ -47,8 +51,12 @@ class RedisCache:
         tombstone_ttl_seconds: int,
         max_version_skew_seconds: float = versions.DEFAULT_MAX_SKEW_SECONDS,
         where: str = "redis",
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
     ) -> None:
         self.client = client
+        self._wait_replicas = wait_replicas
+        self._wait_timeout_ms = wait_timeout_ms
         self._tombstone_ttl_ms = tombstone_ttl_seconds * 1000
         self._value_ttl_ms = cache_ttl_seconds * 1000
         self._max_skew_seconds = max_version_skew_seconds
@@ -62,6 +70,8 @@ class RedisCache:
             tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
             max_version_skew_seconds=settings.max_version_skew_seconds,
             where=redacted_url(settings.require_redis_url()),
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
 
     def __repr__(self) -> str:
@@ -76,7 +86,43 @@ class RedisCache:
         Whatever a key holds, its op gets an answer: a foreign entry is overwritten."""
         calls = guard_calls(ops, value_ttl_ms=self._value_ttl_ms,
                             tombstone_ttl_ms=self._tombstone_ttl_ms, ceiling=self.ceiling())
-        return guard_answers(ops, self._scripted(GUARD, calls))
+        answers = guard_answers(ops, self._scripted(GUARD, calls))
+        if ops:
+            self._await_replicas()
+        return answers
+
+    def _await_replicas(self) -> None:
+        """WAIT for ``wait_replicas`` replicas; fewer within the timeout is a ``TransientError``.
+
+        WAIT covers the writes of its own connection only, and a redelivered batch whose writes
+        the guard refuses (already applied, not yet replicated) writes nothing. So a PUBLISH,
+        which every replica receives, goes first on the same connection: the WAIT then covers
+        everything the primary holds, whoever wrote it.
+        """
+        if not self._wait_replicas:
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.publish(WAIT_CHANNEL, "")
+            pipe.wait(self._wait_replicas, self._wait_timeout_ms)
+            acknowledged = int(pipe.execute()[1])
+        except REDIS_ERRORS as e:
+            raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
+        if acknowledged < self._wait_replicas:
+            raise TransientError(
+                f"only {acknowledged} of {self._wait_replicas} replica(s) acknowledged the "
+                f"writes within {self._wait_timeout_ms} ms ({self._where})"
+            )
+
+    def eviction_policy(self) -> str | None:
+        """The server's ``maxmemory-policy``, or None when CONFIG GET is refused (managed Redis
+        often disables it). Raises ``TransientError``."""
+        try:
+            return str(self.client.config_get("maxmemory-policy")["maxmemory-policy"])
+        except (ResponseError, KeyError):
+            return None
+        except REDIS_ERRORS as e:
+            raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 
     def _scripted(self, script: str, calls: Sequence[tuple[str | int, ...]]) -> list[Any]:
         """One pipeline of single-key EVALSHA calls (key first in each call)."""

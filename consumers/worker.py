@@ -1,4 +1,14 @@
-"""The pull worker: several synchronous-pull loops feeding the core, acking what it decided."""
+"""The pull worker: several synchronous-pull loops feeding the core, acking what it decided.
+
+Healing. A transient failure is never dead-lettered by the core; once Pub/Sub has delivered a
+message max_delivery_attempts times, its dead-letter policy forwards it to the **heal topic**
+(not to the dead-letter topic, which holds only what can never succeed). Every worker also
+drains the heal subscription (``healer``) with the same core: a letter that applies is acked, one
+that still fails transiently is released and the heal loop backs off (up to ``HEAL_PAUSE_MAX``
+seconds) before it pulls again, so it retries about that often while the outage lasts, and
+applies everything within that long of recovery. A letter that turns out to be poison is
+dead-lettered with its reason like any other.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +30,12 @@ from redis_spanner.schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
+HEAL_PAUSE_MAX = 10.0
+SAFE_EVICTION = frozenset({"allkeys-lru", "allkeys-lfu", "noeviction"})
+"""Policies that never prefer tombstones: ``volatile-*`` policies pick among keys with a TTL,
+and every tombstone has a short one (``volatile-ttl`` evicts them first); ``allkeys-random``
+evicts a fresh tombstone as readily as a cold value."""
+
 
 @dataclass
 class Consumer:
@@ -34,8 +50,10 @@ class Consumer:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, observer: Callable[[list[Outcome]], None] | None = None
+        cls, settings: Settings, observer: Callable[[list[Outcome]], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> Consumer:
+        """``stop``, when given, ends the core's retries as soon as it is set."""
         cache = RedisCache.from_settings(settings)
         dead_letters = DeadLetterPublisher(
             settings.dead_letter_topic_path, settings.subscription_path
@@ -50,9 +68,9 @@ class Consumer:
             dead_letters,
             retry_attempts=settings.retry_attempts,
             retry_seconds=settings.retry_seconds,
-            max_delivery_attempts=settings.max_delivery_attempts,
             max_version_skew_seconds=settings.max_version_skew_seconds,
             observer=observer,
+            stop=stop,
         )
         return cls(processor, cache, dead_letters, catalog, database, rows)
 
@@ -61,15 +79,48 @@ class Consumer:
         self.cache.client.close()
 
 
+def warn_if_unsafe_eviction(cache: RedisCache) -> None:
+    """One warning when Redis may evict tombstones before values (see ``SAFE_EVICTION``)."""
+    try:
+        policy = cache.eviction_policy()
+    except TransientError as e:
+        log.info("could not check maxmemory-policy: %s", e)
+        return
+    if policy is None:
+        log.info("could not read maxmemory-policy from %r (CONFIG GET refused): make sure it "
+                 "is allkeys-lru, allkeys-lfu or noeviction", cache)
+    elif policy not in SAFE_EVICTION:
+        log.warning("redis maxmemory-policy is %s on %r: it can evict tombstones before values, "
+                    "so a slow fill may cache a stale value; use allkeys-lru (or allkeys-lfu, "
+                    "noeviction)", policy, cache)
+
+
+def healer(settings: Settings, processor: Processor) -> PullWorker:
+    """The heal loop: one pull loop on the heal subscription that backs off while the letters
+    it pulls still fail."""
+    subscription = PullSubscription(settings.heal_subscription_path,
+                                    max_messages=settings.worker_batch)
+    return PullWorker(subscription, processor, streams=1, nack_pause=HEAL_PAUSE_MAX)
+
+
 class PullWorker:
+    """``streams`` pull loops on one subscription. With ``nack_pause``, a loop whose batch was
+    not all acked waits before its next pull: 1 s, doubling up to ``nack_pause`` seconds."""
+
     def __init__(
-        self, subscription: PullSubscription, processor: Processor, *, streams: int = 2
+        self, subscription: PullSubscription, processor: Processor, *, streams: int = 2,
+        nack_pause: float = 0.0,
     ) -> None:
         self._subscription = subscription
         self._processor = processor
         self._streams = streams
+        self._nack_pause = nack_pause
         self._threads: list[threading.Thread] = []
         self._stop: threading.Event | None = None
+
+    @property
+    def subscription(self) -> PullSubscription:
+        return self._subscription
 
     def dead_loops(self) -> list[str]:
         """Pull loops that ended without being asked to stop (for the health check)."""
@@ -78,6 +129,7 @@ class PullWorker:
 
     def run(self, stop: threading.Event, pull_timeout: float = 2.0) -> None:
         """Run ``streams`` pull loops until ``stop`` is set."""
+        log.info("pulling %s with %d loop(s)", self._subscription.path, self._streams)
         threads = [
             threading.Thread(
                 target=self._loop, args=(stop, pull_timeout), name=f"pull-{n}", daemon=True
@@ -92,6 +144,7 @@ class PullWorker:
 
     def _loop(self, stop: threading.Event, pull_timeout: float) -> None:
         failures = 0
+        pause = 0.0
         while not stop.is_set():
             try:
                 received = self._subscription.pull(timeout=pull_timeout)
@@ -101,8 +154,14 @@ class PullWorker:
                 log.warning("pull failed (%s); retrying", e)
                 stop.wait(min(0.1 * 2**failures, 10.0))
                 continue
-            if received:
-                self.handle(received)
+            if not received:
+                continue
+            outcomes = self.handle(received)
+            if self._nack_pause and any(o.disposition is Disposition.NACK for o in outcomes):
+                pause = min(max(1.0, pause * 2), self._nack_pause)
+                stop.wait(pause)
+            else:
+                pause = 0.0
 
     def handle(self, received: list[tuple[str, Inbound]]) -> list[Outcome]:
         """Process one pulled batch and settle it: outcomes come back in the batch's order."""

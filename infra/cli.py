@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -131,36 +132,68 @@ def worker(
         max=65535)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Pull events and apply them to Redis until SIGINT or SIGTERM."""
+    """Pull events and apply them to Redis until SIGINT or SIGTERM (then stop within
+    REDIS_SPANNER_STOP_SECONDS)."""
     from redis_spanner.consumers.health import HealthServer, loops_check, redis_check
     from redis_spanner.consumers.pubsub import PullSubscription
-    from redis_spanner.consumers.worker import Consumer, PullWorker
+    from redis_spanner.consumers.worker import (
+        Consumer,
+        PullWorker,
+        healer,
+        warn_if_unsafe_eviction,
+    )
 
     _logging(verbose)
     settings = _settings("pubsub", "spanner", "redis")
     health_port = settings.health_port if health_port is None else health_port
     if metrics_port != health_port:
         _metrics(metrics_port)
-    stop = _stop_on_signals()
-    consumer = Consumer.from_settings(settings)
-    subscription = PullSubscription(settings.subscription_path, max_messages=settings.worker_batch)
-    pull = PullWorker(subscription, consumer.processor, streams=streams or settings.worker_streams)
-    health = None
+
+    def work(stop: threading.Event) -> None:
+        consumer = Consumer.from_settings(settings, stop=stop)
+        subscription = PullSubscription(settings.subscription_path,
+                                        max_messages=settings.worker_batch)
+        pull = PullWorker(subscription, consumer.processor,
+                          streams=streams or settings.worker_streams)
+        heal = healer(settings, consumer.processor)
+        health = None
+        try:
+            if health_port:
+                try:
+                    health = HealthServer([loops_check(pull.dead_loops),
+                                           loops_check(heal.dead_loops),
+                                           redis_check(consumer.cache.client)],
+                                          health_port).start()
+                except OSError as e:
+                    typer.echo(f"redis-spanner worker: cannot serve /healthz on port "
+                               f"{health_port} (PORT or --health-port): {e.strerror}", err=True)
+                    raise typer.Exit(2) from None
+            warn_if_unsafe_eviction(consumer.cache)
+            loops = [threading.Thread(target=w.run, args=(stop,), daemon=True)
+                     for w in (pull, heal)]
+            for loop in loops:
+                loop.start()
+            for loop in loops:
+                loop.join()
+        finally:
+            if health is not None:
+                health.close()
+            subscription.close()
+            heal.subscription.close()
+            consumer.close()
+
+    _bounded(work, settings.stop_seconds)
+
+
+def _bounded(work: Callable[[threading.Event], None], grace: float) -> None:
+    """``work(stop)`` until it returns or, after SIGTERM or SIGINT, at most ``grace`` seconds."""
+    from redis_spanner.consumers.shutdown import Stopped, exit_now, run_until_stopped
+
     try:
-        if health_port:
-            try:
-                health = HealthServer([loops_check(pull.dead_loops),
-                                       redis_check(consumer.cache.client)], health_port).start()
-            except OSError as e:
-                typer.echo(f"redis-spanner worker: cannot serve /healthz on port {health_port} "
-                           f"(PORT or --health-port): {e.strerror}", err=True)
-                raise typer.Exit(2) from None
-        pull.run(stop)
-    finally:
-        if health is not None:
-            health.close()
-        subscription.close()
-        consumer.close()
+        run_until_stopped(work, grace=grace)
+    except Stopped as e:
+        logging.getLogger("redis_spanner").warning("%s", e)
+        exit_now(0)
 
 
 @app.command()
@@ -170,14 +203,15 @@ def serve(
                     ] = 8080,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Serve the push endpoint for a Pub/Sub push subscription (POST /push, /healthz, /metrics).
+    """Serve the push endpoint for a Pub/Sub push subscription (POST /push, /healthz, /metrics),
+    and drain the heal subscription; SIGTERM stops it within REDIS_SPANNER_STOP_SECONDS.
 
     Each push must carry the subscription's OIDC token for REDIS_SPANNER_PUSH_AUDIENCE, issued
     to REDIS_SPANNER_PUSH_SERVICE_ACCOUNT (REDIS_SPANNER_PUSH_AUTH=off: emulators only)."""
     import uvicorn
     from redis_spanner.consumers.push import create_app
     from redis_spanner.consumers.push_auth import PushVerifier, auth_config
-    from redis_spanner.consumers.worker import Consumer
+    from redis_spanner.consumers.worker import Consumer, healer, warn_if_unsafe_eviction
     from redis_spanner.infra.reachability import listenable
     from redis_spanner.schemas.settings import get_settings
 
@@ -186,12 +220,33 @@ def serve(
     settings = _settings("pubsub", "spanner", "redis")
     listenable(host, port)
     verifier = None if config is None else PushVerifier(config)
-    consumer = Consumer.from_settings(settings)
-    try:
-        uvicorn.run(create_app(consumer.processor, verifier=verifier), host=host, port=port,
-                    log_level="warning")
-    finally:
-        consumer.close()
+
+    def work(stop: threading.Event) -> None:
+        consumer = Consumer.from_settings(settings, stop=stop)
+        heal = healer(settings, consumer.processor)
+        server = uvicorn.Server(uvicorn.Config(
+            create_app(consumer.processor, verifier=verifier), host=host, port=port,
+            log_level="warning", timeout_graceful_shutdown=max(1, int(settings.stop_seconds) - 2),
+        ))
+
+        def stop_server() -> None:
+            stop.wait()
+            server.should_exit = True
+
+        healing = threading.Thread(target=heal.run, args=(stop,), daemon=True)
+        try:
+            warn_if_unsafe_eviction(consumer.cache)
+            healing.start()
+            threading.Thread(target=stop_server, daemon=True).start()
+            server.run()
+        finally:
+            stop.set()
+            if healing.is_alive():
+                healing.join()
+            heal.subscription.close()
+            consumer.close()
+
+    _bounded(work, settings.stop_seconds)
 
 
 @app.command()
@@ -301,8 +356,9 @@ def demo(
              "rewarm: the consumer writes fresh values itself.")] = DemoMode.INVALIDATE,
     chaos: Annotated[bool, typer.Option(
         "--chaos", help="Inject a fault every few seconds: Redis stalled, restarted or flushed, "
-                        "consumer batches failed, the Pub/Sub emulator paused (if this run "
-                        "started it), poison messages, foreign entries in the namespace."
+                        "a primary failover, consumer batches failed, messages failed past the "
+                        "delivery budget, the Pub/Sub emulator paused (if this run started "
+                        "it), poison messages, foreign entries in the namespace."
     )] = False,
     as_json: Json = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,

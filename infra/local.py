@@ -111,11 +111,13 @@ def spanner_launch(*flags: str) -> Launch:
 
 
 def redis_launch(directory: Path) -> Launch:
-    """A redis-server on a free loopback port that keeps nothing on disk."""
+    """A redis-server on a free loopback port that keeps nothing on disk, evicting the least
+    recently used keys of any kind under memory pressure (``volatile-*`` policies would pick
+    tombstones first: they carry the shortest TTLs)."""
     server = find_redis_server()
     (port,) = free_ports(1)
     return ([str(server), "--port", str(port), "--bind", LOOPBACK, "--save", "",
-             "--appendonly", "no", "--dir", str(directory)],
+             "--appendonly", "no", "--maxmemory-policy", "allkeys-lru", "--dir", str(directory)],
             f"redis://{LOOPBACK}:{port}/0", {"redis": port})
 
 

@@ -1,6 +1,11 @@
-"""Pub/Sub provisioning: the events and dead-letter topics, the consumer's subscription and the
-dead-letter hold subscription, created or converged from the declaration; on GCP, the grants
-that let Pub/Sub forward dead letters. And their deletion."""
+"""Pub/Sub provisioning: the events, heal and dead-letter topics, the consumer's subscription,
+the heal subscription and the dead-letter hold subscription, created or converged from the
+declaration; on GCP, the grants that let Pub/Sub forward undelivered messages to the heal topic.
+And their deletion.
+
+The consumer subscription's dead-letter policy points at the heal topic: what Pub/Sub gives up
+on was never applied, and the worker applies it once Redis and Spanner are back. The heal topic
+and subscription take the dead-letter topic's and hold subscription's policies."""
 
 from __future__ import annotations
 
@@ -48,8 +53,10 @@ def provision_pubsub(
 
 def delete_pubsub(settings: Settings) -> list[str]:
     """Delete the subscriptions, then the topics; the paths of those that existed."""
-    return delete_paths((settings.subscription_path, settings.dead_letter_subscription_path),
-                        (settings.topic_path, settings.dead_letter_topic_path))
+    return delete_paths((settings.subscription_path, settings.heal_subscription_path,
+                         settings.dead_letter_subscription_path),
+                        (settings.topic_path, settings.heal_topic_path,
+                         settings.dead_letter_topic_path))
 
 
 def delete_paths(subscriptions: Sequence[str], topics: Sequence[str]) -> list[str]:
@@ -73,6 +80,7 @@ def _topics(settings: Settings, declaration: Declaration) -> list[pubsub_v1.type
             name=path, message_retention_duration={"seconds": policy.message_retention_seconds}
         )
         for path, policy in ((settings.topic_path, declaration.topic),
+                             (settings.heal_topic_path, declaration.dead_letter_topic),
                              (settings.dead_letter_topic_path, declaration.dead_letter_topic))
     ]
 
@@ -90,6 +98,13 @@ def _subscriptions(
             message_retention_duration={"seconds": hold.message_retention_seconds},
             expiration_policy={},  # no ttl: never expires, however long no dead letter comes
         ),
+        pubsub_v1.types.Subscription(  # no dead-letter policy: heals until retention ends
+            name=settings.heal_subscription_path,
+            topic=settings.heal_topic_path,
+            ack_deadline_seconds=hold.ack_deadline_seconds,
+            message_retention_duration={"seconds": hold.message_retention_seconds},
+            expiration_policy={},
+        ),
         pubsub_v1.types.Subscription(
             name=settings.subscription_path,
             topic=settings.topic_path,
@@ -97,7 +112,7 @@ def _subscriptions(
             message_retention_duration={"seconds": sub.message_retention_seconds},
             expiration_policy={},
             enable_message_ordering=False,
-            dead_letter_policy={"dead_letter_topic": settings.dead_letter_topic_path,
+            dead_letter_policy={"dead_letter_topic": settings.heal_topic_path,
                                 "max_delivery_attempts": sub.max_delivery_attempts},
             retry_policy={"minimum_backoff": {"seconds": sub.retry_minimum_backoff_seconds},
                           "maximum_backoff": {"seconds": sub.retry_maximum_backoff_seconds}},
@@ -175,20 +190,21 @@ def grant_dead_lettering(
     project_number: int | None,
     report: ProvisionReport,
 ) -> None:
-    """Let the Pub/Sub service agent forward dead letters (GCP only; the emulator needs none)."""
+    """Let the Pub/Sub service agent forward undelivered messages to the heal topic (GCP only;
+    the emulator needs none)."""
     number = project_number or _lookup_project_number(settings.project)
     if number is None:
         report.warnings.append(
             f"could not determine the number of project {settings.project}: grant "
             "service-<project-number>@gcp-sa-pubsub.iam.gserviceaccount.com "
-            f"roles/pubsub.publisher on {settings.dead_letter_topic_path} and "
+            f"roles/pubsub.publisher on {settings.heal_topic_path} and "
             f"roles/pubsub.subscriber on {settings.subscription_path}, or provision again "
             "with the project number"
         )
         return
     member = f"serviceAccount:service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com"
     for client, resource, role in (
-        (publisher, settings.dead_letter_topic_path, "roles/pubsub.publisher"),
+        (publisher, settings.heal_topic_path, "roles/pubsub.publisher"),
         (subscriber, settings.subscription_path, "roles/pubsub.subscriber"),
     ):
         with step(f"granting {role} on {resource}"):

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis_spanner.schemas.cache import DEFAULT_CACHE_TTL_SECONDS, DEFAULT_TOMBSTONE_TTL_SECONDS
 from redis_spanner.schemas.errors import ConfigError
@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     subscription: str = "cache-events-consumer"
     dead_letter_topic: str = "cache-events-dead-letter"
     dead_letter_subscription: str = "cache-events-dead-letter-hold"
+    heal_topic: str | None = None
+    """Where Pub/Sub forwards what was never applied; ``<topic>-heal`` when unset."""
+    heal_subscription: str | None = None
+    """The worker's subscription on the heal topic; ``<subscription>-heal`` when unset."""
     redis_url: SecretStr | None = Field(None, validation_alias="REDIS_URL")
     pubsub_emulator_host: str | None = Field(None, validation_alias="PUBSUB_EMULATOR_HOST")
     spanner_emulator_host: str | None = Field(None, validation_alias="SPANNER_EMULATOR_HOST")
@@ -54,6 +58,9 @@ class Settings(BaseSettings):
     redis_key_file: Path | None = None
     redis_username: str | None = None
     redis_password_file: Path | None = None
+    redis_wait_replicas: int = Field(0, ge=0, le=64)
+    """After a batch's writes, wait for this many replicas to have them (0: don't wait)."""
+    redis_wait_timeout_ms: int = Field(500, gt=0)
 
     relay_poll_ms: int = Field(50, gt=0)
     relay_batch: int = Field(500, gt=0, le=5000)
@@ -64,6 +71,8 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(4, gt=0)
     retry_seconds: float = Field(5.0, gt=0)
     max_delivery_attempts: int = Field(5, ge=5, le=100)
+    stop_seconds: float = Field(7.0, gt=0, le=60)
+    """After SIGTERM, how long a worker or server may finish in-flight work before it exits."""
 
     # Fine-grained access control: the Spanner database role the process acts as (none: the
     # role its IAM grants give it).
@@ -80,11 +89,11 @@ class Settings(BaseSettings):
     health_port: int = Field(0, ge=0, le=65535, validation_alias="PORT")
 
     @field_validator("instance", "database", "topic", "subscription", "dead_letter_topic",
-                     "dead_letter_subscription")
+                     "dead_letter_subscription", "heal_topic", "heal_subscription")
     @classmethod
-    def _resource_id(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9._~%+-]{2,254}", value):
-            raise ValueError("resource ids need 3-255 characters and start with a letter")
+    def _resource_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9._~%+-]{2,249}", value):
+            raise ValueError("resource ids need 3-250 characters and start with a letter")
         return value
 
     @field_validator("namespace")
@@ -108,6 +117,22 @@ class Settings(BaseSettings):
         if value is not None and not re.match(r"(rediss?|unix)://", value.get_secret_value()):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @model_validator(mode="after")
+    def _wait_within_socket_timeout(self) -> Settings:
+        if self.redis_wait_replicas and self.redis_cluster:
+            raise ValueError(
+                "REDIS_SPANNER_REDIS_WAIT_REPLICAS is not supported with "
+                "REDIS_SPANNER_REDIS_CLUSTER (WAIT would have to run on every primary written)"
+            )
+        if self.redis_wait_replicas and (
+            self.redis_wait_timeout_ms >= self.redis_timeout_seconds * 1000
+        ):
+            raise ValueError(
+                "REDIS_SPANNER_REDIS_WAIT_TIMEOUT_MS must be below "
+                "REDIS_SPANNER_REDIS_TIMEOUT_SECONDS, or the socket times out first"
+            )
+        return self
 
     @property
     def emulated(self) -> bool:
@@ -141,6 +166,15 @@ class Settings(BaseSettings):
     @property
     def dead_letter_subscription_path(self) -> str:
         return f"projects/{self.project}/subscriptions/{self.dead_letter_subscription}"
+
+    @property
+    def heal_topic_path(self) -> str:
+        return f"projects/{self.project}/topics/{self.heal_topic or self.topic + '-heal'}"
+
+    @property
+    def heal_subscription_path(self) -> str:
+        name = self.heal_subscription or self.subscription + "-heal"
+        return f"projects/{self.project}/subscriptions/{name}"
 
 
 def redacted_url(url: str) -> str:

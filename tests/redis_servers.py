@@ -30,7 +30,7 @@ def worker_acl(namespace: str) -> list[str]:
     the lease release GET and DEL, as the user)."""
     return [f"~{namespace}:*", "resetchannels", "-@all", "+evalsha", "+script|load",
             "+hgetall", "+hget", "+hmget", "+hexists", "+hset", "+del", "+pexpire", "+get",
-            "+set", "+type", "+unlink", "+scan", "+ping"]
+            "+set", "+type", "+unlink", "+scan", "+ping", "+publish", "+wait"]
 
 
 # --- a cluster -----------------------------------------------------------------------------------

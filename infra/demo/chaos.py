@@ -1,9 +1,12 @@
 """The demo's fault schedule (``redis-spanner demo --chaos``): every few seconds, one fault.
 
-Faults touch only what the demo owns: a redis-server started for the chaos run (never the
-stack's nor one named by REDIS_URL, whose keys a flush would destroy), the Pub/Sub emulator
-only when this run started it, and the consumer's batches through a stand-in in front of its
-processor. Every fault ends before the next one starts, and before the schedule stops.
+Faults touch only what the demo owns: a redis-server started for the chaos run and its
+replica (never the stack's nor one named by REDIS_URL, whose keys a flush would destroy), the
+Pub/Sub emulator only when this run started it, and the consumer's batches through a stand-in
+in front of its processor. Every fault ends before the next one starts, and before the
+schedule stops, except that messages made undeliverable keep failing until Pub/Sub forwards
+them to the heal topic (about 15 s). The consumer WAITs for the replica before it acks, so a
+failover to it loses no acknowledged invalidation.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +28,13 @@ from typing import Any
 import redis as redis_py
 from google.cloud import pubsub_v1
 from redis_spanner.consumers.core import Processor
+from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
 from redis_spanner.infra import faults
 from redis_spanner.infra.discovery import StackError
 from redis_spanner.infra.local import PUBSUB, LocalStack, default_state_dir
 from redis_spanner.schemas.catalog import load_catalog
 from redis_spanner.schemas.envelope import Event
+from redis_spanner.schemas.errors import TransientError
 from redis_spanner.schemas.events import EventType
 from redis_spanner.schemas.keys import LEASE_SUFFIX
 from redis_spanner.schemas.settings import Settings
@@ -43,6 +48,8 @@ REDIS_FLUSH = "redis-flush"
 BATCH_FAILURES = "batch-failures"
 PUBSUB_PAUSE = "pubsub-pause"
 POISON = "poison"
+PAST_BUDGET = "past-delivery-budget"
+FAILOVER = "primary-failover"
 FOREIGN = "foreign-entries"
 POISON_ROW = "poison-outbox-row"
 NOISY_LOGGERS = ("redis_spanner.infra.demo.workload", "redis_spanner.consumers.core")
@@ -53,6 +60,8 @@ class Targets:
     """What the chaos run may break: its own Redis, and the stack's processes it started."""
 
     redis: faults.OwnProcess
+    replica: faults.OwnProcess
+    """A replica of ``redis``, which a failover promotes; the consumer WAITs for it."""
     stack: LocalStack
     running_before: dict[str, int]
     """The stack's processes already running before the demo started it: never touched."""
@@ -95,17 +104,23 @@ def environment(enabled: bool, console: Console) -> Iterator[Targets | None]:
     before = stack.running_pids()
     directory = state_dir / "chaos"
     directory.mkdir(parents=True, exist_ok=True)
-    with faults.redis_server(Path(directory)) as redis:
+    (directory / "replica").mkdir(exist_ok=True)
+    with faults.redis_server(Path(directory)) as redis, \
+            faults.redis_server(directory / "replica") as replica:
         redis.start()
+        replica.start()
+        follow(replica, redis)
         if os.environ.get("REDIS_URL"):
             console.print("[bold]chaos[/] REDIS_URL is ignored: faults use a redis-server of "
                           "their own")
         os.environ["REDIS_URL"] = redis.address
+        # Acked means on the replica too, so a failover loses no acked invalidation.
+        os.environ["REDIS_SPANNER_REDIS_WAIT_REPLICAS"] = "1"
         throttles = [(logging.getLogger(name), _Throttle()) for name in NOISY_LOGGERS]
         for logger, throttle in throttles:
             logger.addFilter(throttle)
         try:
-            yield Targets(redis, stack, before)
+            yield Targets(redis, replica, stack, before)
         finally:
             for logger, throttle in throttles:
                 logger.removeFilter(throttle)
@@ -127,15 +142,18 @@ class Schedule:
     database: Any = None
     """The demo's Spanner database: poison outbox rows are written there when set."""
 
-    def wrap(self, processor: Processor) -> faults.FailingBatches:
+    _undeliverable: Undeliverable | None = None
+
+    def wrap(self, processor: Processor) -> Undeliverable:
         """The processor the worker should call, so batch failures can be injected."""
         self._batches = faults.FailingBatches(processor)
-        return self._batches
+        self._undeliverable = Undeliverable(self._batches)
+        return self._undeliverable
 
     def kinds(self) -> list[str]:
-        kinds = [REDIS_STALL, REDIS_RESTART, REDIS_FLUSH, POISON, FOREIGN]
+        kinds = [REDIS_STALL, REDIS_RESTART, REDIS_FLUSH, POISON, FAILOVER, FOREIGN]
         if self._batches is not None:
-            kinds.append(BATCH_FAILURES)
+            kinds += [BATCH_FAILURES, PAST_BUDGET]
         if self.targets.owned_pubsub() is not None:
             kinds.append(PUBSUB_PAUSE)
         if self.database is not None:
@@ -194,6 +212,14 @@ class Schedule:
             with faults.paused(pgid):
                 stop.wait(seconds)
             return f"emulator SIGSTOP {seconds:.1f}s"
+        if kind == PAST_BUDGET:
+            assert self._undeliverable is not None
+            count = self.rng.randint(1, 5)
+            self._undeliverable.fail_next(count)
+            return (f"next {count} message(s) fail on every delivery until Pub/Sub gives up "
+                    "and forwards them to the heal topic")
+        if kind == FAILOVER:
+            return failover(self.targets.redis, self.targets.replica)
         if kind == FOREIGN:
             return plant_foreign(redis.address, self.topic_path, publisher, self.rng)
         if kind == POISON_ROW:
@@ -210,10 +236,89 @@ class Schedule:
             redis.resume()
         if not redis.healthy():
             redis.restart()
+        with suppress(ProcessLookupError, StackError):
+            self.targets.replica.resume()
         if (pgid := self.targets.owned_pubsub()) is not None:
             with suppress(ProcessLookupError):
                 faults.resume_group(pgid)
 
+
+# --- an outage longer than the delivery budget ------------------------------------------------
+
+class Undeliverable:
+    """Stands in front of the worker's processor: the next ``n`` messages it sees are nacked on
+    every delivery, as during an outage longer than the whole delivery budget, until Pub/Sub
+    gives up on them and forwards them to the heal topic, where the worker's heal loop (which
+    does not go through this stand-in) applies them."""
+
+    def __init__(self, processor: faults.FailingBatches) -> None:
+        self._processor = processor
+        self._lock = threading.Lock()
+        self._picking = 0
+        self._doomed: set[str] = set()
+
+    def fail_next(self, messages: int) -> None:
+        with self._lock:
+            self._picking += messages
+
+    def process(self, batch: Sequence[Inbound]) -> list[Outcome]:
+        with self._lock:
+            for message in batch:
+                if self._picking and message.message_id not in self._doomed:
+                    self._doomed.add(message.message_id)
+                    self._picking -= 1
+            doomed = [m.message_id in self._doomed for m in batch]
+        live = [m for m, d in zip(batch, doomed, strict=True) if not d]
+        decided = iter(self._processor.process(live) if live else [])
+        error = TransientError("injected fault: undeliverable until forwarded")
+        return [Outcome(m, Disposition.NACK, error=error) if d else next(decided)
+                for m, d in zip(batch, doomed, strict=True)]
+
+
+# --- a primary failover -----------------------------------------------------------------------
+
+def _client(server: faults.OwnProcess) -> redis_py.Redis:
+    return redis_py.Redis.from_url(server.address, socket_timeout=5)
+
+
+def follow(replica: faults.OwnProcess, primary: faults.OwnProcess, timeout: float = 30.0
+            ) -> None:
+    """Make ``replica`` replicate ``primary`` and wait until it is in sync."""
+    host, port = primary.address.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    with _client(primary) as source, _client(replica) as follower:
+        source.config_set("repl-diskless-sync-delay", 0)
+        follower.replicaof(host, int(port))
+        deadline = time.monotonic() + timeout
+        while follower.info("replication").get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise StackError(f"{replica.address} not in sync with {primary.address}")
+            time.sleep(0.05)
+
+
+def failover(primary: faults.OwnProcess, replica: faults.OwnProcess) -> str:
+    """The primary dies and its replica takes over its address, with only what it had
+    replicated: the replica is promoted, the primary killed, and ``take_over`` follows.
+    Writes fail (transiently) until it is over."""
+    started = time.monotonic()
+    with _client(replica) as promoted:
+        promoted.replicaof("NO", "ONE")
+    primary.kill()
+    take_over(primary, replica)
+    return f"replica promoted, primary back on its address after {time.monotonic() - started:.1f}s"
+
+
+def take_over(primary: faults.OwnProcess, promoted: faults.OwnProcess) -> None:
+    """A new server on the dead ``primary``'s port takes the ``promoted`` replica's data and
+    becomes the primary, so clients find the replica's data where they look; the promoted
+    server then follows it as a replica again."""
+    primary.start()
+    follow(primary, promoted)
+    with _client(primary) as new_primary:
+        new_primary.replicaof("NO", "ONE")
+    follow(promoted, primary)
+
+
+# --- foreign entries --------------------------------------------------------------------------
 
 # What an outside client or an older release may leave at a key (see schemas.cache.FOREIGN_*).
 _FOREIGN: dict[str, Callable[[redis_py.Redis, str], object]] = {

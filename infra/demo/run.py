@@ -17,7 +17,7 @@ from typing import Any
 from redis_spanner.consumers.pubsub import PullSubscription
 from redis_spanner.consumers.readthrough import ReadThrough
 from redis_spanner.consumers.verify import verify
-from redis_spanner.consumers.worker import Consumer, PullWorker
+from redis_spanner.consumers.worker import Consumer, PullWorker, healer
 from redis_spanner.infra.demo import chaos, workload
 from redis_spanner.infra.demo.tally import Tally
 from redis_spanner.infra.local import started
@@ -113,6 +113,8 @@ def _run(options: DemoOptions, settings: Settings, console: Console,
             streams=settings.worker_streams,
         )
         spawn(lambda: worker.run(pipeline_stop, pull_timeout=1.0))
+        heal = healer(settings, consumer.processor)
+        spawn(lambda: heal.run(pipeline_stop, pull_timeout=1.0))
         _wait_for_leases(relays, console)
         console.print(f"[bold]seeding[/] {len(ids)} accounts, each with an outbox event")
         for event_id in workload.seed_accounts(database, ids):

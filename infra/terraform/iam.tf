@@ -76,6 +76,13 @@ moved {
   to   = google_pubsub_subscription_iam_member.consumer_pulls[0]
 }
 
+# The worker and the push server both drain the heal subscription.
+resource "google_pubsub_subscription_iam_member" "consumer_pulls_heal" {
+  subscription = google_pubsub_subscription.heal.name
+  role         = "roles/pubsub.subscriber"
+  member       = "serviceAccount:${google_service_account.consumer.email}"
+}
+
 resource "google_pubsub_topic_iam_member" "consumer_publishes_dead_letters" {
   topic  = google_pubsub_topic.dead_letter.name
   role   = "roles/pubsub.publisher"

@@ -54,7 +54,7 @@ output "push_audience" {
 }
 
 output "pubsub_service_agent" {
-  description = "Granted publisher on the dead-letter topic, subscriber on each subscription, and token creator on the push identity."
+  description = "Granted publisher on the heal topic, subscriber on each subscription, and token creator on the push identity."
   value       = local.pubsub_service_agent
 }
 

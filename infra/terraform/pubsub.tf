@@ -14,13 +14,35 @@ resource "google_pubsub_topic" "dead_letter" {
   depends_on = [google_project_service.apis, google_kms_crypto_key_iam_member.pubsub_uses_key]
 }
 
+# Where Pub/Sub forwards what it gave up delivering: never applied, so the worker (and the push
+# server) apply it once Redis and Spanner answer again. Names follow the consumer's defaults
+# (<topic>-heal, <subscription>-heal).
+resource "google_pubsub_topic" "heal" {
+  name                       = "${var.topic}-heal"
+  message_retention_duration = "${local.pipeline.dead_letter_topic.message_retention_seconds}s"
+  kms_key_name               = var.pubsub_kms_key
+
+  depends_on = [google_project_service.apis, google_kms_crypto_key_iam_member.pubsub_uses_key]
+}
+
+resource "google_pubsub_subscription" "heal" {
+  name                       = "${var.subscription}-heal"
+  topic                      = google_pubsub_topic.heal.id
+  ack_deadline_seconds       = local.hold.ack_deadline_seconds
+  message_retention_duration = "${local.hold.message_retention_seconds}s"
+
+  expiration_policy {
+    ttl = ""
+  }
+}
+
 moved {
   from = google_pubsub_subscription.consumer
   to   = google_pubsub_subscription.consumer[0]
 }
 
-# The worker's pull subscription: redelivery with exponential backoff, then the dead-letter
-# topic. No ordering: the consumer orders by versions, and ordering plus dead-lettering breaks
+# The worker's pull subscription: redelivery with exponential backoff, then the heal topic.
+# No ordering: the consumer orders by versions, and ordering plus dead-lettering breaks
 # pulls on the emulator, so the declaration refuses it everywhere.
 resource "google_pubsub_subscription" "consumer" {
   count = local.pull_enabled ? 1 : 0
@@ -32,7 +54,7 @@ resource "google_pubsub_subscription" "consumer" {
   enable_message_ordering    = false
 
   dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter.id
+    dead_letter_topic     = google_pubsub_topic.heal.id
     max_delivery_attempts = local.sub.max_delivery_attempts
   }
 
@@ -76,7 +98,7 @@ resource "google_pubsub_subscription" "push" {
   }
 
   dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter.id
+    dead_letter_topic     = google_pubsub_topic.heal.id
     max_delivery_attempts = local.sub.max_delivery_attempts
   }
 
@@ -108,10 +130,10 @@ resource "google_pubsub_subscription" "dead_letter_hold" {
   }
 }
 
-# Dead-lettering is done by the Pub/Sub service agent: it publishes to the dead-letter topic and
+# Forwarding is done by the Pub/Sub service agent: it publishes to the heal topic and
 # acknowledges on each source subscription.
 resource "google_pubsub_topic_iam_member" "agent_publishes_dead_letters" {
-  topic  = google_pubsub_topic.dead_letter.name
+  topic  = google_pubsub_topic.heal.name
   role   = "roles/pubsub.publisher"
   member = local.pubsub_service_agent
 }

@@ -25,7 +25,7 @@ from redis_spanner.consumers.readthrough import ReadThrough
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.spanner_rows import SpannerRows
 from redis_spanner.consumers.verify import Verdict, compare
-from redis_spanner.consumers.worker import Consumer, PullWorker
+from redis_spanner.consumers.worker import Consumer, PullWorker, healer
 from redis_spanner.infra import faults
 from redis_spanner.infra.demo.tally import Tally
 from redis_spanner.infra.demo.workload import bump
@@ -95,8 +95,9 @@ class Pipeline:
     def start_worker(
         self, wrap: Callable[[Processor], Any] | None = None, streams: int = 2
     ) -> PullWorker:
-        """A pull worker whose every outcome is observed; ``wrap`` may stand in front of its
-        processor (a slow one, say). A batch that raises out of the worker is a crash."""
+        """A pull worker, and its heal loop, whose every outcome is observed; ``wrap`` may stand
+        in front of its processor (a slow one, say). A batch that raises out of the worker is a
+        crash."""
         consumer = Consumer.from_settings(self.settings, observer=self.observe)
         subscription = PullSubscription(self.settings.subscription_path,
                                         max_messages=self.settings.worker_batch)
@@ -114,6 +115,9 @@ class Pipeline:
 
         worker.handle = guarded  # type: ignore[method-assign]
         self.spawn(lambda stop: worker.run(stop, pull_timeout=1.0))
+        heal = healer(self.settings, processor)  # as `redis-spanner worker` runs it
+        self._closers.append(heal.subscription.close)
+        self.spawn(lambda stop: heal.run(stop, pull_timeout=1.0))
         return worker
 
     def run_cli(self, command: str, failpoint: str, *args: str) -> subprocess.Popen[bytes]:

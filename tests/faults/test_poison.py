@@ -131,11 +131,10 @@ def publisher() -> Iterator[pubsub_v1.PublisherClient]:
 @pytest.mark.filterwarnings("ignore:Do not use the .random. module inside strategies")
 @pytest.mark.timeout(180)
 def test_poison_of_every_kind_is_dead_lettered_with_its_reason(open_pipeline: Any) -> None:
-    """Malformed payloads, contract violations, refused keys, and an event Redis refuses on
-    every delivery, published among committed events: each poison message is dead-lettered
-    once with its reason (the last one with retries-exhausted, on its last delivery), every
-    committed event is applied, the hold subscription holds nothing else, and no pull loop
-    dies."""
+    """Malformed payloads, contract violations and refused keys, published among committed
+    events: each poison message is dead-lettered once with its reason, every committed event
+    is applied (one whose key held a foreign entry too), the hold subscription holds nothing
+    else, and no pull loop dies."""
     pipe: Pipeline = open_pipeline(retry_attempts=100, retry_seconds=0.5)
     ids = pipe.accounts(10)
     pipe.fill(ids)

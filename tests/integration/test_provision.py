@@ -57,7 +57,8 @@ def database(provisioned: Settings, instance: Instance) -> Database:
 
 
 def _pipeline_names(settings: Settings, database: Database) -> set[str]:
-    return {settings.topic_path, settings.dead_letter_topic_path, settings.subscription_path,
+    return {settings.topic_path, settings.heal_topic_path, settings.dead_letter_topic_path,
+            settings.subscription_path, settings.heal_subscription_path,
             settings.dead_letter_subscription_path, database.name}
 
 
@@ -67,9 +68,11 @@ def _snapshot(
     """Everything provisioning decides about, as read back from the emulators."""
     with pubsub_v1.PublisherClient() as publisher:
         topics = [publisher.get_topic(topic=path)
-                  for path in (settings.topic_path, settings.dead_letter_topic_path)]
+                  for path in (settings.topic_path, settings.heal_topic_path,
+                               settings.dead_letter_topic_path)]
     subscriptions = [subscriber.get_subscription(subscription=path) for path in
-                     (settings.subscription_path, settings.dead_letter_subscription_path)]
+                     (settings.subscription_path, settings.heal_subscription_path,
+                      settings.dead_letter_subscription_path)]
     database.reload()
     return [*topics, *subscriptions, list(database.ddl_statements)]
 
@@ -106,15 +109,19 @@ def test_provisioning_twice_creates_then_changes_nothing(
 def test_consumer_subscription_dead_letters_with_backoff_and_no_ordering(
     provisioned: Settings, subscriber: pubsub_v1.SubscriberClient
 ) -> None:
-    """Read back, the consumer subscription holds the declared policies and no ordering."""
+    """Read back, the consumer subscription holds the declared policies and no ordering, and
+    forwards what it gives up on to the heal topic, whose subscription never gives up."""
     provision(provisioned)
     policy = DECLARATION.subscription
 
     sub = subscriber.get_subscription(subscription=provisioned.subscription_path)
     hold = subscriber.get_subscription(subscription=provisioned.dead_letter_subscription_path)
+    heal = subscriber.get_subscription(subscription=provisioned.heal_subscription_path)
 
     assert sub.topic == provisioned.topic_path
-    assert sub.dead_letter_policy.dead_letter_topic == provisioned.dead_letter_topic_path
+    assert sub.dead_letter_policy.dead_letter_topic == provisioned.heal_topic_path
+    assert heal.topic == provisioned.heal_topic_path
+    assert not heal.dead_letter_policy.dead_letter_topic
     assert sub.dead_letter_policy.max_delivery_attempts == policy.max_delivery_attempts
     assert sub.retry_policy.minimum_backoff.total_seconds() == policy.retry_minimum_backoff_seconds
     assert sub.retry_policy.maximum_backoff.total_seconds() == policy.retry_maximum_backoff_seconds
@@ -145,7 +152,7 @@ def test_gcloud_sees_the_dead_letter_policy(provisioned: Settings, tmp_path: Pat
     described = json.loads(out.stdout)
 
     assert described["deadLetterPolicy"] == {
-        "deadLetterTopic": provisioned.dead_letter_topic_path,
+        "deadLetterTopic": provisioned.heal_topic_path,
         "maxDeliveryAttempts": DECLARATION.subscription.max_delivery_attempts,
     }
     assert "retryPolicy" in described
@@ -222,10 +229,11 @@ def test_partial_database_gets_only_the_missing_statements(
     assert provision(provisioned).action(database.name) == "unchanged"
 
 
-def test_nacked_message_lands_on_the_dead_letter_subscription(
+def test_nacked_message_is_forwarded_to_the_heal_subscription_not_the_hold(
     provisioned: Settings, subscriber: pubsub_v1.SubscriberClient
 ) -> None:
-    """A message nacked max_delivery_attempts times is forwarded to the dead-letter hold."""
+    """A message nacked max_delivery_attempts times is forwarded to the heal subscription, not
+    to the dead-letter hold."""
     provision(provisioned)
     attempts = DECLARATION.subscription.max_delivery_attempts
     with pubsub_v1.PublisherClient() as publisher:
@@ -243,7 +251,7 @@ def test_nacked_message_lands_on_the_dead_letter_subscription(
                 "subscription": provisioned.subscription_path,
                 "ack_ids": [received.ack_id], "ack_deadline_seconds": 0,
             })
-        held = subscriber.pull(request={"subscription": provisioned.dead_letter_subscription_path,
+        held = subscriber.pull(request={"subscription": provisioned.heal_subscription_path,
                                         "max_messages": 1, "return_immediately": True})
         dead = held.received_messages[0] if held.received_messages else None
         time.sleep(0.05)
@@ -254,6 +262,9 @@ def test_nacked_message_lands_on_the_dead_letter_subscription(
     attributes = dict(dead.message.attributes)
     assert attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == str(attempts)
     assert attributes["CloudPubSubDeadLetterSourceSubscription"] == provisioned.subscription
+    hold = subscriber.pull(request={"subscription": provisioned.dead_letter_subscription_path,
+                                    "max_messages": 1, "return_immediately": True})
+    assert not hold.received_messages
 
 
 class _IamOnly:
@@ -274,20 +285,21 @@ class _IamOnly:
 
 
 def test_gcp_dead_lettering_grants_the_service_agent_once() -> None:
-    """On GCP the Pub/Sub service agent gets publisher on the dead-letter topic and subscriber
-    on the subscription, next to existing bindings, and a second run changes nothing."""
+    """On GCP the Pub/Sub service agent gets publisher on the heal topic (where it forwards)
+    and subscriber on the subscription, next to existing bindings, and a second run changes
+    nothing."""
     settings = Settings(GOOGLE_CLOUD_PROJECT="p-gcp")
     publisher, subscriber = _IamOnly(), _IamOnly()
     existing = policy_pb2.Policy()
     existing.bindings.add(role="roles/pubsub.publisher", members=["user:someone@example.com"])
-    publisher.policies[settings.dead_letter_topic_path] = existing
+    publisher.policies[settings.heal_topic_path] = existing
     agent = "serviceAccount:service-123@gcp-sa-pubsub.iam.gserviceaccount.com"
 
     first, second = ProvisionReport(), ProvisionReport()
     grant_dead_lettering(publisher, subscriber, settings, 123, first)  # type: ignore[arg-type]
     grant_dead_lettering(publisher, subscriber, settings, 123, second)  # type: ignore[arg-type]
 
-    topic_members = {(b.role, m) for b in publisher.policies[settings.dead_letter_topic_path]
+    topic_members = {(b.role, m) for b in publisher.policies[settings.heal_topic_path]
                      .bindings for m in b.members}
     assert topic_members == {("roles/pubsub.publisher", "user:someone@example.com"),
                              ("roles/pubsub.publisher", agent)}
@@ -311,7 +323,7 @@ def test_unknown_project_number_reports_what_to_grant(monkeypatch: pytest.Monkey
 
     assert report.resources == []
     (warning,) = report.warnings
-    assert f"roles/pubsub.publisher on {settings.dead_letter_topic_path}" in warning
+    assert f"roles/pubsub.publisher on {settings.heal_topic_path}" in warning
     assert f"roles/pubsub.subscriber on {settings.subscription_path}" in warning
     assert "gcp-sa-pubsub.iam.gserviceaccount.com" in warning
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from redis_spanner.consumers.core import Processor
 from redis_spanner.consumers.messages import Disposition, Inbound
@@ -105,22 +107,33 @@ def test_rewarm_never_lowers_a_version() -> None:
     assert cache.entries["rsc:team-members:{Teams:7}"].version == 450
 
 
-def test_last_delivery_attempt_dead_letters_with_the_cause() -> None:
-    """A transient failure on the final delivery attempt is dead-lettered with its story and
-    acked, instead of being nacked into Pub/Sub's own forwarding without one."""
+def test_transient_failure_is_nacked_on_every_delivery_never_dead_lettered() -> None:
+    """A transient failure is nacked on any delivery attempt, the last one included: it is
+    never dead-lettered, so Pub/Sub forwards it to the heal topic and it is applied later."""
     cache, dead = MemoryCache(), MemoryDeadLetters()
     cache.fail_next = 100
-    p = Processor(CATALOG, cache, MemoryRows(), dead, retry_attempts=2, retry_seconds=5,
-                  max_delivery_attempts=5)
-    early = message("Accounts", ("a",), 100, 1)
-    last = message("Accounts", ("a",), 100, 2)
-    early = type(early)(early.message_id, early.data, early.attributes, delivery_attempt=4)
-    last = type(last)(last.message_id, last.data, last.attributes, delivery_attempt=5)
-    outcomes = p.process([early, last])
-    assert [o.disposition for o in outcomes] == [Disposition.NACK, Disposition.ACK]
-    assert outcomes[1].dead_letter_reason == "retries-exhausted"
-    [(sent, error)] = dead.sent
-    assert sent.message_id == "m2" and "memory cache told to fail" in str(error)
+    p = Processor(CATALOG, cache, MemoryRows(), dead, retry_attempts=2, retry_seconds=5)
+    batch = [Inbound(m.message_id, m.data, m.attributes, delivery_attempt=attempt)
+             for attempt, m in ((1, message("Accounts", ("a",), 100, 1)),
+                                (5, message("Accounts", ("b",), 100, 2)),
+                                (99, message("Accounts", ("c",), 100, 3)))]
+    outcomes = p.process(batch)
+    assert [o.disposition for o in outcomes] == [Disposition.NACK] * 3
+    assert not dead.sent and not any(o.dead_letter_reason for o in outcomes)
+
+
+def test_stop_ends_in_process_retries_at_once() -> None:
+    """Once the stop event is set, a failing batch is not retried however large the retry
+    budget: it is nacked after its one attempt."""
+    cache = MemoryCache()
+    cache.fail_next = 1000
+    stop = threading.Event()
+    stop.set()
+    p = Processor(CATALOG, cache, MemoryRows(), MemoryDeadLetters(), retry_attempts=1000,
+                  retry_seconds=3600, stop=stop)
+    [outcome] = p.process([message("Accounts", ("a",), 100, 1)])
+    assert outcome.disposition is Disposition.NACK
+    assert cache.fail_next == 999
 
 
 def test_a_value_with_no_cached_form_dead_letters_its_event_alone() -> None:

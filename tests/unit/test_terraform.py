@@ -155,11 +155,15 @@ def test_only_the_push_identity_may_invoke_the_push_server() -> None:
 
 
 def test_every_subscription_with_dead_lettering_lets_the_service_agent_forward() -> None:
-    """The Pub/Sub service agent publishes to the dead-letter topic and may ack on every
-    subscription that has a dead-letter policy (pull and push), and signs push tokens."""
+    """The Pub/Sub service agent publishes to the heal topic and may ack on every subscription
+    that has a dead-letter policy (pull and push, both forwarding to the heal topic), and signs
+    push tokens."""
     subscriptions = resources("google_pubsub_subscription")
     dead_lettering = {name for name, body in subscriptions.items() if "dead_letter_policy" in body}
     assert dead_lettering == {"consumer", "push"}
+    assert {subscriptions[name]["dead_letter_policy"][0]["dead_letter_topic"]
+            for name in dead_lettering} == {"${google_pubsub_topic.heal.id}"}
+    assert "dead_letter_policy" not in subscriptions["heal"]
     acks = resource("google_pubsub_subscription_iam_member", "agent_acks_dead_letters")
     assert acks["member"] == "${local.pubsub_service_agent}"
     assert acks["role"] == "roles/pubsub.subscriber"
@@ -167,7 +171,7 @@ def test_every_subscription_with_dead_lettering_lets_the_service_agent_forward()
     assert "push = var.push_subscription" in acks["for_each"]
     publishes = resource("google_pubsub_topic_iam_member", "agent_publishes_dead_letters")
     assert (publishes["topic"], publishes["role"], publishes["member"]) == (
-        "${google_pubsub_topic.dead_letter.name}", "roles/pubsub.publisher",
+        "${google_pubsub_topic.heal.name}", "roles/pubsub.publisher",
         "${local.pubsub_service_agent}")
     signs = resource("google_service_account_iam_member", "agent_signs_push_tokens")
     assert signs["role"] == "roles/iam.serviceAccountTokenCreator"
@@ -317,7 +321,7 @@ def test_database_is_protected_from_drops() -> None:
 def test_customer_managed_keys_are_optional_and_granted_to_each_service_agent() -> None:
     """Topics, the database and Memorystore take an optional KMS key; each service agent gets
     encrypt/decrypt on its key only when one is set."""
-    for name in ("events", "dead_letter"):
+    for name in ("events", "heal", "dead_letter"):
         assert resource("google_pubsub_topic", name)["kms_key_name"] == "${var.pubsub_kms_key}"
     [encryption] = resource("google_spanner_database", "main")["dynamic"]
     assert encryption["encryption_config"]["for_each"].startswith("${var.spanner_kms_key == null")
