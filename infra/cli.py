@@ -8,9 +8,11 @@ import signal
 import sys
 import threading
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from redis_spanner.infra.catalog_cli import catalog_app, require_catalog
 from redis_spanner.infra.dev_cli import dev_app
 from redis_spanner.infra.dlq_cli import dlq_app
 from rich.console import Console
@@ -22,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(dev_app, name="dev")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(catalog_app, name="catalog")
 
 class DemoMode(StrEnum):
     INVALIDATE = "invalidate"
@@ -59,14 +62,38 @@ def _metrics(port: int) -> None:
 
 
 @app.command()
-def provision(as_json: Json = False) -> None:
-    """Create or update the topics, subscriptions, Spanner instance and database (idempotent)."""
+def provision(
+    ddl: Annotated[list[Path] | None, typer.Option(
+        "--ddl", help="A service's own DDL file, applied after the outbox tables where its "
+                      "objects are missing (repeatable; default: REDIS_SPANNER_DDL).")] = None,
+    declaration: Annotated[Path | None, typer.Option(
+        help="A pipeline.json of one's own (default: REDIS_SPANNER_DECLARATION, else the "
+             "packaged one).")] = None,
+    existing: Annotated[bool, typer.Option(
+        "--existing", help="The Spanner instance and database must exist already: add the "
+                           "outbox tables, create nothing else in Spanner.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Create or update the topics, subscriptions, Spanner instance and database (idempotent);
+    the database gets the outbox tables and nothing else unless --ddl names more."""
+    from redis_spanner.infra.declaration import DeclarationError, load_declaration
     from redis_spanner.infra.provision import format_report
     from redis_spanner.infra.provision import provision as run
+    from redis_spanner.infra.provision_report import ProvisionError
+    from redis_spanner.infra.spanner.ddl import DdlError
     from redis_spanner.schemas.settings import get_settings
 
     _logging(False)
-    report = run(get_settings())
+    settings = get_settings()
+    try:
+        loaded = load_declaration(declaration or settings.declaration)
+        report = run(settings, loaded, ddl=ddl or [], create_database=not existing)
+    except (DeclarationError, DdlError) as e:
+        typer.echo(f"redis-spanner provision: {e}", err=True)
+        raise typer.Exit(2) from None
+    except ProvisionError as e:
+        typer.echo(f"redis-spanner provision: {e}", err=True)
+        raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:
@@ -109,6 +136,7 @@ def worker(
 
     _logging(verbose)
     settings = get_settings()
+    require_catalog(settings, "worker")
     health_port = settings.health_port if health_port is None else health_port
     if metrics_port != health_port:
         _metrics(metrics_port)
@@ -158,6 +186,7 @@ def serve(
     except PushAuthConfigError as e:
         typer.echo(f"redis-spanner serve: {e}", err=True)
         raise typer.Exit(2) from None
+    require_catalog(settings, "serve")
     verifier = None if config is None else PushVerifier(config)
     consumer = Consumer.from_settings(settings)
     try:
@@ -183,7 +212,9 @@ def verify(
     from redis_spanner.schemas.settings import get_settings
 
     _logging(False)
-    consumer = Consumer.from_settings(get_settings())
+    settings = get_settings()
+    require_catalog(settings, "verify")
+    consumer = Consumer.from_settings(settings)
     try:
         report = run(consumer.cache, consumer.catalog, consumer.rows, sample=sample,
                      repair=repair)
@@ -214,7 +245,9 @@ def rewarm(
     from rich.progress import Progress
 
     _logging(False)
-    consumer = Consumer.from_settings(get_settings())
+    settings = get_settings()
+    require_catalog(settings, "rewarm")
+    consumer = Consumer.from_settings(settings)
     walker = TableWalker(consumer.database)
     console = Console(stderr=True, emoji=False)
     try:

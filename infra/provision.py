@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 from redis_spanner.infra.declaration import Declaration, load_declaration
 from redis_spanner.infra.provision_pubsub import delete_pubsub, provision_pubsub
@@ -23,9 +25,17 @@ def provision(
     *,
     project_number: int | None = None,
     operation_timeout: float = 600.0,
+    ddl: Sequence[Path | str] = (),
+    create_database: bool = True,
 ) -> ProvisionReport:
-    """Create what is missing, update what drifted; report each resource's action."""
-    declaration = declaration or load_declaration()
+    """Create what is missing, update what drifted; report each resource's action.
+
+    The declaration is ``declaration``, else ``REDIS_SPANNER_DECLARATION``, else the packaged
+    one. ``ddl`` adds a service's own DDL files (``REDIS_SPANNER_DDL`` when empty), applied
+    after the outbox tables, object by object where missing. ``create_database=False`` requires
+    the instance and database to exist already."""
+    declaration = declaration or load_declaration(settings.declaration)
+    ddl = ddl or ([settings.ddl] if settings.ddl else [])
     started = time.monotonic()
     report = ProvisionReport()
     pubsub_emulated = _emulator_host("PUBSUB_EMULATOR_HOST", settings.pubsub_emulator_host)
@@ -38,7 +48,7 @@ def provision(
     provision_pubsub(settings, declaration, report, emulated=pubsub_emulated,
                      project_number=project_number)
     provision_spanner(settings, declaration, report, emulated=spanner_emulated,
-                      timeout=operation_timeout)
+                      timeout=operation_timeout, ddl=ddl, create=create_database)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 

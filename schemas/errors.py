@@ -11,6 +11,11 @@ class RedisSpannerError(Exception):
     """Base class of every error this project raises on purpose."""
 
 
+class CatalogError(RedisSpannerError):
+    """The key catalog cannot be loaded, or does not match the live Spanner schema: a
+    configuration mistake, reported at start (never a dead letter at run time)."""
+
+
 class PermanentError(RedisSpannerError):
     """Retrying cannot help: the message goes to the dead-letter topic at once."""
 

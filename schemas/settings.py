@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     pubsub_emulator_host: str | None = Field(None, validation_alias="PUBSUB_EMULATOR_HOST")
     spanner_emulator_host: str | None = Field(None, validation_alias="SPANNER_EMULATOR_HOST")
 
+    declaration: str | None = None
+    """Path of a pipeline.json of one's own (``provision``); unset: the packaged one."""
+    ddl: str | None = None
+    """Path of a service's own DDL file that ``provision`` applies after the outbox tables."""
+
     namespace: str = "rsc"
     catalog: str = "redis_spanner.schemas.catalog:DEMO"
     cache_ttl_seconds: int = Field(DEFAULT_CACHE_TTL_SECONDS, gt=0)

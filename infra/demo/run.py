@@ -20,6 +20,7 @@ from redis_spanner.infra.demo import chaos, workload
 from redis_spanner.infra.demo.tally import Tally
 from redis_spanner.infra.local import started
 from redis_spanner.infra.provision import provision
+from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.producers.outbox import OUTBOX_SHARDS
 from redis_spanner.producers.runner import build_relay
 from redis_spanner.producers.spanner import open_database
@@ -59,7 +60,7 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         console.print(f"[bold]mode[/] {options.mode}: catalog {settings.catalog}")
         console.print(f"[bold]stack[/] pubsub={env.pubsub_emulator_host} "
                       f"spanner={env.spanner_emulator_host}")
-        report = provision(settings)
+        report = provision(settings, ddl=[DEMO_SCHEMA_PATH])
         console.print(f"[bold]provisioned[/] {settings.topic_path}, "
                       f"{settings.subscription_path}, database {settings.database}")
         log.debug("provision report: %s", report)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from redis_spanner.infra.provision import provision, teardown
+from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -80,8 +81,9 @@ def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[Path
 
 @pytest.fixture
 def provisioned(settings: Settings) -> Iterator[Settings]:
-    """This test's topics, subscriptions and database on the session's stack."""
-    provision(settings)
+    """This test's topics, subscriptions and database (the demo's tables: the service writes
+    Accounts) on the session's stack."""
+    provision(settings, ddl=[DEMO_SCHEMA_PATH])
     yield settings
     teardown(settings)
 
