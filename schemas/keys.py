@@ -23,6 +23,7 @@ from redis_spanner.schemas.events import INT64_MAX, INT64_MIN, MAX_KEY_PART_LENG
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,47}$")
 _NAMESPACE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _STR_PART = re.compile(r"^[A-Za-z0-9._@-]+$")
+KEY_PART_PATTERN = _STR_PART.pattern
 LEASE_SUFFIX = ":lease"
 
 
