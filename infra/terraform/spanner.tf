@@ -23,6 +23,10 @@ locals {
   ]
 }
 
+# schema.sql holds only the pipeline's tables (the outbox and the relay's leases); a service's
+# own tables exist already (import the database: `terraform import google_spanner_database.main
+# projects/P/instances/I/databases/D`, and the outbox statements are appended in place) or come
+# from var.extra_ddl.
 # Terraform applies statements appended to the list in place; changing or removing an existing
 # one would replace the database, which deletion_protection refuses. The list is schema.sql,
 # then the access-control statements, then var.extra_ddl: once the database exists, new tables
