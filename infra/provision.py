@@ -16,6 +16,7 @@ from redis_spanner.infra.declaration import Declaration, load_declaration
 from redis_spanner.infra.provision_pubsub import delete_pubsub, provision_pubsub
 from redis_spanner.infra.provision_report import ProvisionError, ProvisionReport
 from redis_spanner.infra.provision_spanner import delete_spanner, provision_spanner
+from redis_spanner.infra.spanner.ddl import load_schemas
 from redis_spanner.schemas.settings import Settings
 
 
@@ -36,6 +37,7 @@ def provision(
     the instance and database to exist already."""
     declaration = declaration or load_declaration(settings.declaration)
     ddl = ddl or ([settings.ddl] if settings.ddl else [])
+    load_schemas([declaration.ddl_path, *ddl])  # a bad DDL file stops here, before any call
     started = time.monotonic()
     report = ProvisionReport()
     pubsub_emulated = _emulator_host("PUBSUB_EMULATOR_HOST", settings.pubsub_emulator_host)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from google.cloud import spanner
 from redis_spanner.consumers.pubsub import PullSubscription
 from redis_spanner.consumers.worker import Consumer, PullWorker
 from redis_spanner.infra.cli import app
-from redis_spanner.infra.provision import provision
+from redis_spanner.infra.provision import provision, teardown
 from redis_spanner.infra.spanner.ddl import SCHEMA_PATH, load_schema
 from redis_spanner.producers.outbox import record
 from redis_spanner.producers.runner import build_relay
@@ -24,7 +25,7 @@ from redis_spanner.schemas.events import EventType
 from redis_spanner.schemas.settings import Settings, get_settings
 from typer.testing import CliRunner
 
-from tests.integration.shop import SHOP_CATALOG, shop, tables
+from tests.integration.shop import SHOP_CATALOG, SHOP_DDL, shop, tables
 from tests.waiting import wait_until
 
 __all__ = ["shop"]  # the fixture
@@ -139,3 +140,49 @@ def test_catalog_keys_prints_what_an_event_on_a_row_addresses(
         refused = CliRunner().invoke(app, ["catalog", "keys", *bad])
         assert refused.exit_code == 2, bad
         assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+
+
+def test_own_ddl_from_the_settings_joins_the_outbox_in_a_new_database(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REDIS_SPANNER_DDL names a service's DDL: a new database gets the outbox tables and the
+    service's, and still no demo table."""
+    monkeypatch.setenv("REDIS_SPANNER_DDL", str(SHOP_DDL))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["provision"])
+        assert result.exit_code == 0, result.stderr
+        database = spanner.Client(project=settings.project, disable_builtin_metrics=True
+                                  ).instance(settings.instance).database(settings.database)
+        pipeline = {s.name for s in load_schema(SCHEMA_PATH)}
+        assert tables(database) == {*pipeline, "Customers", "Orders", "Readings"}
+    finally:
+        teardown(get_settings())
+
+
+@pytest.mark.parametrize("case", ["declaration", "ddl file", "ddl statement", "ddl twice"])
+def test_bad_declaration_or_ddl_is_one_line_and_exit_2(
+    case: str, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A declaration or DDL file that is missing, holds a statement other than CREATE, or
+    creates an outbox table again stops provision before any call, naming the file."""
+    bad = tmp_path / "bad.sql"
+    args = ["provision"]
+    if case == "declaration":
+        monkeypatch.setenv("REDIS_SPANNER_DECLARATION", str(tmp_path / "pipeline.json"))
+        expected = f"cannot read the declaration {tmp_path / 'pipeline.json'}"
+    elif case == "ddl file":
+        args += ["--ddl", str(bad)]
+        expected = f"cannot read the DDL file {bad}"
+    elif case == "ddl statement":
+        bad.write_text("ALTER TABLE Customers ADD COLUMN Email STRING(64);")
+        args += ["--ddl", str(bad)]
+        expected = f"{bad}: statement 1 creates no named object"
+    else:
+        bad.write_text("CREATE TABLE Outbox (Id INT64) PRIMARY KEY (Id);")
+        args += ["--ddl", str(bad)]
+        expected = "created by more than one DDL file: TABLE outbox"
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and expected in result.stderr
