@@ -115,8 +115,8 @@ def typed_key(catalog: Catalog, table: str, parts: list[str]) -> tuple[str | int
     for template in catalog:
         for trigger in template.triggers:
             if trigger.table == table:
-                for index, kind in zip(trigger.parts, template.key_types, strict=True):
-                    kinds.setdefault(index, kind)
+                for index, declared in zip(trigger.parts, template.key_types, strict=True):
+                    kinds.setdefault(index, declared)
     typed: list[str | int] = []
     for index, part in enumerate(parts):
         kind = kinds.get(index)
