@@ -107,7 +107,8 @@ def read_schema(database: Any, timeout: float = 30.0) -> dict[str, Table]:
                 if table in tables:
                     tables[table].primary_key.append(column)
     except exceptions.NotFound as e:
-        raise CatalogError(f"the database is not there: {e.message}") from e
+        raise CatalogError(f"Spanner database {getattr(database, 'name', '?')} not found "
+                           "(REDIS_SPANNER_INSTANCE, REDIS_SPANNER_DATABASE)") from e
     except Exception as e:
         raise translate(e, "reading the Spanner schema") from e
     return tables

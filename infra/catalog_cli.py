@@ -52,8 +52,9 @@ def require_catalog(settings: Settings, command: str) -> Catalog:
 
 @catalog_app.command()
 def check(spec: CatalogSpec = None) -> None:
-    """Validate the catalog against the live Spanner schema: tables, key columns, column names
-    and types, and that each query plans. Exit 1 when it does not match, 2 when unreadable."""
+    """Check the catalog against the live Spanner schema (exit 1: mismatch, 2: unreadable).
+
+    Tables, key columns, column names and types, trigger arities, and that each query plans."""
     settings = get_settings()
     spec = spec or settings.catalog
     try:

@@ -127,3 +127,14 @@ def test_serve_refuses_a_catalog_it_cannot_read(
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and str(path) in result.stderr
     assert "not TOML" in result.stderr
+
+
+def test_a_database_that_is_not_there_is_one_line_naming_it(
+    settings: Settings, stack: object
+) -> None:
+    """The start-up check against a database that does not exist names it and the settings,
+    exit 2, no traceback."""
+    result = CliRunner().invoke(app, ["verify"])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"databases/{settings.database} not found (REDIS_SPANNER_INSTANCE, " in result.stderr
