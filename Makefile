@@ -17,7 +17,7 @@ run_pytest = $(BIN)/pytest $(1) $(PYTEST_ARGS) || { rc=$$?; \
 	[ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc; }
 
 .PHONY: .venv test unit integration package-check demo lint typecheck-tree constraints checkov \
-	checkov-pins clean distclean
+	checkov-pins clean distclean node-reader contract
 
 .venv: $(STAMP)
 
@@ -30,14 +30,24 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install -c constraints.txt -e '.[dev]'
 	touch $@
 
-test: $(STAMP)
+# The Node reader example's locked dependencies (its test installs them too when missing).
+NODE_READER := infra/examples/node-reader
+node-reader: $(NODE_READER)/node_modules/.package-lock.json
+
+$(NODE_READER)/node_modules/.package-lock.json: $(NODE_READER)/package-lock.json
+	cd $(NODE_READER) && npm ci --no-audit --no-fund
+
+contract: $(STAMP)
+	$(BIN)/python -m redis_spanner.schemas.contract
+
+test: $(STAMP) node-reader
 	$(BIN)/ruff check .
 	$(call run_pytest,)
 
 unit: $(STAMP)
 	$(call run_pytest,-m "not integration")
 
-integration: $(STAMP)
+integration: $(STAMP) node-reader
 	$(call run_pytest,-m integration)
 
 # Build the wheel and sdist, twine check, and use the wheel from a fresh virtualenv beside a
@@ -91,4 +101,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) $(CHECKOV_VENV)
+	rm -rf $(VENV) $(CHECKOV_VENV) $(NODE_READER)/node_modules

@@ -24,6 +24,7 @@ from redis_spanner.consumers.pubsub import PullSubscription
 from redis_spanner.consumers.worker import Consumer, PullWorker
 from redis_spanner.infra.local import started
 from redis_spanner.infra.provision import provision, teardown
+from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.producers.outbox import OUTBOX_COLUMNS, OUTBOX_TABLE, outbox_values
 from redis_spanner.producers.runner import build_relay
 from redis_spanner.producers.spanner import open_database, run_transaction
@@ -42,7 +43,7 @@ def run_bench(events: int, repeats: int, progress: Progress) -> dict[str, Any]:
             for stage, measure in (("relay", _relay), ("consumer", _consumer(1)),
                                    ("consumer_hot", _consumer(50))):
                 settings = _fresh_settings(f"{stage}-{n}")
-                provision(settings)
+                provision(settings, ddl=[DEMO_SCHEMA_PATH])
                 try:
                     rate = measure(settings, events)
                 finally:

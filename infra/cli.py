@@ -10,10 +10,12 @@ import sys
 import threading
 from collections.abc import Callable
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from redis_spanner.infra import cli_errors
+from redis_spanner.infra.catalog_cli import catalog_app, require_catalog
 from redis_spanner.infra.dev_cli import dev_app
 from redis_spanner.infra.dlq_cli import dlq_app
 from redis_spanner.infra.outbox_cli import outbox_app
@@ -30,6 +32,7 @@ app = typer.Typer(
 app.add_typer(dev_app, name="dev")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(catalog_app, name="catalog")
 
 class DemoMode(StrEnum):
     INVALIDATE = "invalidate"
@@ -95,13 +98,29 @@ def _metrics(port: int) -> None:
 
 
 @app.command()
-def provision(as_json: Json = False) -> None:
-    """Create or update the topics, subscriptions, Spanner instance and database (idempotent)."""
+def provision(
+    ddl: Annotated[list[Path] | None, typer.Option(
+        "--ddl", help="A service's own DDL file, applied after the outbox tables where its "
+                      "objects are missing (repeatable; default: REDIS_SPANNER_DDL).")] = None,
+    declaration: Annotated[Path | None, typer.Option(
+        help="A pipeline.json of one's own (default: REDIS_SPANNER_DECLARATION, else the "
+             "packaged one).")] = None,
+    existing: Annotated[bool, typer.Option(
+        "--existing", help="The Spanner instance and database must exist already: add the "
+                           "outbox tables, create nothing else in Spanner.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Create or update the topics, subscriptions, Spanner instance and database (idempotent);
+    the database gets the outbox tables and nothing else unless --ddl names more."""
+    from redis_spanner.infra.declaration import load_declaration
     from redis_spanner.infra.provision import format_report
     from redis_spanner.infra.provision import provision as run
 
     _logging(False)
-    report = run(_settings("pubsub", "spanner"))
+    settings = _settings("pubsub", "spanner")
+    # A bad declaration or DDL file is a ConfigError: one line, exit 2, before any call.
+    loaded = load_declaration(declaration or settings.declaration)
+    report = run(settings, loaded, ddl=ddl or [], create_database=not existing)
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:
@@ -145,6 +164,7 @@ def worker(
 
     _logging(verbose)
     settings = _settings("pubsub", "spanner", "redis")
+    require_catalog(settings, "worker")
     health_port = settings.health_port if health_port is None else health_port
     if metrics_port != health_port:
         _metrics(metrics_port)
@@ -219,6 +239,7 @@ def serve(
     config = auth_config(get_settings())  # ConfigError (exit 2) before anything is reached
     settings = _settings("pubsub", "spanner", "redis")
     listenable(host, port)
+    require_catalog(settings, "serve")
     verifier = None if config is None else PushVerifier(config)
 
     def work(stop: threading.Event) -> None:
@@ -264,7 +285,9 @@ def verify(
     from redis_spanner.infra.cache_report import render_verify
 
     _logging(False)
-    consumer = Consumer.from_settings(_settings("spanner", "redis"))
+    settings = _settings("spanner", "redis")
+    require_catalog(settings, "verify")
+    consumer = Consumer.from_settings(settings)
     try:
         report = run(consumer.cache, consumer.catalog, consumer.rows, sample=sample,
                      repair=repair)
@@ -292,16 +315,18 @@ def rewarm(
     from redis_spanner.consumers.spanner_rows import TableWalker
     from redis_spanner.consumers.worker import Consumer
     from redis_spanner.schemas.errors import ConfigError
+    from redis_spanner.schemas.settings import require_catalog as declared_catalog
     from rich.progress import Progress
 
     _logging(False)
     settings = _settings("spanner", "redis")
-    consumer = Consumer.from_settings(settings)
-    if table not in consumer.catalog.tables:
-        consumer.close()
+    declared = declared_catalog(settings)
+    if table not in declared.tables:
         raise ConfigError(f"unknown --table {table!r}: the catalog "
                           f"(REDIS_SPANNER_CATALOG={settings.catalog}) declares "
-                          f"{', '.join(sorted(consumer.catalog.tables)) or 'no table'}")
+                          f"{', '.join(sorted(declared.tables)) or 'no table'}")
+    require_catalog(settings, "rewarm")
+    consumer = Consumer.from_settings(settings)
     walker = TableWalker(consumer.database)
     console = Console(stderr=True, emoji=False)
     try:

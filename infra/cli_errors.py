@@ -109,11 +109,12 @@ def fail(error: BaseException) -> NoReturn:
     raise typer.Exit(status) from None
 
 
-def run(app: typer.Typer) -> None:
-    """Run the command line: usage errors are one line too, and every failure is reported."""
+def run(app: typer.Typer, args: list[str] | None = None) -> None:
+    """Run the command line (``args``, else ``sys.argv``): usage errors are one line too, and
+    every failure is reported."""
     try:
         with reported():
-            status = app(standalone_mode=False)
+            status = app(args=args, standalone_mode=False)
     except usage.NoArgsIsHelpError as e:
         typer.echo(e.format_message(), err=True)
         status = USAGE

@@ -13,7 +13,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from redis_spanner.schemas.errors import RedisSpannerError
+from redis_spanner.schemas.errors import ConfigError
 
 DEFAULT_PATH = Path(__file__).with_name("pipeline.json")
 
@@ -23,7 +23,7 @@ MAX_TOPIC_RETENTION_SECONDS = 31 * 24 * 3600
 MIN_RETENTION_SECONDS = 600
 
 
-class DeclarationError(RedisSpannerError):
+class DeclarationError(ConfigError):
     """pipeline.json is missing a value, has an unknown one, or breaks a limit."""
 
 

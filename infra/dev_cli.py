@@ -12,6 +12,7 @@ import typer
 from redis_spanner.infra.cli_errors import reported
 from redis_spanner.infra.local import LocalStack, default_state_dir
 from redis_spanner.infra.tables import print_table
+from redis_spanner.schemas.settings import Settings
 from rich.console import Console
 
 dev_app = typer.Typer(
@@ -29,6 +30,8 @@ StateDir = Annotated[
     ),
 ]
 ENV_HINT = 'eval "$(redis-spanner dev env)"'
+LOCAL_PROJECT = str(Settings.model_fields["project"].default)
+"""The settings' default project: any id serves on the emulators."""
 
 
 def _stack(state_dir: Path | None, redis_cluster: bool | None = None) -> LocalStack:
@@ -101,6 +104,9 @@ def status(
     print_table(console, ("component", "running", "healthy", "address", "pid", "external"), [
         [name, _yes(s["running"]), _yes(s["healthy"]), s["address"] or "-", str(s["pid"] or "-"),
          _yes(s["external"])] for name, s in report.items()])
+    for name, s in report.items():
+        if s["rest"] and s["running"]:
+            console.print(f"{name} REST: {s['rest']}", markup=False, highlight=False)
     console.print(f"state and logs: {stack.state_dir}", markup=False, highlight=False)
     _healthy_or_exit(report, stack.state_dir)
 
@@ -117,7 +123,10 @@ def _healthy_or_exit(report: dict[str, Any], state_dir: Path) -> None:
 
 @dev_app.command()
 def env(state_dir: StateDir = None) -> None:
-    """Print `export` lines for the running stack: eval "$(redis-spanner dev env)"."""
+    """Print `export` lines for the running stack: eval "$(redis-spanner dev env)".
+
+    Besides the emulator hosts and REDIS_URL, GOOGLE_CLOUD_PROJECT (kept if already set), so
+    gcloud, REST calls and other SDKs name the same project as the pipeline."""
     stack = _stack(state_dir)
     with reported():
         found = stack.env()
@@ -125,7 +134,8 @@ def env(state_dir: StateDir = None) -> None:
         typer.echo(f"no local stack is running (state dir {stack.state_dir}); "
                    "start one with: redis-spanner dev up", err=True)
         raise typer.Exit(1)
-    for name, value in found.exports().items():
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT") or LOCAL_PROJECT
+    for name, value in {**found.exports(), "GOOGLE_CLOUD_PROJECT": project}.items():
         typer.echo(f"export {name}={shlex.quote(value)}")
 
 

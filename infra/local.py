@@ -129,6 +129,8 @@ class ComponentStatus(TypedDict):
     pid: int | None
     external: bool
     log: str | None
+    rest: str | None
+    """The component's REST endpoint (the emulators'), for gcloud, curl and other SDKs."""
 
 
 def default_state_dir() -> Path:
@@ -342,11 +344,20 @@ def _cluster_from_env() -> bool:
 def _status_of(c: Component | None) -> ComponentStatus:
     if c is None:
         return ComponentStatus(running=False, healthy=False, address=None, port=None, pid=None,
-                               external=False, log=None)
+                               external=False, log=None, rest=None)
     ok = healthy(c)
     return ComponentStatus(running=ok if c.external else _is_ours(c), healthy=ok,
                            address=c.address, port=next(iter(c.ports.values()), None),
-                           pid=c.pid, external=c.external, log=c.log)
+                           pid=c.pid, external=c.external, log=c.log, rest=_rest_of(c))
+
+
+def _rest_of(c: Component) -> str | None:
+    """The Spanner gateway serves REST on its own port; Pub/Sub's emulator on its one port."""
+    if c.name == SPANNER and "http" in c.ports:
+        return f"http://{LOOPBACK}:{c.ports['http']}"
+    if c.name == PUBSUB:
+        return f"http://{c.address}"
+    return None
 
 
 @contextmanager

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from redis_spanner.infra.declaration import Declaration, load_declaration
 from redis_spanner.infra.provision_pubsub import delete_pubsub, provision_pubsub
 from redis_spanner.infra.provision_report import ProvisionError, ProvisionReport
 from redis_spanner.infra.provision_spanner import delete_spanner, provision_spanner
+from redis_spanner.infra.spanner.ddl import load_schemas
 from redis_spanner.schemas.settings import Settings
 
 
@@ -25,9 +27,18 @@ def provision(
     *,
     project_number: int | None = None,
     operation_timeout: float = 600.0,
+    ddl: Sequence[Path | str] = (),
+    create_database: bool = True,
 ) -> ProvisionReport:
-    """Create what is missing, update what drifted; report each resource's action."""
-    declaration = declaration or load_declaration()
+    """Create what is missing, update what drifted; report each resource's action.
+
+    The declaration is ``declaration``, else ``REDIS_SPANNER_DECLARATION``, else the packaged
+    one. ``ddl`` adds a service's own DDL files (``REDIS_SPANNER_DDL`` when empty), applied
+    after the outbox tables, object by object where missing. ``create_database=False`` requires
+    the instance and database to exist already."""
+    declaration = declaration or load_declaration(settings.declaration)
+    ddl = ddl or ([settings.ddl] if settings.ddl else [])
+    load_schemas([declaration.ddl_path, *ddl])  # a bad DDL file stops here, before any call
     started = time.monotonic()
     report = ProvisionReport()
     pubsub_emulated = _emulator_host("PUBSUB_EMULATOR_HOST", settings.pubsub_emulator_host)
@@ -42,7 +53,7 @@ def provision(
                          project_number=project_number)
     with _at("Spanner", "SPANNER_EMULATOR_HOST", "spanner.googleapis.com"):
         provision_spanner(settings, declaration, report, emulated=spanner_emulated,
-                          timeout=operation_timeout)
+                          timeout=operation_timeout, ddl=ddl, create=create_database)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 

@@ -1,10 +1,15 @@
-"""Spanner provisioning: the instance and the database with every statement of schema.sql,
-created or converged from the declaration. And their deletion."""
+"""Spanner provisioning: the instance and the database with every statement of schema.sql (and
+of a service's own DDL files), created or converged from the declaration. And their deletion.
+
+With ``create=False`` the instance and database must exist already (a service's own database):
+only the statements whose objects are missing are applied; nothing else is touched."""
 
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Sequence
 from contextlib import closing, suppress
+from pathlib import Path
 from typing import Any
 
 from google.api_core import exceptions
@@ -18,7 +23,7 @@ from redis_spanner.infra.provision_report import (
     ResourceResult,
     step,
 )
-from redis_spanner.infra.spanner.ddl import load_schema, missing_statements
+from redis_spanner.infra.spanner.ddl import load_schemas, missing_statements
 from redis_spanner.schemas.settings import Settings
 
 
@@ -29,12 +34,15 @@ def provision_spanner(
     *,
     emulated: bool,
     timeout: float,
+    ddl: Sequence[Path | str] = (),
+    create: bool = True,
 ) -> None:
-    """Create the instance and database if missing and apply the statements the database
-    lacks; capacity is never changed, a difference is a warning."""
+    """Create the instance and database if missing (unless ``create`` is off) and apply the
+    statements of schema.sql and of ``ddl`` the database lacks; capacity is never changed, a
+    difference is a warning."""
     policy = declaration.spanner
     config = policy.emulator_instance_config if emulated else policy.instance_config
-    statements = load_schema(declaration.ddl_path)
+    statements = load_schemas([declaration.ddl_path, *ddl])
     with closing(spanner.Client(project=settings.project, disable_builtin_metrics=True)) as client:
         instance = client.instance(  # type: ignore[no-untyped-call]
             settings.instance,
@@ -49,6 +57,10 @@ def provision_spanner(
             try:
                 instance.reload()  # replaces the wanted config and units by the current ones
             except exceptions.NotFound:
+                if not create:
+                    raise ProvisionError(
+                        f"Spanner instance {instance.name} does not exist "
+                        "(GOOGLE_CLOUD_PROJECT, REDIS_SPANNER_INSTANCE)") from None
                 _wait(instance.create(), timeout, f"creating Spanner instance {instance.name}")
                 instance_action: Action = "created"
             else:
@@ -66,6 +78,10 @@ def provision_spanner(
                                      ddl_statements=[s.text for s in statements])
         with step(f"provisioning Spanner database {database.name}"):
             if not database.exists():
+                if not create:
+                    raise ProvisionError(
+                        f"Spanner database {database.name} does not exist "
+                        "(REDIS_SPANNER_DATABASE)")
                 _wait(database.create(), timeout, f"creating Spanner database {database.name}")
                 applied = statements
                 action: Action = "created"

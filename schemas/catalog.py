@@ -1,7 +1,8 @@
 """Key templates: the demo's declaration, and loading a service's own from settings.
 
-A service declares its templates in a module of its own and points ``REDIS_SPANNER_CATALOG``
-at it as ``package.module:NAME`` (a ``Catalog`` or a sequence of ``KeyTemplate``).
+A service declares its templates in a TOML file (``redis_spanner.schemas.catalog_file``) and
+points ``REDIS_SPANNER_CATALOG`` at its path, or in a module of its own, as
+``package.module:NAME`` (a ``Catalog`` or a sequence of ``KeyTemplate``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import replace
 
+from redis_spanner.schemas.catalog_file import is_catalog_file, load_catalog_file
+from redis_spanner.schemas.errors import CatalogError
 from redis_spanner.schemas.keys import Action, Catalog, KeyTemplate, Trigger
 
 ACCOUNT = KeyTemplate(
@@ -46,11 +49,20 @@ DEMO_REWARM: Sequence[KeyTemplate] = (replace(ACCOUNT, action=Action.REWARM), TE
 
 
 def load_catalog(spec: str, namespace: str) -> Catalog:
-    """Import ``module:NAME`` and wrap it in a ``Catalog`` for ``namespace``."""
+    """The catalog a spec names: a TOML file (a path ending in ``.toml``, or any existing
+    file), else ``module:NAME``. Every mistake is a ``CatalogError`` naming the spec."""
+    if is_catalog_file(spec):
+        return load_catalog_file(spec, namespace)
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ValueError(f"catalog must be 'package.module:NAME', got {spec!r}")
-    declared = getattr(importlib.import_module(module_name), attr)
-    if isinstance(declared, Catalog):
-        return Catalog(namespace, declared.templates)
-    return Catalog(namespace, tuple(declared))
+        raise CatalogError(f"catalog {spec!r}: expected a .toml file or 'package.module:NAME'")
+    try:
+        declared = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise CatalogError(f"catalog {spec!r}: {e}") from e
+    try:
+        if isinstance(declared, Catalog):
+            return Catalog(namespace, declared.templates)
+        return Catalog(namespace, tuple(declared))
+    except (TypeError, ValueError) as e:
+        raise CatalogError(f"catalog {spec!r}: {e}") from e

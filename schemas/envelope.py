@@ -32,6 +32,8 @@ from redis_spanner.schemas.events import (
 KeyPart = str | int
 _EVENT_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
+EVENT_ID_PATTERN = _EVENT_ID.pattern
+TABLE_PATTERN = _IDENTIFIER.pattern
 
 
 @dataclass(frozen=True, slots=True)

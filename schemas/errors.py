@@ -11,6 +11,19 @@ class RedisSpannerError(Exception):
     """Base class of every error this project raises on purpose."""
 
 
+class ConfigError(RedisSpannerError):
+    """A setting or an option is missing or invalid: fix it and run again; retrying can't help.
+    The message names the setting, never a secret's value. Not a ``PermanentError``: a message is
+    never dead-lettered for the consumer's own configuration."""
+
+    reason = "config"
+
+
+class CatalogError(ConfigError):
+    """The key catalog cannot be loaded, or does not match the live Spanner schema: a
+    configuration mistake, reported at start (never a dead letter at run time)."""
+
+
 class PermanentError(RedisSpannerError):
     """Retrying cannot help: the message goes to the dead-letter topic at once."""
 
@@ -74,11 +87,3 @@ class TransientError(RedisSpannerError):
     """Redis or Spanner unavailable, a timeout, an aborted transaction: retry, then nack."""
 
     reason = "transient"
-
-
-class ConfigError(RedisSpannerError):
-    """A setting or an option is missing or invalid: fix it and run again; retrying can't help.
-    The message names the setting, never a secret's value. Not a ``PermanentError``: a message is
-    never dead-lettered for the consumer's own configuration."""
-
-    reason = "config"

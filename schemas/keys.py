@@ -23,6 +23,7 @@ from redis_spanner.schemas.events import INT64_MAX, INT64_MIN, MAX_KEY_PART_LENG
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,47}$")
 _NAMESPACE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _STR_PART = re.compile(r"^[A-Za-z0-9._@-]+$")
+KEY_PART_PATTERN = _STR_PART.pattern
 LEASE_SUFFIX = ":lease"
 
 
@@ -64,10 +65,15 @@ class KeyTemplate:
     def __post_init__(self) -> None:
         if not self.key_types:
             object.__setattr__(self, "key_types", ("STRING",) * len(self.key_columns))
-        if len(self.key_types) != len(self.key_columns) or not set(self.key_types) <= {
-            "STRING", "INT64"
-        }:
-            raise ValueError(f"template {self.name!r}: one STRING or INT64 per key column")
+        if len(self.key_types) != len(self.key_columns):
+            raise ValueError(f"template {self.name!r}: one key type per key column")
+        refused = sorted(set(self.key_types) - {"STRING", "INT64"})
+        if refused:
+            raise ValueError(
+                f"template {self.name!r}: key type {', '.join(refused)} is refused: cache keys "
+                "are built from STRING or INT64 primary-key parts only (a TIMESTAMP or BYTES "
+                "key column cannot address a cache key; key the template by another column)"
+            )
         if not _NAME.fullmatch(self.name):
             raise ValueError(f"template name {self.name!r} must match {_NAME.pattern}")
         if bool(self.columns) == bool(self.query):
@@ -189,6 +195,10 @@ class Catalog:
     def keys_for_row(self, table: str, key: Sequence[object]) -> list[CacheKey]:
         """Every cache key a row of ``table`` feeds (backfill walks tables with this)."""
         return [t.cache_key for t in self._route(table, tuple(key), Action.REWARM, 0)]
+
+    def route(self, table: str, key: Sequence[object], event_type: EventType) -> list[KeyTarget]:
+        """The keys an event of ``event_type`` on this row addresses (tools: ``catalog keys``)."""
+        return self._route(table, tuple(key), event_type, 0)
 
     def targets(self, event: Event) -> list[KeyTarget]:
         """The keys an event touches and what it asks of each. Refuses what is undeclared."""

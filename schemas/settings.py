@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis_spanner.schemas.cache import DEFAULT_CACHE_TTL_SECONDS, DEFAULT_TOMBSTONE_TTL_SECONDS
-from redis_spanner.schemas.errors import ConfigError
+from redis_spanner.schemas.errors import CatalogError, ConfigError
 from redis_spanner.schemas.versions import DEFAULT_MAX_SKEW_SECONDS
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(None, validation_alias="REDIS_URL")
     pubsub_emulator_host: str | None = Field(None, validation_alias="PUBSUB_EMULATOR_HOST")
     spanner_emulator_host: str | None = Field(None, validation_alias="SPANNER_EMULATOR_HOST")
+
+    declaration: str | None = None
+    """Path of a pipeline.json of one's own (``provision``); unset: the packaged one."""
+    ddl: str | None = None
+    """Path of a service's own DDL file that ``provision`` applies after the outbox tables."""
 
     namespace: str = "rsc"
     catalog: str = "redis_spanner.schemas.catalog:DEMO"
@@ -107,8 +112,10 @@ class Settings(BaseSettings):
     @field_validator("catalog")
     @classmethod
     def _catalog(cls, value: str) -> str:
+        if value.endswith(".toml") or os.path.exists(value):
+            return value  # a catalog file, read and checked by load_catalog
         if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
-            raise ValueError("must be 'package.module:NAME'")
+            raise ValueError("must be a catalog file (.toml) or 'package.module:NAME'")
         return value
 
     @field_validator("redis_url")
@@ -222,6 +229,8 @@ def require_catalog(settings: Settings) -> Catalog:
 
     try:
         return load_catalog(settings.catalog, settings.namespace)
+    except CatalogError as e:
+        raise CatalogError(f"REDIS_SPANNER_CATALOG: {e}") from None
     except (ImportError, AttributeError, TypeError, ValueError) as e:
         raise ConfigError(f"REDIS_SPANNER_CATALOG={settings.catalog!r} is not a catalog of key "
                           f"templates: {type(e).__name__}: {e}") from None

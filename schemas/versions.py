@@ -18,6 +18,7 @@ real time, so a version further ahead was forged or written by a clock gone wron
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$"
 )
+RFC3339_PATTERN = _RFC3339.pattern
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 

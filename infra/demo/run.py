@@ -23,6 +23,7 @@ from redis_spanner.infra.demo.tally import Tally
 from redis_spanner.infra.local import started
 from redis_spanner.infra.provision import provision
 from redis_spanner.infra.provision_pubsub import delete_paths
+from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.producers.outbox import OUTBOX_SHARDS
 from redis_spanner.producers.runner import build_relay
 from redis_spanner.producers.spanner import open_database
@@ -63,24 +64,28 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
                       f"namespace {settings.namespace}")
         console.print(f"[bold]stack[/] pubsub={env.pubsub_emulator_host} "
                       f"spanner={env.spanner_emulator_host}")
-        report = provision(settings)
+        report = provision(settings, ddl=[DEMO_SCHEMA_PATH])
         console.print(f"[bold]provisioned[/] {settings.topic_path}, "
                       f"{settings.subscription_path}, database {settings.database}")
         log.debug("provision report: %s", report)
         try:
             return _run(options, settings, console, targets)
         finally:
-            delete_paths((settings.subscription_path, settings.dead_letter_subscription_path),
-                         (settings.dead_letter_topic_path,))
+            delete_paths((settings.subscription_path, settings.heal_subscription_path,
+                          settings.dead_letter_subscription_path),
+                         (settings.heal_topic_path, settings.dead_letter_topic_path))
 
 
 def own_run(settings: Settings, tag: str) -> Settings:
     """This run's own subscription (on the shared events topic, which every relay publishes
-    to), dead-letter topic and hold subscription, and key namespace: a worker already
+    to), heal topic and subscription, dead-letter topic and hold subscription, and key
+    namespace: a worker already
     consuming the shared subscription can't take the demo's events, and the check sees only
     the demo's keys."""
     return settings.model_copy(update={
         "subscription": f"{settings.subscription}-demo-{tag}",
+        "heal_topic": f"{settings.topic}-heal-demo-{tag}",
+        "heal_subscription": f"{settings.subscription}-heal-demo-{tag}",
         "dead_letter_topic": f"{settings.dead_letter_topic}-demo-{tag}",
         "dead_letter_subscription": f"{settings.dead_letter_subscription}-demo-{tag}",
         "namespace": f"demo-{tag}",

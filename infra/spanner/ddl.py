@@ -12,9 +12,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from redis_spanner.schemas.errors import RedisSpannerError
+from redis_spanner.schemas.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
+"""The pipeline's own tables: the outbox and the relay's leases."""
+DEMO_SCHEMA_PATH = Path(__file__).with_name("demo.sql")
+"""The demo's tables (Accounts, Teams, Members), applied by ``demo``, ``bench`` and the tests."""
 
 _QUOTES = ("'''", '"""', "'", '"', "`")
 _CREATE = re.compile(
@@ -27,7 +30,7 @@ _CREATE = re.compile(
 )
 
 
-class DdlError(RedisSpannerError):
+class DdlError(ConfigError):
     """schema.sql cannot be split, or one of its statements creates no named object."""
 
 
@@ -114,7 +117,24 @@ def parse_ddl(sql: str) -> tuple[DdlStatement, ...]:
 
 
 def load_schema(path: Path | str = SCHEMA_PATH) -> tuple[DdlStatement, ...]:
-    return parse_ddl(Path(path).read_text(encoding="utf-8"))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise DdlError(f"cannot read the DDL file {path}: {e.strerror or e}") from e
+    try:
+        return parse_ddl(text)
+    except DdlError as e:
+        raise DdlError(f"{path}: {e}") from e
+
+
+def load_schemas(paths: Iterable[Path | str]) -> tuple[DdlStatement, ...]:
+    """The statements of several DDL files, in order; an object created twice is an error."""
+    statements = tuple(s for path in paths for s in load_schema(path))
+    keys = [s.key for s in statements]
+    twice = sorted({f"{kind} {name}" for kind, name in keys if keys.count((kind, name)) > 1})
+    if twice:
+        raise DdlError(f"created by more than one DDL file: {', '.join(twice)}")
+    return statements
 
 
 def missing_statements(

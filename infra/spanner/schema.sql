@@ -1,5 +1,6 @@
--- The Spanner schema of redis-spanner: the outbox, the relay's leases, and the demo's tables.
--- `redis-spanner provision` applies every statement whose table or index does not exist yet.
+-- The Spanner schema of redis-spanner: the outbox and the relay's leases, nothing else.
+-- `redis-spanner provision` applies every statement whose table or index does not exist yet, to a
+-- new database or to one that already holds a service's own tables (which it never touches).
 -- Statements end with a semicolon; comments start with "--".
 
 -- One row per changed business row, written in the same read-write transaction as the change.
@@ -46,24 +47,3 @@ CREATE TABLE OutboxRelay (
   Owner STRING(64) NOT NULL,
   ExpiresAt TIMESTAMP NOT NULL,
 ) PRIMARY KEY (Owner);
-
--- Demo: one cached row per account.
-CREATE TABLE Accounts (
-  AccountId STRING(64) NOT NULL,
-  Owner STRING(64) NOT NULL,
-  Balance INT64 NOT NULL,
-  UpdatedAt TIMESTAMP NOT NULL OPTIONS (allow_commit_timestamp = true),
-) PRIMARY KEY (AccountId);
-
--- Demo: a team row, and a derived key (the member list) built from many Members rows.
-CREATE TABLE Teams (
-  TeamId INT64 NOT NULL,
-  Name STRING(128) NOT NULL,
-) PRIMARY KEY (TeamId);
-
-CREATE TABLE Members (
-  TeamId INT64 NOT NULL,
-  MemberId STRING(64) NOT NULL,
-  Role STRING(32) NOT NULL,
-) PRIMARY KEY (TeamId, MemberId),
-  INTERLEAVE IN PARENT Teams ON DELETE CASCADE;

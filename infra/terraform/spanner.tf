@@ -8,8 +8,8 @@ resource "google_spanner_instance" "main" {
 }
 
 # Fine-grained access control: each process acts as a database role that holds only the
-# privileges its code uses. The relay reads and deletes outbox rows and keeps its leases; it
-# cannot read or change any other table, nor the schema. The consumer only reads the tables its
+# privileges its code uses. The relay reads and deletes outbox rows, moves poison rows to the
+# quarantine and keeps its leases; it cannot read or change any other table, nor the schema. The consumer only reads the tables its
 # catalog rewarms from and verifies against.
 locals {
   relay_role    = "redis_spanner_relay"
@@ -18,11 +18,16 @@ locals {
     "CREATE ROLE ${local.relay_role}",
     "GRANT SELECT, DELETE ON TABLE Outbox TO ROLE ${local.relay_role}",
     "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE OutboxLease, OutboxRelay TO ROLE ${local.relay_role}",
+    "GRANT INSERT, UPDATE ON TABLE OutboxQuarantine TO ROLE ${local.relay_role}",
     "CREATE ROLE ${local.consumer_role}",
     "GRANT SELECT ON TABLE ${join(", ", var.consumer_tables)} TO ROLE ${local.consumer_role}",
   ]
 }
 
+# schema.sql holds only the pipeline's tables (the outbox and the relay's leases); a service's
+# own tables exist already (import the database: `terraform import google_spanner_database.main
+# projects/P/instances/I/databases/D`, and the outbox statements are appended in place) or come
+# from var.extra_ddl.
 # Terraform applies statements appended to the list in place; changing or removing an existing
 # one would replace the database, which deletion_protection refuses. The list is schema.sql,
 # then the access-control statements, then var.extra_ddl: once the database exists, new tables

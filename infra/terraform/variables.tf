@@ -95,9 +95,13 @@ variable "extra_ddl" {
 }
 
 variable "consumer_tables" {
-  description = "Tables the consumer reads to rewarm and verify: those of its catalog (REDIS_SPANNER_CATALOG). The default is the demo catalog's."
+  description = "Tables the consumer reads to rewarm and verify: those of its catalog (REDIS_SPANNER_CATALOG), which must exist when the grant is applied. The demo catalog's are Accounts, Teams, Members."
   type        = list(string)
-  default     = ["Accounts", "Teams", "Members"]
+
+  validation {
+    condition     = length(var.consumer_tables) > 0
+    error_message = "consumer_tables: name the tables of the consumer's catalog."
+  }
 }
 
 variable "relay_service_account_id" {

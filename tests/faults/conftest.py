@@ -16,6 +16,7 @@ import pytest
 from redis_spanner.infra import faults
 from redis_spanner.infra.declaration import load_declaration
 from redis_spanner.infra.provision import provision, teardown
+from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.schemas.settings import Settings, get_settings
 
 from tests.faults.harness import Pipeline, own_process
@@ -66,7 +67,7 @@ def open_pipeline(
         if ack_deadline is not None:
             declaration = replace(declaration, subscription=replace(
                 declaration.subscription, ack_deadline_seconds=ack_deadline))
-        provision(configured, declaration)
+        provision(configured, declaration, ddl=[DEMO_SCHEMA_PATH])
         pipeline = Pipeline(configured, own_redis)
         opened.append(pipeline)
         return pipeline

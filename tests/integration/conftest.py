@@ -12,6 +12,7 @@ from redis_spanner.consumers.pubsub import PullSubscription
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.worker import Consumer, PullWorker
 from redis_spanner.infra.provision import provision, teardown
+from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.producers.spanner import open_database
 from redis_spanner.schemas.catalog import load_catalog
 from redis_spanner.schemas.keys import Catalog
@@ -20,8 +21,9 @@ from redis_spanner.schemas.settings import Settings
 
 @pytest.fixture
 def provisioned(settings: Settings) -> Iterator[Settings]:
-    """This test's topics, subscriptions and database, deleted afterwards."""
-    provision(settings)
+    """This test's topics, subscriptions and database (with the demo's tables), deleted
+    afterwards."""
+    provision(settings, ddl=[DEMO_SCHEMA_PATH])
     yield settings
     teardown(settings)
 

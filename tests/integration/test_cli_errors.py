@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from redis_spanner.infra.local import StackEnv
+from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.schemas.settings import Settings
 
 # The module's fixture runs every case (a few at a time) before the first test ends.
@@ -206,7 +207,8 @@ def test_json_output_is_json_alone_on_stdout(settings: Settings, tmp_path: Path)
     """With --json, stdout parses as one JSON document whatever else was said (on stderr):
     provision, verify and dev status."""
     env: dict[str, str | None] = {"REDIS_SPANNER_STATE_DIR": str(tmp_path)}
-    provisioned = redis_spanner(("provision", "--json"), env, tmp_path)
+    provisioned = redis_spanner(("provision", "--ddl", str(DEMO_SCHEMA_PATH), "--json"), env,
+                                tmp_path)
     assert provisioned.status == 0, provisioned.stderr
     assert json.loads(provisioned.stdout)["resources"]
     checked = redis_spanner(("verify", "--json"), env, tmp_path)

@@ -146,6 +146,31 @@ def test_cli_env_evals_in_a_shell(own_stack: LocalStack) -> None:
     assert shell.stdout.splitlines() == list(env.exports().values())
 
 
+def test_outside_tools_reach_the_stack_from_env_and_status(
+    own_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dev env` exports GOOGLE_CLOUD_PROJECT (the settings' default, or the one already set),
+    and `dev status` names the Spanner emulator's REST endpoint, which answers for that
+    project."""
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    exported = CliRunner().invoke(dev_app, ["env", "--state-dir", str(own_stack.state_dir)])
+    assert "export GOOGLE_CLOUD_PROJECT=redis-spanner-local" in exported.stdout.splitlines()
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "mine-123")
+    kept = CliRunner().invoke(dev_app, ["env", "--state-dir", str(own_stack.state_dir)])
+    assert "export GOOGLE_CLOUD_PROJECT=mine-123" in kept.stdout.splitlines()
+
+    result = CliRunner().invoke(dev_app, ["status", "--json", "--state-dir",
+                                          str(own_stack.state_dir)])
+    rest = json.loads(result.stdout)["spanner"]["rest"]
+    assert rest.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(f"{rest}/v1/projects/mine-123/instanceConfigs",
+                                timeout=10) as response:
+        configs = json.load(response)["instanceConfigs"]
+    assert [c["name"] for c in configs] == ["projects/mine-123/instanceConfigs/emulator-config"]
+    table = CliRunner().invoke(dev_app, ["status", "--state-dir", str(own_stack.state_dir)])
+    assert rest in table.stdout
+
+
 def test_cli_status_json(own_stack: LocalStack) -> None:
     """`dev status --json` reports every component running and healthy, with its pid."""
     result = CliRunner().invoke(dev_app, ["status", "--json", "--state-dir",

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from redis_spanner.infra.provision import provision, teardown
+from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -80,8 +81,9 @@ def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[Path
 
 @pytest.fixture
 def provisioned(settings: Settings) -> Iterator[Settings]:
-    """This test's topics, subscriptions and database on the session's stack."""
-    provision(settings)
+    """This test's topics, subscriptions and database (the demo's tables: the service writes
+    Accounts) on the session's stack."""
+    provision(settings, ddl=[DEMO_SCHEMA_PATH])
     yield settings
     teardown(settings)
 
@@ -107,7 +109,7 @@ def test_wheel_and_sdist_pass_twine_check(dist: Path) -> None:
 
 def test_wheel_holds_one_package_its_data_and_its_command(wheel: Path) -> None:
     """Nothing but redis_spanner and its dist-info at the top of site-packages; the DDL, the
-    declaration, py.typed and the console script ship."""
+    declaration, the published contract, py.typed and the console script ship."""
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         top = {name.split("/")[0] for name in names}
@@ -115,6 +117,8 @@ def test_wheel_holds_one_package_its_data_and_its_command(wheel: Path) -> None:
         entry_points = archive.read(f"{info}/entry_points.txt").decode()
     assert top == {"redis_spanner", info}
     for data in ("redis_spanner/py.typed", "redis_spanner/infra/spanner/schema.sql",
+                 "redis_spanner/infra/spanner/demo.sql", "redis_spanner/schemas/guard.lua",
+                 "redis_spanner/schemas/envelope.schema.json", "redis_spanner/schemas/CONTRACT.md",
                  "redis_spanner/infra/pipeline.json", "redis_spanner/schemas/envelope.py",
                  "redis_spanner/consumers/readthrough_async.py"):
         assert data in names

@@ -251,10 +251,11 @@ def _grants(role_local: str) -> dict[str, set[str]]:
 
 
 def test_relay_role_reaches_only_the_outbox_tables() -> None:
-    """The relay's database role reads and deletes outbox rows and keeps its leases, and has
-    no privilege on any other table."""
+    """The relay's database role reads and deletes outbox rows, moves poison rows to the
+    quarantine and keeps its leases, and has no privilege on any other table."""
     assert _grants("relay_role") == {
         "Outbox": {"SELECT", "DELETE"},
+        "OutboxQuarantine": {"INSERT", "UPDATE"},  # INSERT OR UPDATE
         "OutboxLease": {"SELECT", "INSERT", "UPDATE", "DELETE"},
         "OutboxRelay": {"SELECT", "INSERT", "UPDATE", "DELETE"},
     }
@@ -263,13 +264,18 @@ def test_relay_role_reaches_only_the_outbox_tables() -> None:
 
 
 def test_consumer_role_reads_what_its_catalog_needs() -> None:
-    """The consumer's role only SELECTs, and by default exactly the demo catalog's tables."""
+    """The consumer's role only SELECTs, exactly the tables a deployment names for its catalog
+    (no default: the database holds no demo table); the description names the demo's."""
     grant = next(s for s in locals_()["access_ddl"] if s.endswith("${local.consumer_role}")
                  and s.startswith("GRANT"))
     assert grant == "GRANT SELECT ON TABLE ${join(\", \", var.consumer_tables)} TO ROLE " \
                     "${local.consumer_role}"
     catalog_tables = {t.entity for t in DEMO} | {tr.table for t in DEMO for tr in t.triggers}
-    assert set(variables()["consumer_tables"]["default"]) == catalog_tables
+    tables = variables()["consumer_tables"]
+    assert "default" not in tables
+    assert all(name in tables["description"] for name in catalog_tables)
+    schema_tables = set(re.findall(r"CREATE TABLE (\w+)", SCHEMA.read_text()))
+    assert schema_tables == {"Outbox", "OutboxLease", "OutboxRelay", "OutboxQuarantine"}
 
 
 def test_spanner_access_is_fine_grained_only() -> None:
