@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
+from redis_spanner.infra.changestream_cli import changestream_relay
 from redis_spanner.infra.dev_cli import dev_app
 from redis_spanner.infra.dlq_cli import dlq_app
 from rich.console import Console
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(dev_app, name="dev")
 app.add_typer(dlq_app, name="dlq")
+app.command("changestream-relay")(changestream_relay)
 
 class DemoMode(StrEnum):
     INVALIDATE = "invalidate"

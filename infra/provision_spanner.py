@@ -1,5 +1,8 @@
 """Spanner provisioning: the instance and the database with every statement of schema.sql,
-created or converged from the declaration. And their deletion."""
+created or converged from the declaration. And their deletion.
+
+With ``REDIS_SPANNER_SOURCE=changestream`` it also creates the change stream over the catalog's
+tables and the change-stream relay's tables (spanner/changestream.sql)."""
 
 from __future__ import annotations
 
@@ -17,7 +20,14 @@ from redis_spanner.infra.provision_report import (
     ResourceResult,
     step,
 )
-from redis_spanner.infra.spanner.ddl import load_schema, missing_statements
+from redis_spanner.infra.spanner.ddl import (
+    CHANGESTREAM_PATH,
+    DdlStatement,
+    load_schema,
+    missing_statements,
+    parse_ddl,
+)
+from redis_spanner.schemas.catalog import load_catalog
 from redis_spanner.schemas.settings import Settings
 
 
@@ -34,6 +44,8 @@ def provision_spanner(
     policy = declaration.spanner
     config = policy.emulator_instance_config if emulated else policy.instance_config
     statements = load_schema(declaration.ddl_path)
+    if settings.source == "changestream":
+        statements += changestream_statements(settings)
     with closing(spanner.Client(project=settings.project, disable_builtin_metrics=True)) as client:
         instance = client.instance(
             settings.instance,
@@ -76,6 +88,13 @@ def provision_spanner(
             "spanner database", database.name, action,
             tuple(f"applied CREATE {s.kind} {s.name}" for s in applied),
         ))
+
+
+def changestream_statements(settings: Settings) -> tuple[DdlStatement, ...]:
+    """The change-stream relay's tables and the change stream over the catalog's tables."""
+    tables = sorted(load_catalog(settings.catalog, settings.namespace).tables)
+    stream = parse_ddl(f"CREATE CHANGE STREAM {settings.change_stream} FOR {', '.join(tables)}")
+    return load_schema(CHANGESTREAM_PATH) + stream
 
 
 def delete_spanner(settings: Settings, *, delete_instance: bool = False) -> list[str]:

@@ -1,19 +1,48 @@
-"""The relay's one touch point with google-cloud-pubsub."""
+"""The relays' one touch point with google-cloud-pubsub."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent import futures
+from typing import Any, Protocol
 
 from google.api_core import retry as gretry
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
-from redis_spanner.producers.outbox_store import OutboxRow
 from redis_spanner.schemas.errors import TransientError
 
 
+class Message(Protocol):
+    """What a relay publishes: an outbox row or a change-stream event."""
+
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def attributes(self) -> Mapping[str, str]: ...
+
+
+class Pending:
+    """Publishes in flight; ``wait`` returns once Pub/Sub holds every one."""
+
+    def __init__(self, sent: list[Any], timeout: float) -> None:
+        self._sent = sent
+        self._timeout = timeout
+
+    def __len__(self) -> int:
+        return len(self._sent)
+
+    def wait(self) -> list[str]:
+        _, not_done = futures.wait(self._sent, timeout=self._timeout)
+        if not_done:
+            raise TransientError(f"pubsub: {len(not_done)} publish(es) timed out")
+        try:
+            return [f.result() for f in self._sent]
+        except Exception as e:
+            raise TransientError(f"pubsub publish failed: {type(e).__name__}: {e}") from e
+
+
 class PubSubPublisher:
-    """Publishes a batch of outbox rows and returns only once Pub/Sub holds every one."""
+    """Publishes batches of messages; ``publish`` returns only once Pub/Sub holds every one."""
 
     def __init__(self, topic_path: str, *, timeout: float = 30.0) -> None:
         self._topic = topic_path
@@ -26,15 +55,13 @@ class PubSubPublisher:
             ),
         )
 
-    def publish(self, rows: Sequence[OutboxRow]) -> list[str]:
-        pending = [self._client.publish(self._topic, r.data, **r.attributes) for r in rows]
-        _, not_done = futures.wait(pending, timeout=self._timeout)
-        if not_done:
-            raise TransientError(f"pubsub: {len(not_done)} publish(es) timed out")
-        try:
-            return [f.result() for f in pending]
-        except Exception as e:
-            raise TransientError(f"pubsub publish failed: {type(e).__name__}: {e}") from e
+    def submit(self, messages: Sequence[Message]) -> Pending:
+        """Start publishing without waiting: the caller waits when it needs the guarantee."""
+        return Pending([self._client.publish(self._topic, m.data, **m.attributes)
+                        for m in messages], self._timeout)
+
+    def publish(self, messages: Sequence[Message]) -> list[str]:
+        return self.submit(messages).wait()
 
     def close(self) -> None:
         self._client.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,10 @@ class Settings(BaseSettings):
     relay_poll_ms: int = Field(50, gt=0)
     relay_batch: int = Field(500, gt=0, le=5000)
     relay_lease_seconds: float = Field(10.0, gt=1)
+
+    # Where events come from: the outbox (`relay`) or a change stream (`changestream-relay`).
+    source: Literal["outbox", "changestream"] = "outbox"
+    change_stream: str = Field("CacheChanges", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
 
     worker_streams: int = Field(2, gt=0, le=64)
     worker_batch: int = Field(500, gt=0, le=1000)

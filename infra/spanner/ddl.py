@@ -15,6 +15,8 @@ from pathlib import Path
 from redis_spanner.schemas.errors import RedisSpannerError
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
+CHANGESTREAM_PATH = Path(__file__).with_name("changestream.sql")
+"""Applied only when events come from a change stream (``REDIS_SPANNER_SOURCE``)."""
 
 _QUOTES = ("'''", '"""', "'", '"', "`")
 _CREATE = re.compile(
