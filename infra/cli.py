@@ -30,6 +30,11 @@ class DemoMode(StrEnum):
     REWARM = "rewarm"
 
 
+class DemoSource(StrEnum):
+    OUTBOX = "outbox"
+    CHANGESTREAM = "changestream"
+
+
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
 MetricsPort = Annotated[
     int, typer.Option(help="Serve Prometheus metrics on this port (0: off).", min=0)
@@ -272,6 +277,9 @@ def demo(
                         "consumer batches failed, the Pub/Sub emulator paused (if this run "
                         "started it), poison messages, foreign entries in the namespace."
     )] = False,
+    source: Annotated[DemoSource, typer.Option(
+        help="outbox: writers record outbox rows; changestream: writers write no outbox "
+             "rows, change-stream relays publish the row changes.")] = DemoSource.OUTBOX,
     as_json: Json = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -282,7 +290,8 @@ def demo(
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
     console = Console(stderr=as_json, emoji=False)
     options = DemoOptions(duration=duration, write_rate=rate, read_rate=read_rate,
-                          accounts=accounts, mode=mode.value, chaos=chaos)
+                          accounts=accounts, mode=mode.value, chaos=chaos,
+                          source=source.value)
     result = run_demo(options, console)
     render(result, console)
     if as_json:

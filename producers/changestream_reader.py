@@ -246,7 +246,8 @@ class ChangeStreamRelay:
         """Wait for Pub/Sub to hold what was sent, then move the checkpoint."""
         published = cursor.confirm()
         metrics.CHANGESTREAM_PUBLISHED.inc(published)
-        failpoint("changestream.before_checkpoint")
+        if published:
+            failpoint("changestream.before_checkpoint")
         kept = self._partitions.checkpoint(self.owner, token, cursor.safe, finished=finished)
         cursor.saved_at = self._clock()
         if not kept:
