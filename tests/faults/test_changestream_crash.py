@@ -44,14 +44,15 @@ def writing(pipeline: Pipeline, ids: list[str], rate: float = 30.0) -> Iterator[
         thread.join(timeout=30)
 
 
-def stopped(process: subprocess.Popen[bytes]) -> None:
+def stopped(process: subprocess.Popen[bytes]) -> bytes:
+    """Stop the process (if it still runs) and return what it wrote to stderr."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+    try:
+        return process.communicate(timeout=30)[1]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate(timeout=30)[1]
 
 
 @pytest.mark.parametrize("failpoint", ["changestream.before_checkpoint", "none"])
@@ -73,7 +74,8 @@ def test_killed_changestream_relay_resumes_from_its_checkpoint_without_a_gap(
             if failpoint == "none":
                 wait_until(lambda: len(pipeline.tally.applied) >= 20, timeout=60)
                 first.send_signal(signal.SIGKILL)
-            assert first.wait(timeout=60) == -signal.SIGKILL
+            _, stderr = first.communicate(timeout=60)
+            assert first.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
             applied_at_kill = len(pipeline.tally.applied)
             restarted = pipeline.run_cli("changestream-relay", "none")
             wait_until(lambda: len(pipeline.tally.applied) >= applied_at_kill + 30, timeout=90)
@@ -82,4 +84,4 @@ def test_killed_changestream_relay_resumes_from_its_checkpoint_without_a_gap(
     finally:
         stopped(first)
         if restarted is not None:
-            stopped(restarted)
+            assert b"Traceback" not in stopped(restarted)
