@@ -131,3 +131,37 @@ def test_writes_without_outbox_rows_reach_redis_with_their_commit_versions(
     finally:
         consumer.close()
         publisher.close()
+
+
+def test_two_relays_share_the_partitions_and_every_change_is_applied(
+    streamed: Settings, loops: tuple[Start, threading.Event]
+) -> None:
+    """Two change-stream relays at once: each leases a share of the partitions, and every
+    committed change is applied (a partition read twice around a lease hand-over only
+    duplicates events, which keep their ids and are guarded)."""
+    start, _ = loops
+    database = open_database(streamed)
+    tally = Tally()
+    built = [build_changestream_relay(streamed, on_published=tally.on_published)
+             for _ in range(2)]
+    for relay, _ in built:
+        start(relay.run)
+    consumer = start_worker(streamed, tally, start)
+    try:
+        assert all(relay.ready.wait(30) for relay, _ in built)
+        wait_until(lambda: all(relay.partitions for relay, _ in built), timeout=30)
+        held = [relay.partitions for relay, _ in built]
+        assert not held[0] & held[1]
+        columns = ("AccountId", "Owner", "Balance", "UpdatedAt")
+        for n in range(40):
+            account = f"acct-{n % 13}"
+            version = write(database, lambda tx, a=account, n=n: tx.insert_or_update(
+                "Accounts", columns, [[a, "o", n, spanner.COMMIT_TIMESTAMP]]))
+            tally.on_commit(event_id_for("Accounts", [account], version))
+        wait_until(lambda: not tally.unaccounted(), timeout=60, interval=0.1)
+        assert not tally.dead_lettered_ids
+        assert len(tally.committed) == 40
+    finally:
+        consumer.close()
+        for _, publisher in built:
+            publisher.close()
