@@ -3,6 +3,10 @@ row -> change stream -> changestream relay -> Pub/Sub -> worker -> Redis."""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,7 +19,8 @@ from redis_spanner.consumers.verify import Verdict, compare
 from redis_spanner.consumers.worker import Consumer, PullWorker
 from redis_spanner.infra.demo.tally import Tally
 from redis_spanner.infra.provision import provision, teardown
-from redis_spanner.producers.changestream import event_id_for
+from redis_spanner.producers.changestream import ChildPartition, event_id_for
+from redis_spanner.producers.partition_store import ROOT, SpannerPartitions
 from redis_spanner.producers.runner import build_changestream_relay
 from redis_spanner.producers.spanner import open_database, run_transaction
 from redis_spanner.schemas import versions
@@ -165,3 +170,59 @@ def test_two_relays_share_the_partitions_and_every_change_is_applied(
         consumer.close()
         for _, publisher in built:
             publisher.close()
+
+
+def test_a_merged_partition_waits_for_all_its_parents_and_relays_share_fairly(
+    streamed: Settings,
+) -> None:
+    """Leases and lineage in Spanner: a child of a merge is leased to no one until every
+    parent finished; ready partitions are split fairly between live relays; a checkpoint
+    written by a relay that no longer holds the lease is refused."""
+    partitions = SpannerPartitions(open_database(streamed), streamed.change_stream)
+    partitions.ensure_root()
+    (root,) = partitions.claim("relay-a", 3)
+    t0 = root.checkpoint
+    partitions.add_children([ChildPartition("p1", ()), ChildPartition("p2", ())], t0)
+    assert partitions.checkpoint("relay-a", ROOT, t0, finished=True)
+    at = t0 + dt.timedelta(seconds=1)
+    partitions.add_children([ChildPartition("merged", ("p1", "p2"))], at)
+    partitions.add_children([ChildPartition("merged", ("p1", "p2"))], at)  # each parent says it
+
+    assert {p.token for p in partitions.claim("relay-a", 3)} == {"p1", "p2"}
+    assert not partitions.claim("relay-b", 3)  # both leased; relay-a sheds one next time
+    a = {p.token for p in partitions.claim("relay-a", 3)}
+    b = {p.token for p in partitions.claim("relay-b", 3)}
+    assert a | b == {"p1", "p2"} and len(a) == len(b) == 1
+    other = "relay-b" if "p1" in b else "relay-a"
+    assert not partitions.checkpoint("relay-x", "p1", at)
+    assert partitions.checkpoint(other, "p1", at, finished=True)
+    claimed = {p.token for r in ("relay-a", "relay-b") for p in partitions.claim(r, 3)}
+    assert "merged" not in claimed
+    owner = "relay-b" if "p2" in b else "relay-a"
+    assert partitions.checkpoint(owner, "p2", at, finished=True)
+    merged = [p for r in ("relay-a", "relay-b") for p in partitions.claim(r, 3)]
+    assert [(p.token, p.checkpoint) for p in merged] == [("merged", at)]
+
+
+def test_provision_creates_the_stream_once_and_the_relay_refuses_a_database_without_it(
+    streamed: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Provisioning in change-stream mode creates the stream over the catalog's tables and
+    the relay's tables, and is idempotent; a relay pointed at a stream that does not exist
+    exits 2 with one line naming the setting, no traceback."""
+    again = provision(streamed)
+    database = next(r for r in again.resources if r.kind == "spanner database")
+    assert database.action == "unchanged"
+    handle = open_database(streamed)
+    handle.reload()
+    ddl = " ".join(" ".join(s.split()) for s in handle.ddl_statements)
+    assert "CREATE CHANGE STREAM CacheChanges FOR Accounts, Members, Teams" in ddl
+    assert "CREATE TABLE ChangeStreamPartition" in ddl
+    monkeypatch.setenv("REDIS_SPANNER_CHANGE_STREAM", "NoSuchStream")
+    result = subprocess.run(
+        [sys.executable, "-m", "redis_spanner.infra.cli", "changestream-relay"],
+        capture_output=True, timeout=120, env=dict(os.environ))
+    assert result.returncode == 2
+    lines = result.stderr.decode().strip().splitlines()
+    assert "Traceback" not in result.stderr.decode()
+    assert "NoSuchStream" in lines[-1] and "REDIS_SPANNER_CHANGE_STREAM" in lines[-1]
