@@ -6,10 +6,10 @@ import logging
 import signal
 import sys
 import threading
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
-from redis_spanner.schemas.errors import CheckpointExpired, RedisSpannerError
+from redis_spanner.schemas.errors import RedisSpannerError, TransientError
 
 MetricsPort = Annotated[
     int, typer.Option(help="Serve Prometheus metrics on this port (0: off).", min=0)
@@ -40,21 +40,25 @@ def changestream_relay(
         signal.signal(sig, lambda *_: stop.set())
     try:
         settings = get_settings()
-        relay, publisher = build_changestream_relay(settings)
     except ValidationError as e:
-        _fail(f"bad setting: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}", 2)
+        error = e.errors()[0]
+        _fail(f"bad setting REDIS_SPANNER_{str(error['loc'][0]).upper()}: {error['msg']}", 2)
+    try:
+        relay, publisher = build_changestream_relay(settings)
+    except TransientError as e:
+        where = settings.spanner_emulator_host or "spanner.googleapis.com"
+        _fail(f"cannot reach Spanner at {where} (database {settings.database} of instance "
+              f"{settings.instance}, project {settings.project}): {e}", 1)
     except RedisSpannerError as e:
         _fail(str(e), 2)
     try:
         relay.run(stop)
-    except CheckpointExpired as e:
-        _fail(str(e), 1)
-    except RedisSpannerError as e:
+    except RedisSpannerError as e:  # a checkpoint beyond retention, a refused query
         _fail(str(e), 1)
     finally:
         publisher.close()
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     typer.echo(f"redis-spanner changestream-relay: {message}", err=True)
     raise typer.Exit(code)

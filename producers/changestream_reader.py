@@ -178,6 +178,11 @@ class ChangeStreamRelay:
                 log.warning("change-stream relay %s: partition %s: %s; resuming from %s",
                             self.owner, _short(partition.token), e.cause, checkpoint)
                 stop.wait(min(0.1 * 2**failures, 5.0))
+            except Exception:  # a record this reader cannot handle: never skip it, retry
+                failures += 1
+                log.exception("change-stream relay %s: partition %s failed; resuming from %s",
+                              self.owner, _short(partition.token), checkpoint)
+                stop.wait(min(0.1 * 2**failures, 30.0))
 
     def _check_retention(self, token: str, checkpoint: dt.datetime) -> None:
         oldest = dt.datetime.now(dt.UTC) - self._config.retention
