@@ -226,3 +226,22 @@ def test_provision_creates_the_stream_once_and_the_relay_refuses_a_database_with
     lines = result.stderr.decode().strip().splitlines()
     assert "Traceback" not in result.stderr.decode()
     assert "NoSuchStream" in lines[-1] and "REDIS_SPANNER_CHANGE_STREAM" in lines[-1]
+
+
+def test_the_demo_with_the_change_stream_source_loses_nothing_and_leaves_no_stale_key(
+    streamed: Settings,
+) -> None:
+    """`demo --source changestream` (short): writers write no outbox row, two change-stream
+    relays publish, readers read through; every committed change is applied, no key is stale
+    and no write ever touched the outbox."""
+    from redis_spanner.infra.demo.run import DemoOptions, _run
+    from rich.console import Console
+
+    options = DemoOptions(duration=3, write_rate=20, read_rate=40, accounts=20,
+                          source="changestream", quiesce_timeout=60)
+    result = _run(options, streamed, Console(quiet=True))
+    assert result["lost"] == 0 and result["stale_keys"] == 0
+    assert result["dead_lettered"] == 0 and result["write_errors"] == 0
+    assert result["committed"] > 20 and result["applied"] == result["committed"]
+    with open_database(streamed).snapshot() as snapshot:
+        assert list(snapshot.execute_sql("SELECT COUNT(*) FROM Outbox")) == [[0]]
