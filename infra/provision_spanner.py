@@ -7,6 +7,8 @@ tables and the change-stream relay's tables (spanner/changestream.sql)."""
 from __future__ import annotations
 
 import concurrent.futures
+import re
+from collections.abc import Iterable
 from contextlib import closing
 from typing import Any
 
@@ -23,6 +25,7 @@ from redis_spanner.infra.provision_report import (
 from redis_spanner.infra.spanner.ddl import (
     CHANGESTREAM_PATH,
     DdlStatement,
+    created_object,
     load_schema,
     missing_statements,
     parse_ddl,
@@ -79,6 +82,8 @@ def provision_spanner(
                 action: Action = "created"
             else:
                 database.reload()
+                if settings.source == "changestream":
+                    report.warnings.extend(stream_drift(settings, database.ddl_statements))
                 applied = missing_statements(statements, database.ddl_statements)
                 if applied:
                     _wait(database.update_ddl([s.text for s in applied]), timeout,
@@ -95,6 +100,28 @@ def changestream_statements(settings: Settings) -> tuple[DdlStatement, ...]:
     tables = sorted(load_catalog(settings.catalog, settings.namespace).tables)
     stream = parse_ddl(f"CREATE CHANGE STREAM {settings.change_stream} FOR {', '.join(tables)}")
     return load_schema(CHANGESTREAM_PATH) + stream
+
+
+def stream_drift(settings: Settings, current_ddl: Iterable[str]) -> list[str]:
+    """A warning when the existing change stream does not watch exactly the catalog's tables:
+    provisioning creates, it never alters; the change is a reviewed ALTER CHANGE STREAM."""
+    wanted = load_catalog(settings.catalog, settings.namespace).tables
+    for text in current_ddl:
+        made = created_object(text)
+        if made is None or made[0] != "CHANGE STREAM" or made[1].casefold() != (
+                settings.change_stream.casefold()):
+            continue
+        match = re.search(r"\bFOR\s+(.*?)(?:\bOPTIONS\b|$)", text, re.IGNORECASE | re.DOTALL)
+        watched = match[1].strip() if match else ""
+        if watched.upper() == "ALL":
+            return []
+        tables = {t.strip().strip("`") for t in re.sub(r"\([^)]*\)", "", watched).split(",")
+                  if t.strip()}
+        if tables != set(wanted):
+            return [f"change stream {made[1]} watches {', '.join(sorted(tables)) or 'nothing'}"
+                    f" but the catalog names {', '.join(sorted(wanted))}: changes to the others "
+                    f"are not published (ALTER CHANGE STREAM {made[1]} SET FOR ...)"]
+    return []
 
 
 def delete_spanner(settings: Settings, *, delete_instance: bool = False) -> list[str]:

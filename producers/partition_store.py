@@ -77,6 +77,13 @@ _RELEASE = """
 UPDATE ChangeStreamPartition SET Owner = NULL, LeaseExpiresAt = NULL
 WHERE StreamName = @stream AND Owner = @owner
 """
+_FORGET_FINISHED = """
+DELETE FROM ChangeStreamPartition
+WHERE StreamName = @stream AND Finished AND Token != ''
+  AND Checkpoint < TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 1 DAY)
+"""
+"""Finished partitions are kept a day for inspection. A parent that is gone counts as finished,
+so a merged child whose parent was forgotten is still read (after its other parents)."""
 _OLDEST = """
 SELECT MIN(Checkpoint) FROM ChangeStreamPartition WHERE StreamName = @stream AND NOT Finished
 """
@@ -105,6 +112,7 @@ class SpannerPartitions:
 
         def work(tx: Any) -> list[Partition]:
             self._update(tx, _ANNOUNCE, owner=owner, ms=ms)
+            self._update(tx, _FORGET_FINISHED)
             readers = {row[0] for row in self._query(tx, _READERS)} | {owner}
             rows = list(self._query(tx, _PARTITIONS))
             finished = {row[0] for row in rows if row[3]}

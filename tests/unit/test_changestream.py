@@ -237,3 +237,26 @@ def test_a_failed_publish_never_moves_the_checkpoint_and_the_partition_is_read_a
     root_saves = [c for c in partitions.checkpoints if c[0] == ROOT]
     assert root_saves[0][1] == later and all(ts >= now for _, ts, _ in root_saves)
     assert any(token == "c" for token, _, _ in partitions.checkpoints)
+
+
+@pytest.mark.parametrize(("ddl", "drift"), [
+    ("CREATE CHANGE STREAM CacheChanges FOR Accounts, Members, Teams", False),
+    ("CREATE CHANGE STREAM cachechanges FOR ALL", False),
+    ("CREATE CHANGE STREAM CacheChanges FOR Accounts(Balance), Teams(Name, Id), Members()",
+     False),
+    ("CREATE CHANGE STREAM CacheChanges FOR Accounts, Teams OPTIONS (retention_period='36h')",
+     True),
+    ("CREATE CHANGE STREAM CacheChanges FOR Accounts, Members, Teams, Audit", True),
+    ("CREATE CHANGE STREAM Other FOR Accounts", False),
+])
+def test_provision_warns_when_the_stream_watches_other_tables_than_the_catalog(
+    ddl: str, drift: bool
+) -> None:
+    """An existing stream that misses a catalog table (or watches more) is reported, since
+    provisioning never alters it; a stream over all tables, or column lists, are fine."""
+    from redis_spanner.infra.provision_spanner import stream_drift
+    from redis_spanner.schemas.settings import Settings
+
+    warnings = stream_drift(Settings(), [ddl])
+    assert bool(warnings) == drift
+    assert all("ALTER CHANGE STREAM CacheChanges" in w for w in warnings)
