@@ -153,6 +153,9 @@ class ChangeStreamRelay:
                 thread.start()
         self._threads = {t: th for t, th in self._threads.items() if th.is_alive()}
 
+    def _stopping(self, stop: threading.Event) -> bool:
+        return stop.is_set() or self._fatal is not None
+
     def _leased(self, token: str) -> bool:
         """Held, with a third of the lease left, so a slow step never outlives it."""
         with self._lock:
@@ -162,15 +165,14 @@ class ChangeStreamRelay:
     def _read_guarded(self, partition: Partition, stop: threading.Event) -> None:
         failures = 0
         checkpoint = partition.checkpoint
-        while not stop.is_set() and self._leased(partition.token):
+        while not self._stopping(stop) and self._leased(partition.token):
             try:
                 self._check_retention(partition.token, checkpoint)
                 checkpoint = self._read(partition, checkpoint, stop)
                 return
             except (CheckpointExpired, PermanentError) as e:
                 log.error("change-stream relay %s: %s", self.owner, e)
-                self._fatal = e
-                stop.set()
+                self._fatal = e  # the relay stops; the caller's other loops do not
                 return
             except _Resume as e:
                 checkpoint = e.checkpoint
@@ -200,7 +202,7 @@ class ChangeStreamRelay:
         is lost, or ``stop``. Returns the last checkpoint; raises ``_Resume`` to retry."""
         token = partition.token
         cursor = _Cursor(checkpoint)
-        while not stop.is_set():
+        while not self._stopping(stop):
             end = max(dt.datetime.now(dt.UTC), cursor.safe) + dt.timedelta(
                 seconds=self._config.window_seconds)
             ended = False
@@ -216,7 +218,7 @@ class ChangeStreamRelay:
                         ended = True
                     if self._checkpoint_due(cursor) and not self._save(token, cursor):
                         return cursor.safe
-                    if stop.is_set() or not self._leased(token):
+                    if self._stopping(stop) or not self._leased(token):
                         break
                 else:
                     if ended:
