@@ -171,7 +171,7 @@ class ChangeStreamRelay:
                 checkpoint = self._read(partition, checkpoint, stop)
                 return
             except (CheckpointExpired, PermanentError) as e:
-                log.error("change-stream relay %s: %s", self.owner, e)
+                log.debug("change-stream relay %s: stopping: %s", self.owner, e)
                 self._fatal = e  # the relay stops; the caller's other loops do not
                 return
             except _Resume as e:

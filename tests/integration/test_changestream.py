@@ -245,3 +245,29 @@ def test_the_demo_with_the_change_stream_source_loses_nothing_and_leaves_no_stal
     assert result["committed"] > 20 and result["applied"] == result["committed"]
     with open_database(streamed).snapshot() as snapshot:
         assert list(snapshot.execute_sql("SELECT COUNT(*) FROM Outbox")) == [[0]]
+
+
+def test_a_checkpoint_older_than_the_retention_stops_the_relay_with_one_line(
+    streamed: Settings,
+) -> None:
+    """A partition whose checkpoint lies beyond the stream's retention (a relay down for two
+    days) is reported by the command in one line naming the stream and the retention, exit 1,
+    no traceback; nothing is read past the gap."""
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    database = open_database(streamed)
+    run_transaction(database, lambda tx: tx.insert(
+        "ChangeStreamPartition",
+        ("StreamName", "Token", "Parents", "StartTs", "Checkpoint", "Finished"),
+        [[streamed.change_stream, ROOT, [], old, old, False]]))
+    result = subprocess.run(
+        [sys.executable, "-m", "redis_spanner.infra.cli", "changestream-relay"],
+        capture_output=True, timeout=120, env=dict(os.environ))
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr[-2000:]
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("redis-spanner changestream-relay: change stream CacheChanges")
+    assert "retention of 1 day" in last
+    with database.snapshot() as snapshot:
+        rows = list(snapshot.execute_sql("SELECT Checkpoint FROM ChangeStreamPartition"))
+    assert rows == [[old]]
