@@ -30,6 +30,7 @@ from redis_spanner.producers.changestream import (
     Record,
     messages,
 )
+from redis_spanner.producers.changestream_cursor import Cursor, Notifying
 from redis_spanner.producers.partition_store import Partition
 from redis_spanner.producers.publisher import Message, Pending
 from redis_spanner.schemas.errors import (
@@ -201,7 +202,7 @@ class ChangeStreamRelay:
         """Read one partition until it ends (children recorded, marked finished), the lease
         is lost, or ``stop``. Returns the last checkpoint; raises ``_Resume`` to retry."""
         token = partition.token
-        cursor = _Cursor(checkpoint)
+        cursor = Cursor(checkpoint)
         while not self._stopping(stop):
             end = max(dt.datetime.now(dt.UTC), cursor.safe) + dt.timedelta(
                 seconds=self._config.window_seconds)
@@ -234,22 +235,22 @@ class ChangeStreamRelay:
                 return cursor.safe
         return cursor.safe
 
-    def _publish(self, sent: list[ChangeMessage]) -> Pending | _Notifying | None:
+    def _publish(self, sent: list[ChangeMessage]) -> Pending | Notifying | None:
         if not sent:
             return None
         pending = self._publisher.submit(sent)
         notify = self._on_published
         if notify is None:
             return pending
-        return _Notifying(pending, lambda: notify(sent))
+        return Notifying(pending, lambda: notify(sent))
 
     def _children(self, record: ChildPartitions) -> None:
         self._partitions.add_children(record.children, record.start_ts)
 
-    def _checkpoint_due(self, cursor: _Cursor) -> bool:
+    def _checkpoint_due(self, cursor: Cursor) -> bool:
         return self._clock() - cursor.saved_at >= self._config.checkpoint_every
 
-    def _save(self, token: str, cursor: _Cursor, *, finished: bool = False) -> bool:
+    def _save(self, token: str, cursor: Cursor, *, finished: bool = False) -> bool:
         """Wait for Pub/Sub to hold what was sent, then move the checkpoint."""
         published = cursor.confirm()
         metrics.CHANGESTREAM_PUBLISHED.inc(published)
@@ -270,52 +271,6 @@ class _Resume(Exception):
         super().__init__(str(cause))
         self.checkpoint = checkpoint
         self.cause = cause
-
-
-class _Notifying:
-    """A ``Pending`` that reports its messages once Pub/Sub holds them."""
-
-    def __init__(self, pending: Pending, notify: Callable[[], None]) -> None:
-        self._pending = pending
-        self._notify = notify
-
-    def __len__(self) -> int:
-        return len(self._pending)
-
-    def wait(self) -> list[str]:
-        ids = self._pending.wait()
-        self._notify()
-        return ids
-
-
-class _Cursor:
-    """Where a partition's reading stands: the publishes in flight, and the checkpoint that
-    becomes safe once they are confirmed."""
-
-    def __init__(self, checkpoint: dt.datetime) -> None:
-        self.safe = checkpoint
-        """Every event before this was confirmed by Pub/Sub (and those at it, if read)."""
-        self._reached = checkpoint
-        self._in_flight: list[Pending | _Notifying] = []
-        self.saved_at = 0.0
-
-    def sent(self, commit_ts: dt.datetime, pending: Pending | _Notifying | None) -> None:
-        if pending is not None:
-            self._in_flight.append(pending)
-        self._reached = max(self._reached, commit_ts)
-
-    def reached(self, timestamp: dt.datetime) -> None:
-        self._reached = max(self._reached, timestamp)
-
-    def confirm(self) -> int:
-        """Wait for every publish in flight; raises ``TransientError`` if any failed."""
-        count = 0
-        for pending in self._in_flight:
-            pending.wait()
-            count += len(pending)
-        self._in_flight = []
-        self.safe = self._reached
-        return count
 
 
 def _short(token: str) -> str:
