@@ -58,6 +58,7 @@ class Partitions(Protocol):
     def checkpoint(self, owner: str, token: str, ts: dt.datetime, *, finished: bool = False
                    ) -> bool: ...
     def release(self, owner: str) -> None: ...
+    def oldest_checkpoint(self) -> dt.datetime | None: ...
 
 
 class Publisher(Protocol):
@@ -73,6 +74,7 @@ class ReaderConfig:
     window_seconds: float = 10.0
     """Each query reads this far past now, then the next one resumes from the checkpoint."""
     checkpoint_every: float = 1.0
+    lag_every: float = 5.0
 
 
 class ChangeStreamRelay:
@@ -101,6 +103,7 @@ class ChangeStreamRelay:
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._fatal: RedisSpannerError | None = None
+        self._next_lag = 0.0
 
     @property
     def partitions(self) -> frozenset[str]:
@@ -119,6 +122,7 @@ class ChangeStreamRelay:
                         self._partitions.ensure_root()
                         self.ready.set()
                     self._claim(stop)
+                    self._report_lag()
                     failures = 0
                 except TransientError as e:
                     failures += 1
@@ -153,6 +157,15 @@ class ChangeStreamRelay:
                 self._threads[partition.token] = thread
                 thread.start()
         self._threads = {t: th for t, th in self._threads.items() if th.is_alive()}
+
+    def _report_lag(self) -> None:
+        """How far behind the slowest unfinished partition is (the retention's margin)."""
+        now = self._clock()
+        if now < self._next_lag:
+            return
+        self._next_lag = now + self._config.lag_every
+        metrics.CHANGESTREAM_CHECKPOINT_AGE.set(
+            metrics.age_seconds(self._partitions.oldest_checkpoint()))
 
     def _stopping(self, stop: threading.Event) -> bool:
         return stop.is_set() or self._fatal is not None

@@ -14,6 +14,10 @@ OUTBOX_OLDEST_AGE = Gauge(
 )
 CHANGESTREAM_PUBLISHED = Counter("redis_spanner_changestream_published",
                                  "Change-stream events Pub/Sub confirmed")
+CHANGESTREAM_CHECKPOINT_AGE = Gauge(
+    "redis_spanner_changestream_checkpoint_age_seconds",
+    "Age of the oldest checkpoint of an unfinished change-stream partition",
+)
 CHANGESTREAM_PARTITIONS = Gauge("redis_spanner_changestream_partitions",
                                 "Change-stream partitions leased by this relay")
 

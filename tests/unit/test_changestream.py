@@ -163,6 +163,10 @@ class FakePartitions:
     def release(self, owner: str) -> None:
         pass
 
+    def oldest_checkpoint(self) -> dt.datetime | None:
+        return min((p.checkpoint for t, p in self.rows.items() if t not in self.finished),
+                   default=None)
+
 
 class FakePending:
     def __init__(self, fail: bool) -> None:
@@ -260,3 +264,29 @@ def test_provision_warns_when_the_stream_watches_other_tables_than_the_catalog(
     warnings = stream_drift(Settings(), [ddl])
     assert bool(warnings) == drift
     assert all("ALTER CHANGE STREAM CacheChanges" in w for w in warnings)
+
+
+def test_the_oldest_checkpoints_age_is_reported_as_the_margin_before_retention() -> None:
+    """The relay exports how far its slowest unfinished partition is behind, the number an
+    operator watches against the stream's retention."""
+    from prometheus_client import REGISTRY
+
+    def age() -> float:
+        value = REGISTRY.get_sample_value("redis_spanner_changestream_checkpoint_age_seconds")
+        return value or 0.0
+
+    behind = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    partitions = FakePartitions(behind)
+    reader = relay(FakeSource({}), partitions, FakePublisher())
+    stop = threading.Event()
+    thread = threading.Thread(target=reader.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=20)
+        while (age() < 3000
+               and dt.datetime.now(dt.UTC) < deadline):
+            stop.wait(0.02)
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert 3590 < age() < 3700
