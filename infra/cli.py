@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from redis_spanner.infra import cli_errors
 from redis_spanner.infra.catalog_cli import catalog_app, require_catalog
+from redis_spanner.infra.changestream_cli import changestream_relay
 from redis_spanner.infra.dev_cli import dev_app
 from redis_spanner.infra.dlq_cli import dlq_app
 from redis_spanner.infra.outbox_cli import outbox_app
@@ -33,10 +34,16 @@ app.add_typer(dev_app, name="dev")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(catalog_app, name="catalog")
+app.command("changestream-relay")(changestream_relay)
 
 class DemoMode(StrEnum):
     INVALIDATE = "invalidate"
     REWARM = "rewarm"
+
+
+class DemoSource(StrEnum):
+    OUTBOX = "outbox"
+    CHANGESTREAM = "changestream"
 
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
@@ -385,6 +392,9 @@ def demo(
                         "delivery budget, the Pub/Sub emulator paused (if this run started "
                         "it), poison messages, foreign entries in the namespace."
     )] = False,
+    source: Annotated[DemoSource, typer.Option(
+        help="outbox: writers record outbox rows; changestream: writers write no outbox "
+             "rows, change-stream relays publish the row changes.")] = DemoSource.OUTBOX,
     as_json: Json = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -397,7 +407,8 @@ def demo(
     _before_stack()
     console = Console(stderr=as_json, emoji=False)
     options = DemoOptions(duration=duration, write_rate=rate, read_rate=read_rate,
-                          accounts=accounts, mode=mode.value, chaos=chaos)
+                          accounts=accounts, mode=mode.value, chaos=chaos,
+                          source=source.value)
     result = run_demo(options, console)
     render(result, console)
     if as_json:

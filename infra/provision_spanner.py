@@ -2,12 +2,15 @@
 of a service's own DDL files), created or converged from the declaration. And their deletion.
 
 With ``create=False`` the instance and database must exist already (a service's own database):
-only the statements whose objects are missing are applied; nothing else is touched."""
+only the statements whose objects are missing are applied; nothing else is touched. With
+``REDIS_SPANNER_SOURCE=changestream`` it also creates the change stream over the catalog's
+tables and the change-stream relay's tables (spanner/changestream.sql)."""
 
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,16 @@ from redis_spanner.infra.provision_report import (
     ResourceResult,
     step,
 )
-from redis_spanner.infra.spanner.ddl import load_schemas, missing_statements
+from redis_spanner.infra.spanner.ddl import (
+    CHANGESTREAM_PATH,
+    DdlStatement,
+    created_object,
+    load_schema,
+    load_schemas,
+    missing_statements,
+    parse_ddl,
+)
+from redis_spanner.schemas.catalog import load_catalog
 from redis_spanner.schemas.settings import Settings
 
 
@@ -43,6 +55,8 @@ def provision_spanner(
     policy = declaration.spanner
     config = policy.emulator_instance_config if emulated else policy.instance_config
     statements = load_schemas([declaration.ddl_path, *ddl])
+    if settings.source == "changestream":
+        statements += changestream_statements(settings)
     with closing(spanner.Client(project=settings.project, disable_builtin_metrics=True)) as client:
         instance = client.instance(  # type: ignore[no-untyped-call]
             settings.instance,
@@ -87,6 +101,8 @@ def provision_spanner(
                 action: Action = "created"
             else:
                 database.reload()
+                if settings.source == "changestream":
+                    report.warnings.extend(stream_drift(settings, database.ddl_statements))
                 applied = missing_statements(statements, database.ddl_statements)
                 if applied:
                     _wait(database.update_ddl([s.text for s in applied]), timeout,
@@ -96,6 +112,35 @@ def provision_spanner(
             "spanner database", database.name, action,
             tuple(f"applied CREATE {s.kind} {s.name}" for s in applied),
         ))
+
+
+def changestream_statements(settings: Settings) -> tuple[DdlStatement, ...]:
+    """The change-stream relay's tables and the change stream over the catalog's tables."""
+    tables = sorted(load_catalog(settings.catalog, settings.namespace).tables)
+    stream = parse_ddl(f"CREATE CHANGE STREAM {settings.change_stream} FOR {', '.join(tables)}")
+    return load_schema(CHANGESTREAM_PATH) + stream
+
+
+def stream_drift(settings: Settings, current_ddl: Iterable[str]) -> list[str]:
+    """A warning when the existing change stream does not watch exactly the catalog's tables:
+    provisioning creates, it never alters; the change is a reviewed ALTER CHANGE STREAM."""
+    wanted = load_catalog(settings.catalog, settings.namespace).tables
+    for text in current_ddl:
+        made = created_object(text)
+        if made is None or made[0] != "CHANGE STREAM" or made[1].casefold() != (
+                settings.change_stream.casefold()):
+            continue
+        match = re.search(r"\bFOR\s+(.*?)(?:\bOPTIONS\b|$)", text, re.IGNORECASE | re.DOTALL)
+        watched = match[1].strip() if match else ""
+        if watched.upper() == "ALL":
+            return []
+        tables = {t.strip().strip("`") for t in re.sub(r"\([^)]*\)", "", watched).split(",")
+                  if t.strip()}
+        if tables != set(wanted):
+            return [f"change stream {made[1]} watches {', '.join(sorted(tables)) or 'nothing'}"
+                    f" but the catalog names {', '.join(sorted(wanted))}: changes to the others "
+                    f"are not published (ALTER CHANGE STREAM {made[1]} SET FOR ...)"]
+    return []
 
 
 def delete_spanner(settings: Settings, *, delete_instance: bool = False) -> list[str]:

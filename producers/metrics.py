@@ -15,6 +15,14 @@ OUTBOX_BACKLOG = Gauge("redis_spanner_outbox_backlog", "Outbox rows waiting to b
 OUTBOX_OLDEST_AGE = Gauge(
     "redis_spanner_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row"
 )
+CHANGESTREAM_PUBLISHED = Counter("redis_spanner_changestream_published",
+                                 "Change-stream events Pub/Sub confirmed")
+CHANGESTREAM_CHECKPOINT_AGE = Gauge(
+    "redis_spanner_changestream_checkpoint_age_seconds",
+    "Age of the oldest checkpoint of an unfinished change-stream partition",
+)
+CHANGESTREAM_PARTITIONS = Gauge("redis_spanner_changestream_partitions",
+                                "Change-stream partitions leased by this relay")
 
 
 def age_seconds(oldest: object) -> float:

@@ -1,11 +1,12 @@
-"""The relay's one touch point with google-cloud-pubsub."""
+"""The relays' one touch point with google-cloud-pubsub."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent import futures
+from typing import Any, Protocol
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
@@ -17,6 +18,35 @@ from redis_spanner.schemas.errors import TransientError
 _REFUSED = (gexc.InvalidArgument,)
 """Pub/Sub's answer to a message it will never accept as it is."""
 _SLICE = 0.1
+
+
+class Message(Protocol):
+    """What a relay publishes: an outbox row or a change-stream event."""
+
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def attributes(self) -> Mapping[str, str]: ...
+
+
+class Pending:
+    """Publishes in flight; ``wait`` returns once Pub/Sub holds every one."""
+
+    def __init__(self, sent: list[Any], timeout: float) -> None:
+        self._sent = sent
+        self._timeout = timeout
+
+    def __len__(self) -> int:
+        return len(self._sent)
+
+    def wait(self) -> list[str]:
+        _, not_done = futures.wait(self._sent, timeout=self._timeout)
+        if not_done:
+            raise TransientError(f"pubsub: {len(not_done)} publish(es) timed out")
+        try:
+            return [f.result() for f in self._sent]
+        except Exception as e:
+            raise TransientError(f"pubsub publish failed: {type(e).__name__}: {e}") from e
 
 
 class PubSubPublisher:
@@ -33,6 +63,11 @@ class PubSubPublisher:
                 timeout=timeout,
             ),
         )
+
+    def submit(self, messages: Sequence[Message]) -> Pending:
+        """Start publishing without waiting: the caller waits when it needs the guarantee."""
+        return Pending([self._client.publish(self._topic, m.data, **m.attributes)
+                        for m in messages], self._timeout)
 
     def publish(self, rows: Sequence[OutboxRow], stop: threading.Event) -> list[PoisonRow]:
         """Rows Pub/Sub refused for good come back as poison: those the client refuses (too

@@ -1,5 +1,5 @@
-"""Build a relay from settings (the one place the relay's adapters are wired together), and
-run it as a process runs it: stopped within a bounded time of the stop signal."""
+"""Build the relays from settings (the one place their adapters are wired together), and run
+the outbox relay as a process runs it: stopped within a bounded time of the stop signal."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import logging
 import threading
 from collections.abc import Callable
 
+from redis_spanner.producers.changestream import ChangeMessage
+from redis_spanner.producers.changestream_query import ChangeStreamQuery
+from redis_spanner.producers.changestream_reader import ChangeStreamRelay, ReaderConfig
 from redis_spanner.producers.outbox_rows import OutboxRow
 from redis_spanner.producers.outbox_store import SpannerOutbox
+from redis_spanner.producers.partition_store import SpannerPartitions
 from redis_spanner.producers.publisher import PubSubPublisher
 from redis_spanner.producers.relay import Relay, RelayConfig
 from redis_spanner.producers.spanner import open_database
+from redis_spanner.schemas.catalog import load_catalog
 from redis_spanner.schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,3 +77,25 @@ def run_relay(settings: Settings, stop: threading.Event,
         log.warning("relay %s still waiting on a call %.0fs after the stop signal; leaving it "
                     "(nothing unconfirmed was deleted)", relay.owner, grace)
     return done
+
+
+def build_changestream_relay(
+    settings: Settings,
+    *,
+    on_published: Callable[[list[ChangeMessage]], None] | None = None,
+) -> tuple[ChangeStreamRelay, PubSubPublisher]:
+    """The change-stream relay over the catalog's tables. Raises ``PermanentError`` when the
+    database has no such change stream."""
+    database = open_database(settings)
+    query = ChangeStreamQuery(database, settings.change_stream)
+    query.check()
+    config = ReaderConfig(
+        tables=load_catalog(settings.catalog, settings.namespace).tables,
+        key_order=query.key_order(),
+        retention=query.retention(),
+        lease_seconds=settings.relay_lease_seconds,
+    )
+    publisher = PubSubPublisher(settings.topic_path)
+    relay = ChangeStreamRelay(query, SpannerPartitions(database, settings.change_stream),
+                              publisher, config, on_published=on_published)
+    return relay, publisher

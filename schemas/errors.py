@@ -83,6 +83,13 @@ class RetriesExhausted(PermanentError):
     reason = "retries-exhausted"
 
 
+class CheckpointExpired(PermanentError):
+    """A change-stream checkpoint lies beyond the stream's retention: the changes since are
+    gone from Spanner, so reading on would silently skip them."""
+
+    reason = "checkpoint-expired"
+
+
 class TransientError(RedisSpannerError):
     """Redis or Spanner unavailable, a timeout, an aborted transaction: retry, then nack."""
 

@@ -6,7 +6,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     relay_poll_ms: int = Field(50, gt=0)
     relay_batch: int = Field(500, gt=0, le=5000)
     relay_lease_seconds: float = Field(10.0, gt=1)
+
+    # Where events come from: the outbox (`relay`) or a change stream (`changestream-relay`).
+    source: Literal["outbox", "changestream"] = "outbox"
+    change_stream: str = Field("CacheChanges", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
 
     worker_streams: int = Field(2, gt=0, le=64)
     worker_batch: int = Field(500, gt=0, le=1000)

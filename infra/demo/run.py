@@ -25,7 +25,7 @@ from redis_spanner.infra.provision import provision
 from redis_spanner.infra.provision_pubsub import delete_paths
 from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.producers.outbox import OUTBOX_SHARDS
-from redis_spanner.producers.runner import build_relay
+from redis_spanner.producers.runner import build_changestream_relay, build_relay
 from redis_spanner.producers.spanner import open_database
 from redis_spanner.schemas.settings import Settings, load_settings
 from rich.console import Console
@@ -52,6 +52,9 @@ class DemoOptions:
     ``rewarm``: the consumer reads the changed row and writes the fresh value itself."""
     chaos: bool = False
     """Inject faults while the workload runs (``redis_spanner.infra.demo.chaos``)."""
+    source: str = "outbox"
+    """``outbox``: writers record outbox rows, relays publish them; ``changestream``: writers
+    write no outbox rows, change-stream relays publish the stream's row changes."""
 
 
 def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
@@ -59,9 +62,10 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         os.environ.update(env.exports())
         if options.mode == "rewarm":
             os.environ["REDIS_SPANNER_CATALOG"] = "redis_spanner.schemas.catalog:DEMO_REWARM"
+        os.environ["REDIS_SPANNER_SOURCE"] = options.source
         settings = own_run(load_settings(), uuid.uuid4().hex[:8])
         console.print(f"[bold]mode[/] {options.mode}: catalog {settings.catalog}, "
-                      f"namespace {settings.namespace}")
+                      f"source {settings.source}, namespace {settings.namespace}")
         console.print(f"[bold]stack[/] pubsub={env.pubsub_emulator_host} "
                       f"spanner={env.spanner_emulator_host}")
         report = provision(settings, ddl=[DEMO_SCHEMA_PATH])
@@ -107,9 +111,12 @@ def _run(options: DemoOptions, settings: Settings, console: Console,
 
     pipeline_stop = threading.Event()
     load_stop = threading.Event()
+    outbox = options.source == "outbox"
     with _threads(pipeline_stop) as spawn:
-        relays = [build_relay(settings, on_published=tally.on_published)[0]
-                  for _ in range(options.relays)]
+        relays: list[Any] = [
+            (build_relay if outbox else build_changestream_relay)(
+                settings, on_published=tally.on_published)[0]
+            for _ in range(options.relays)]
         for relay in relays:
             spawn(partial(relay.run, pipeline_stop))
         worker = PullWorker(
@@ -120,14 +127,19 @@ def _run(options: DemoOptions, settings: Settings, console: Console,
         spawn(lambda: worker.run(pipeline_stop, pull_timeout=1.0))
         heal = healer(settings, consumer.processor)
         spawn(lambda: heal.run(pipeline_stop, pull_timeout=1.0))
-        _wait_for_leases(relays, console)
-        console.print(f"[bold]seeding[/] {len(ids)} accounts, each with an outbox event")
-        for event_id in workload.seed_accounts(database, ids):
+        if outbox:
+            _wait_for_leases(relays, console)
+        else:
+            _wait_for_stream(relays, console)
+        console.print(f"[bold]seeding[/] {len(ids)} accounts, each with "
+                      + ("an outbox event" if outbox else "no outbox row"))
+        for event_id in workload.seed_accounts(database, ids, outbox=outbox):
             tally.on_commit(event_id)
         latest = workload.latest_commit(database)
         with _threads(load_stop) as load:
             for _ in range(options.writers):
-                step = workload.writer(database, pick, tally, random.Random(rng.random()))
+                step = workload.writer(database, pick, tally, random.Random(rng.random()),
+                                       outbox=outbox)
                 load(partial(workload.paced, options.write_rate / options.writers, load_stop,
                              step))
             for n in range(options.readers):
@@ -153,6 +165,17 @@ def _wait_for_leases(relays: list[Any], console: Console, timeout: float = 15.0)
     deadline = time.monotonic() + timeout
     with console.status("relays taking their outbox shard leases"):
         while time.monotonic() < deadline and not _shared(relays):
+            time.sleep(0.05)
+
+
+def _wait_for_stream(relays: list[Any], console: Console, timeout: float = 30.0) -> None:
+    """Start the workload once the change stream has a starting point and its first
+    partitions are leased."""
+    deadline = time.monotonic() + timeout
+    with console.status("change-stream relays taking their partitions"):
+        while time.monotonic() < deadline and not (
+            all(r.ready.is_set() for r in relays) and all(r.partitions for r in relays)
+        ):
             time.sleep(0.05)
 
 

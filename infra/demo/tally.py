@@ -6,10 +6,18 @@ import statistics
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from redis_spanner.consumers.messages import Outcome
-from redis_spanner.producers.outbox_store import OutboxRow
+
+
+class Published(Protocol):
+    """An outbox row or a change-stream event: both carry the event id."""
+
+    @property
+    def event_id(self) -> str: ...
 
 
 @dataclass
@@ -31,7 +39,7 @@ class Tally:
         with self._lock:
             self.committed.add(event_id)
 
-    def on_published(self, rows: list[OutboxRow]) -> None:
+    def on_published(self, rows: Sequence[Published]) -> None:
         with self._lock:
             self.published.update(r.event_id for r in rows)
 

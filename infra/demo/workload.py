@@ -1,4 +1,5 @@
-"""The demo's writers (Spanner + outbox in one transaction) and readers (read-through)."""
+"""The demo's writers (Spanner + outbox in one transaction, or no outbox at all when a change
+stream is the source) and readers (read-through)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from google.cloud import spanner
 from google.cloud.spanner_v1 import param_types
 from redis_spanner.consumers.readthrough import ReadThrough
 from redis_spanner.infra.demo.tally import Tally
+from redis_spanner.producers.changestream import event_id_for
 from redis_spanner.producers.outbox import record
 from redis_spanner.producers.spanner import run_transaction
 from redis_spanner.schemas import versions
@@ -32,19 +34,27 @@ def account_ids(count: int) -> list[str]:
     return [f"acct-{n:05d}" for n in range(count)]
 
 
-def seed_accounts(database: Any, ids: list[str]) -> list[str]:
-    """Create the accounts, or reset those a previous run left, each with its outbox event,
-    so a value cached by an earlier run is invalidated too. Returns the event ids."""
+def seed_accounts(database: Any, ids: list[str], *, outbox: bool = True) -> list[str]:
+    """Create the accounts, or reset those a previous run left, each with its event (an
+    outbox row, or with ``outbox=False`` the change stream's), so a value cached by an earlier
+    run is invalidated too. Returns the event ids."""
     columns = ("AccountId", "Owner", "Balance", "UpdatedAt")
     event_ids: list[str] = []
     for start in range(0, len(ids), 100):
-        def work(tx: Any, chunk: list[str] = ids[start:start + 100]) -> list[str]:
+        chunk = ids[start:start + 100]
+
+        def work(tx: Any, chunk: list[str] = chunk) -> list[str]:
             tx.insert_or_update("Accounts", columns, [
                 [i, f"owner-{i[-3:]}", 1000, spanner.COMMIT_TIMESTAMP] for i in chunk
             ])
+            if not outbox:
+                return []
             return [record(tx, EventType.ROW_CHANGED, "Accounts", (i,)) for i in chunk]
 
-        chunk_ids, _ = run_transaction(database, work)
+        chunk_ids, committed = run_transaction(database, work)
+        if not outbox:
+            version = versions.from_datetime(committed)
+            chunk_ids = [event_id_for("Accounts", [i], version) for i in chunk]
         event_ids.extend(chunk_ids)
     return event_ids
 
@@ -55,17 +65,20 @@ def zipf_picker(ids: list[str], skew: float, rng: random.Random) -> Callable[[],
     return lambda: rng.choices(ids, cum_weights=weights, k=1)[0]
 
 
-def bump(database: Any, account_id: str, delta: int) -> str:
-    """One business write and its outbox event, atomically. Returns the event id."""
-    def work(tx: Any) -> str:
+def bump(database: Any, account_id: str, delta: int, *, outbox: bool = True) -> str:
+    """One business write and its outbox event, atomically; with ``outbox=False`` the write
+    alone, whose event the change stream makes. Returns the event id."""
+    def work(tx: Any) -> str | None:
         tx.execute_update(
             _BUMP,
             params={"delta": delta, "id": account_id},
             param_types={"delta": param_types.INT64, "id": param_types.STRING},
         )
-        return record(tx, EventType.ROW_CHANGED, "Accounts", (account_id,))
+        return record(tx, EventType.ROW_CHANGED, "Accounts", (account_id,)) if outbox else None
 
-    event_id, _ = run_transaction(database, work)
+    event_id, committed = run_transaction(database, work)
+    if event_id is None:
+        return event_id_for("Accounts", [account_id], versions.from_datetime(committed))
     return event_id
 
 
@@ -83,11 +96,11 @@ def paced(rate: float, stop: threading.Event, step: Callable[[], None]) -> None:
             next_at = time.monotonic()
 
 
-def writer(database: Any, pick: Callable[[], str], tally: Tally, rng: random.Random
-           ) -> Callable[[], None]:
+def writer(database: Any, pick: Callable[[], str], tally: Tally, rng: random.Random,
+           *, outbox: bool = True) -> Callable[[], None]:
     def step() -> None:
         try:
-            tally.on_commit(bump(database, pick(), rng.randint(-50, 50)))
+            tally.on_commit(bump(database, pick(), rng.randint(-50, 50), outbox=outbox))
         except RedisSpannerError as e:
             tally.write_errors += 1
             log.warning("write failed: %s", e)

@@ -18,6 +18,8 @@ SCHEMA_PATH = Path(__file__).with_name("schema.sql")
 """The pipeline's own tables: the outbox and the relay's leases."""
 DEMO_SCHEMA_PATH = Path(__file__).with_name("demo.sql")
 """The demo's tables (Accounts, Teams, Members), applied by ``demo``, ``bench`` and the tests."""
+CHANGESTREAM_PATH = Path(__file__).with_name("changestream.sql")
+"""Applied only when events come from a change stream (``REDIS_SPANNER_SOURCE``)."""
 
 _QUOTES = ("'''", '"""', "'", '"', "`")
 _CREATE = re.compile(
