@@ -360,6 +360,11 @@ def demo(
                         "delivery budget, the Pub/Sub emulator paused (if this run started "
                         "it), poison messages, foreign entries in the namespace."
     )] = False,
+    fast_path: Annotated[bool, typer.Option(
+        "--fast-path", help="Writers commit every other account with the writer's fast path "
+                            "(tombstones right after the commit); the report gives stale reads "
+                            "for those keys and for the outbox-only ones."
+    )] = False,
     as_json: Json = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -372,7 +377,7 @@ def demo(
     _before_stack()
     console = Console(stderr=as_json, emoji=False)
     options = DemoOptions(duration=duration, write_rate=rate, read_rate=read_rate,
-                          accounts=accounts, mode=mode.value, chaos=chaos)
+                          accounts=accounts, mode=mode.value, chaos=chaos, fast_path=fast_path)
     result = run_demo(options, console)
     render(result, console)
     if as_json:
