@@ -74,7 +74,8 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         try:
             return _run(options, settings, console, targets)
         finally:
-            delete_paths((settings.subscription_path, settings.dead_letter_subscription_path),
+            delete_paths((settings.subscription_path, settings.dead_letter_subscription_path,
+                          settings.heal_subscription_path),
                          (settings.dead_letter_topic_path,))
 
 
