@@ -91,7 +91,7 @@ class TombstoneWriter:
     def _run(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for command in commands:
-            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            pipe.execute_command(*command)
         return list(pipe.execute(raise_on_error=False))
 
 
