@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 from redis_spanner.producers import metrics
 from redis_spanner.producers.outbox import Recorded
 from redis_spanner.producers.redis_writer import TombstoneWriter
@@ -39,7 +40,7 @@ class FastPath:
     ``max_version_skew_seconds`` should match the consumer's settings (``from_env`` reads the
     same ones)."""
 
-    def __init__(self, client: redis.Redis | TombstoneWriter, catalog: Catalog, *,
+    def __init__(self, client: redis.Redis | RedisCluster | TombstoneWriter, catalog: Catalog, *,
                  tombstone_ttl_seconds: int = DEFAULT_TOMBSTONE_TTL_SECONDS,
                  max_version_skew_seconds: float = versions.DEFAULT_MAX_SKEW_SECONDS) -> None:
         self.writer = client if isinstance(client, TombstoneWriter) else TombstoneWriter(

@@ -28,7 +28,8 @@ T = TypeVar("T")
 class AsyncFastPath:
     """``FastPath``'s asyncio twin: the same keys, versions, guard and failure handling."""
 
-    def __init__(self, client: aioredis.Redis | AsyncTombstoneWriter, catalog: Catalog, *,
+    def __init__(self, client: aioredis.Redis | aioredis.RedisCluster | AsyncTombstoneWriter,
+                 catalog: Catalog, *,
                  tombstone_ttl_seconds: int = DEFAULT_TOMBSTONE_TTL_SECONDS,
                  max_version_skew_seconds: float = versions.DEFAULT_MAX_SKEW_SECONDS) -> None:
         self.writer = client if isinstance(client, AsyncTombstoneWriter) else AsyncTombstoneWriter(

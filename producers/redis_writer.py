@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 from redis import asyncio as aioredis
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import GUARD, OP_INVALIDATE
@@ -54,7 +55,7 @@ def client_options(settings: Settings) -> tuple[str, dict[str, Any]]:
 class TombstoneWriter:
     """Guarded tombstones through a blocking redis-py client."""
 
-    def __init__(self, client: redis.Redis, *, tombstone_ttl_seconds: int,
+    def __init__(self, client: redis.Redis | RedisCluster, *, tombstone_ttl_seconds: int,
                  max_version_skew_seconds: float = versions.DEFAULT_MAX_SKEW_SECONDS,
                  where: str = "redis") -> None:
         self.client = client
@@ -98,7 +99,8 @@ class TombstoneWriter:
 class AsyncTombstoneWriter:
     """Guarded tombstones through a ``redis.asyncio`` client: ``TombstoneWriter``'s twin."""
 
-    def __init__(self, client: aioredis.Redis, *, tombstone_ttl_seconds: int,
+    def __init__(self, client: aioredis.Redis | aioredis.RedisCluster, *,
+                 tombstone_ttl_seconds: int,
                  max_version_skew_seconds: float = versions.DEFAULT_MAX_SKEW_SECONDS,
                  where: str = "redis") -> None:
         self.client = client
