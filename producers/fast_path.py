@@ -47,6 +47,7 @@ class FastPath:
             client, tombstone_ttl_seconds=tombstone_ttl_seconds,
             max_version_skew_seconds=max_version_skew_seconds)
         self.catalog = catalog
+        self._owns_client = False
 
     @classmethod
     def from_env(cls) -> FastPath:
@@ -55,7 +56,9 @@ class FastPath:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FastPath:
-        return cls(TombstoneWriter.from_settings(settings), require_catalog(settings))
+        built = cls(TombstoneWriter.from_settings(settings), require_catalog(settings))
+        built._owns_client = True
+        return built
 
     def __repr__(self) -> str:
         return f"FastPath({self.writer!r}, namespace={self.catalog.namespace!r})"
@@ -72,7 +75,10 @@ class FastPath:
         count(written)
 
     def close(self) -> None:
-        self.writer.client.close()
+        """Close the client ``from_env``/``from_settings`` built; a client given is the
+        caller's to close."""
+        if self._owns_client:
+            self.writer.client.close()
 
 
 def tombstone_keys(catalog: Catalog, events: Iterable[Recorded], version: int) -> list[str]:

@@ -36,6 +36,7 @@ class AsyncFastPath:
             client, tombstone_ttl_seconds=tombstone_ttl_seconds,
             max_version_skew_seconds=max_version_skew_seconds)
         self.catalog = catalog
+        self._owns_client = False
 
     @classmethod
     def from_env(cls) -> AsyncFastPath:
@@ -43,7 +44,9 @@ class AsyncFastPath:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AsyncFastPath:
-        return cls(AsyncTombstoneWriter.from_settings(settings), require_catalog(settings))
+        built = cls(AsyncTombstoneWriter.from_settings(settings), require_catalog(settings))
+        built._owns_client = True
+        return built
 
     def __repr__(self) -> str:
         return f"AsyncFastPath({self.writer!r}, namespace={self.catalog.namespace!r})"
@@ -60,7 +63,10 @@ class AsyncFastPath:
         count(written)
 
     async def aclose(self) -> None:
-        await self.writer.client.aclose()
+        """Close the client ``from_env``/``from_settings`` built; a client given is the
+        caller's to close."""
+        if self._owns_client:
+            await self.writer.client.aclose()
 
 
 class _Collect:

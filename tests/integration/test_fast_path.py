@@ -155,6 +155,7 @@ def test_a_fast_path_never_lowers_a_version(
 def test_redis_down_the_transaction_commits_the_failure_is_counted_and_the_outbox_heals(
     provisioned: Settings, database: Any, cache: RedisCache, catalog: Catalog, running: Any,
     observed: tuple[Consumer, list[Outcome]], caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> None:
     """With the fast path's Redis unreachable (nothing listens on its port), the business write
     commits and returns, one failure is counted and logged without the Redis password, and the
@@ -165,6 +166,7 @@ def test_redis_down_the_transaction_commits_the_failure_is_counted_and_the_outbo
     (port,) = free_ports(1)
     dead = redis.Redis.from_url(f"redis://:hunter2-secret@{LOOPBACK}:{port}/0",
                                 socket_connect_timeout=2, decode_responses=True)
+    request.addfinalizer(dead.close)
     before = failures()
 
     event_id, committed = run_transaction(database, set_balance("fp-4", 11),
@@ -209,10 +211,11 @@ def test_the_async_fast_path_tombstones_at_the_commit_version_and_survives_redis
                 await asyncio.sleep(0.001)
 
         tick_task = asyncio.create_task(ticker())
-        good = AsyncFastPath(aioredis.Redis.from_url(provisioned.require_redis_url(),
-                                                     decode_responses=True), catalog)
-        bad = AsyncFastPath(aioredis.Redis.from_url(f"redis://{LOOPBACK}:{port}/0",
-                                                    socket_connect_timeout=2), catalog)
+        live_client = aioredis.Redis.from_url(provisioned.require_redis_url(),
+                                              decode_responses=True)
+        dead_client = aioredis.Redis.from_url(f"redis://{LOOPBACK}:{port}/0",
+                                              socket_connect_timeout=2)
+        good, bad = AsyncFastPath(live_client, catalog), AsyncFastPath(dead_client, catalog)
         try:
             first = await run_transaction_async(database, set_balance("fp-5", 5), fast_path=good)
             second = await run_transaction_async(database, set_balance("fp-6", 6),
@@ -220,8 +223,8 @@ def test_the_async_fast_path_tombstones_at_the_commit_version_and_survives_redis
         finally:
             done.set()
             await tick_task
-            await good.aclose()
-            await bad.aclose()
+            await live_client.aclose()
+            await dead_client.aclose()
         return first, second, ticks
 
     (event_id, committed), (_, committed_down), ticks = asyncio.run(scenario())
