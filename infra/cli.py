@@ -395,6 +395,11 @@ def demo(
     source: Annotated[DemoSource, typer.Option(
         help="outbox: writers record outbox rows; changestream: writers write no outbox "
              "rows, change-stream relays publish the row changes.")] = DemoSource.OUTBOX,
+    fast_path: Annotated[bool, typer.Option(
+        "--fast-path", help="Writers commit every other account with the writer's fast path "
+                            "(tombstones right after the commit); the report gives stale reads "
+                            "for those keys and for the outbox-only ones."
+    )] = False,
     as_json: Json = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -408,7 +413,7 @@ def demo(
     console = Console(stderr=as_json, emoji=False)
     options = DemoOptions(duration=duration, write_rate=rate, read_rate=read_rate,
                           accounts=accounts, mode=mode.value, chaos=chaos,
-                          source=source.value)
+                          source=source.value, fast_path=fast_path)
     result = run_demo(options, console)
     render(result, console)
     if as_json:

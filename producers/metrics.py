@@ -29,3 +29,13 @@ def age_seconds(oldest: object) -> float:
     if not isinstance(oldest, dt.datetime):
         return 0.0
     return max(0.0, (dt.datetime.now(dt.UTC) - oldest).total_seconds())
+FAST_PATH_TOMBSTONES = Counter(
+    "redis_spanner_fast_path_tombstones",
+    "Tombstones the writer's fast path sent, by outcome (written, or refused by the guard "
+    "because the key already held that version or a newer one)",
+    ["outcome"],
+)
+FAST_PATH_FAILURES = Counter(
+    "redis_spanner_fast_path_failures",
+    "Commits whose fast path failed (the outbox path applies their events later)",
+)

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from google.cloud import spanner
@@ -38,6 +41,32 @@ OUTBOX_COLUMNS = (
 )
 # A version placeholder as wide as any real one, to size the wire form before commit.
 _SIZING_VERSION = 9_999_999_999_999_999_999 // 10
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """An event ``record`` buffered, as the fast path needs it once the commit returns."""
+
+    event_id: str
+    event_type: EventType
+    table: str
+    key: tuple[KeyPart, ...]
+
+
+_RECORDING: ContextVar[list[Recorded] | None] = ContextVar("redis_spanner_recording",
+                                                           default=None)
+
+
+@contextmanager
+def recording() -> Iterator[list[Recorded]]:
+    """Collect the events ``record`` buffers in this context (this thread's transaction
+    attempt), for the fast path."""
+    events: list[Recorded] = []
+    token = _RECORDING.set(events)
+    try:
+        yield events
+    finally:
+        _RECORDING.reset(token)
 
 
 def new_event_id() -> str:
@@ -98,4 +127,8 @@ def record(
     """Buffer one outbox row in ``transaction``; returns the event id."""
     values = outbox_values(event_type, table, key, payload)
     transaction.insert(OUTBOX_TABLE, columns=OUTBOX_COLUMNS, values=[values])
-    return str(values[1])
+    event_id = str(values[1])
+    events = _RECORDING.get()
+    if events is not None:
+        events.append(Recorded(event_id, EventType(event_type), table, tuple(key)))
+    return event_id

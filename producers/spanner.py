@@ -1,12 +1,13 @@
 """The producers' one touch point with google-cloud-spanner: the database handle and
-read-write transactions with bounded retries."""
+read-write transactions with bounded retries, and the hook the fast path runs after a commit."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from google.cloud import spanner
+from redis_spanner.producers.outbox import Recorded, recording
 from redis_spanner.schemas.errors import TransientError
 from redis_spanner.schemas.retrying import retrying
 from redis_spanner.schemas.settings import Settings
@@ -14,6 +15,13 @@ from redis_spanner.schemas.spanner_errors import is_transient
 
 T = TypeVar("T")
 ABORT_RETRY_DELAY = 0.02
+
+
+class AfterCommit(Protocol):
+    """Runs once a transaction committed, with the events it recorded and its commit
+    timestamp (``FastPath``). Must not raise: the transaction has committed."""
+
+    def after_commit(self, events: Sequence[Recorded], committed: Any) -> None: ...
 
 
 def open_database(settings: Settings) -> Any:
@@ -28,18 +36,29 @@ def run_transaction(
     *,
     attempts: int = 30,
     seconds: float = 30.0,
+    fast_path: AfterCommit | None = None,
 ) -> tuple[T, Any]:
     """Run ``work(transaction)`` in a read-write transaction, retrying transient failures.
 
     Returns the work's result and the commit timestamp. ``work`` must be safe to run again:
     each attempt is a new transaction, and only the committed attempt has any effect.
+    With ``fast_path``, the events the committed attempt recorded are handed to it right after
+    the commit returns, before this call does.
     """
+    recorded: list[Recorded] = []
+
     def attempt() -> tuple[T, Any]:
         holder: list[Any] = []
 
         def wrapped(transaction: Any) -> T:
             holder[:] = [transaction]
-            return work(transaction)
+            recorded.clear()
+            if fast_path is None:
+                return work(transaction)
+            with recording() as events:
+                result = work(transaction)
+            recorded[:] = events
+            return result
 
         try:
             # Without server retry info the client sleeps 2**n seconds between aborted
@@ -53,4 +72,7 @@ def run_transaction(
             raise
         return result, holder[0].committed
 
-    return retrying(attempts, seconds, initial=0.01, maximum=0.5)(attempt)
+    result, committed = retrying(attempts, seconds, initial=0.01, maximum=0.5)(attempt)
+    if fast_path is not None:
+        fast_path.after_commit(recorded, committed)
+    return result, committed

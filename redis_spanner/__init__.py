@@ -4,6 +4,9 @@ The public API, for a service that writes through the outbox and reads through t
 
     from redis_spanner import CacheClient, EventType, open_database, record, run_transaction
 
+A writer that also gives ``run_transaction`` a ``FastPath`` (``AsyncFastPath`` with
+``run_transaction_async`` in asyncio code) tombstones its keys right after the commit.
+
 Everything else is internal. The repository's top-level folders are this package's
 sub-packages (see ``pyproject.toml``): ``redis_spanner.schemas`` (the contract),
 ``redis_spanner.producers`` (outbox and relay), ``redis_spanner.consumers`` (apply events to
@@ -21,6 +24,8 @@ if TYPE_CHECKING:
     from redis_spanner.consumers.read_flow import Read
     from redis_spanner.consumers.readthrough import CacheClient
     from redis_spanner.consumers.readthrough_async import AsyncCacheClient
+    from redis_spanner.producers.fast_path import FastPath
+    from redis_spanner.producers.fast_path_async import AsyncFastPath, run_transaction_async
     from redis_spanner.producers.outbox import record
     from redis_spanner.producers.spanner import open_database, run_transaction
     from redis_spanner.schemas.errors import (
@@ -39,6 +44,9 @@ _HOMES = {
     "record": "redis_spanner.producers.outbox",
     "run_transaction": "redis_spanner.producers.spanner",
     "open_database": "redis_spanner.producers.spanner",
+    "FastPath": "redis_spanner.producers.fast_path",
+    "AsyncFastPath": "redis_spanner.producers.fast_path_async",
+    "run_transaction_async": "redis_spanner.producers.fast_path_async",
     "EventType": "redis_spanner.schemas.events",
     "CacheClient": "redis_spanner.consumers.readthrough",
     "AsyncCacheClient": "redis_spanner.consumers.readthrough_async",
@@ -55,10 +63,12 @@ _HOMES = {
 
 __all__ = [
     "AsyncCacheClient",
+    "AsyncFastPath",
     "CacheClient",
     "DecodeError",
     "EventTooLarge",
     "EventType",
+    "FastPath",
     "KeyRefused",
     "PermanentError",
     "Read",
@@ -69,6 +79,7 @@ __all__ = [
     "open_database",
     "record",
     "run_transaction",
+    "run_transaction_async",
 ]
 
 

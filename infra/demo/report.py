@@ -23,6 +23,12 @@ def render(result: dict[str, Any], console: Console) -> None:
         ("stale reads / checked reads", f"{result['stale_reads']} / {result['checked_reads']}"),
         ("stale keys after quiescence", result["stale_keys"]),
     ]
+    for group, title in (("fast_path", "stale / checked reads, keys written with the fast path"),
+                         ("outbox_only", "stale / checked reads, keys written outbox-only")):
+        counts = result.get("stale_by_writer", {}).get(group)
+        if counts:
+            rows.append((title, f"{counts['stale_reads']} / {counts['checked_reads']} "
+                                f"({_percent(counts['stale_ratio'])})"))
     for title, counts in (("faults injected", result.get("faults")),
                           ("dead-lettered by reason", result.get("dead_lettered_by_reason"))):
         if counts:
@@ -33,3 +39,7 @@ def render(result: dict[str, Any], console: Console) -> None:
     console.print("[bold green]coherent[/]: every committed event reached Redis and no cached "
                   "key differs from Spanner" if ok else
                   "[bold red]NOT coherent[/]: see lost / stale keys above")
+
+
+def _percent(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio * 100:.2f}%"

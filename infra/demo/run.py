@@ -24,6 +24,7 @@ from redis_spanner.infra.local import started
 from redis_spanner.infra.provision import provision
 from redis_spanner.infra.provision_pubsub import delete_paths
 from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
+from redis_spanner.producers.fast_path import FastPath
 from redis_spanner.producers.outbox import OUTBOX_SHARDS
 from redis_spanner.producers.runner import build_changestream_relay, build_relay
 from redis_spanner.producers.spanner import open_database
@@ -55,6 +56,9 @@ class DemoOptions:
     source: str = "outbox"
     """``outbox``: writers record outbox rows, relays publish them; ``changestream``: writers
     write no outbox rows, change-stream relays publish the stream's row changes."""
+    fast_path: bool = False
+    """Writers commit every other account with the writer's fast path
+    (``redis_spanner.producers.fast_path``); the report gives stale reads for each half."""
 
 
 def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
@@ -105,6 +109,8 @@ def _run(options: DemoOptions, settings: Settings, console: Console,
     consumer = Consumer.from_settings(settings, observer=tally.on_outcomes)
     client = ReadThrough(consumer.catalog, consumer.cache, consumer.rows)
     pick = workload.zipf_picker(ids, options.skew, rng)
+    split = (workload.Split.alternate(FastPath.from_settings(settings), ids)
+             if options.fast_path else None)
     schedule = (chaos.Schedule(targets, settings.topic_path, console,
                                random.Random(options.seed + 1), database=database)
                 if targets else None)
@@ -139,12 +145,12 @@ def _run(options: DemoOptions, settings: Settings, console: Console,
         with _threads(load_stop) as load:
             for _ in range(options.writers):
                 step = workload.writer(database, pick, tally, random.Random(rng.random()),
-                                       outbox=outbox)
+                                       split, outbox=outbox)
                 load(partial(workload.paced, options.write_rate / options.writers, load_stop,
                              step))
             for n in range(options.readers):
                 step = workload.reader(client, pick, tally, latest, options.check_sample,
-                                       random.Random(rng.random() + n))
+                                       random.Random(rng.random() + n), split)
                 load(partial(workload.paced, options.read_rate / options.readers, load_stop,
                              step))
             if schedule:
@@ -153,10 +159,14 @@ def _run(options: DemoOptions, settings: Settings, console: Console,
         quiet_for = _quiesce(console, tally, options.quiesce_timeout)
     checked = verify(consumer.cache, consumer.catalog, consumer.rows)
     consumer.close()
+    if split:
+        split.fast_path.close()
     result = _report(tally, len(checked.stale), quiet_for, options.duration, len(ids))
     result["coalesced"] = consumer.processor.coalesced
     result["foreign_keys"] = len(checked.foreign)
     result["faults"] = dict(schedule.injected) if schedule else {}
+    if split:
+        result["stale_by_writer"] = tally.stale_by()
     return result
 
 

@@ -33,6 +33,10 @@ class Tally:
     stale_reads: int = 0
     checked_reads: int = 0
     write_errors: int = 0
+    checked_by_group: Counter[str] = field(default_factory=Counter)
+    stale_by_group: Counter[str] = field(default_factory=Counter)
+    """Checked and stale reads by the key's writers (``fast_path`` or ``outbox_only``), when the
+    demo splits its keys between them."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def on_commit(self, event_id: str) -> None:
@@ -61,12 +65,26 @@ class Tally:
                     self.applied.add(outcome.event.event_id)
                     self.lags.append(now - outcome.event.version / 1e9)
 
-    def on_read(self, hit: bool, checked: bool = False, stale: bool = False) -> None:
+    def on_read(self, hit: bool, checked: bool = False, stale: bool = False,
+                group: str | None = None) -> None:
         with self._lock:
             self.reads += 1
             self.hits += hit
             self.checked_reads += checked
             self.stale_reads += stale
+            if group is not None:
+                self.checked_by_group[group] += checked
+                self.stale_by_group[group] += stale
+
+    def stale_by(self) -> dict[str, dict[str, float | int | None]]:
+        """Per group: stale reads, checked reads and their ratio."""
+        with self._lock:
+            groups = sorted(self.checked_by_group)
+            return {g: {"stale_reads": self.stale_by_group[g],
+                        "checked_reads": self.checked_by_group[g],
+                        "stale_ratio": (round(self.stale_by_group[g] / self.checked_by_group[g], 4)
+                                        if self.checked_by_group[g] else None)}
+                    for g in groups}
 
     def unaccounted(self) -> set[str]:
         with self._lock:

@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from google.cloud import spanner
@@ -16,6 +17,7 @@ from google.cloud.spanner_v1 import param_types
 from redis_spanner.consumers.readthrough import ReadThrough
 from redis_spanner.infra.demo.tally import Tally
 from redis_spanner.producers.changestream import event_id_for
+from redis_spanner.producers.fast_path import FastPath
 from redis_spanner.producers.outbox import record
 from redis_spanner.producers.spanner import run_transaction
 from redis_spanner.schemas import versions
@@ -65,9 +67,34 @@ def zipf_picker(ids: list[str], skew: float, rng: random.Random) -> Callable[[],
     return lambda: rng.choices(ids, cum_weights=weights, k=1)[0]
 
 
-def bump(database: Any, account_id: str, delta: int, *, outbox: bool = True) -> str:
+FAST_PATH = "fast_path"
+OUTBOX_ONLY = "outbox_only"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which accounts the writers commit with the fast path: every other one, so both halves
+    see the same load and the report compares their stale reads within one run."""
+
+    fast_path: FastPath
+    accounts: frozenset[str]
+
+    @classmethod
+    def alternate(cls, fast_path: FastPath, ids: list[str]) -> Split:
+        return cls(fast_path, frozenset(ids[::2]))
+
+    def writer_for(self, account: str) -> FastPath | None:
+        return self.fast_path if account in self.accounts else None
+
+    def group(self, account: str) -> str:
+        return FAST_PATH if account in self.accounts else OUTBOX_ONLY
+
+
+def bump(database: Any, account_id: str, delta: int, fast_path: FastPath | None = None, *,
+         outbox: bool = True) -> str:
     """One business write and its outbox event, atomically; with ``outbox=False`` the write
-    alone, whose event the change stream makes. Returns the event id."""
+    alone, whose event the change stream makes (and which the fast path, which works from
+    outbox events, can't see). Returns the event id."""
     def work(tx: Any) -> str | None:
         tx.execute_update(
             _BUMP,
@@ -76,7 +103,7 @@ def bump(database: Any, account_id: str, delta: int, *, outbox: bool = True) -> 
         )
         return record(tx, EventType.ROW_CHANGED, "Accounts", (account_id,)) if outbox else None
 
-    event_id, committed = run_transaction(database, work)
+    event_id, committed = run_transaction(database, work, fast_path=fast_path)
     if event_id is None:
         return event_id_for("Accounts", [account_id], versions.from_datetime(committed))
     return event_id
@@ -97,10 +124,13 @@ def paced(rate: float, stop: threading.Event, step: Callable[[], None]) -> None:
 
 
 def writer(database: Any, pick: Callable[[], str], tally: Tally, rng: random.Random,
-           *, outbox: bool = True) -> Callable[[], None]:
+           split: Split | None = None, *, outbox: bool = True) -> Callable[[], None]:
     def step() -> None:
+        account = pick()
+        fast_path = split.writer_for(account) if split else None
         try:
-            tally.on_commit(bump(database, pick(), rng.randint(-50, 50), outbox=outbox))
+            tally.on_commit(bump(database, account, rng.randint(-50, 50), fast_path,
+                                 outbox=outbox))
         except RedisSpannerError as e:
             tally.write_errors += 1
             log.warning("write failed: %s", e)
@@ -109,8 +139,8 @@ def writer(database: Any, pick: Callable[[], str], tally: Tally, rng: random.Ran
 
 
 def reader(client: ReadThrough, pick: Callable[[], str], tally: Tally,
-           latest_version: Callable[[str], int], sample: float, rng: random.Random
-           ) -> Callable[[], None]:
+           latest_version: Callable[[str], int], sample: float, rng: random.Random,
+           split: Split | None = None) -> Callable[[], None]:
     """Read through the cache. On a sample of reads, first take the row's last commit
     timestamp with a strong read: a cached value whose version is older than that commit,
     served after it, is a stale read."""
@@ -123,7 +153,8 @@ def reader(client: ReadThrough, pick: Callable[[], str], tally: Tally,
         except RedisSpannerError as e:
             log.warning("read failed: %s", e)
             return
-        tally.on_read(read.hit, checked, stale=checked and read.hit and read.version < newest)
+        tally.on_read(read.hit, checked, stale=checked and read.hit and read.version < newest,
+                      group=split.group(account) if split else None)
 
     return step
 

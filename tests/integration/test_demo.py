@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import redis
 from google.cloud import pubsub_v1
+from prometheus_client import REGISTRY
 from redis_spanner.consumers.worker import PullWorker
+from redis_spanner.infra.demo.report import render
 from redis_spanner.infra.demo.run import DemoOptions, run_demo
 from redis_spanner.schemas.settings import Settings
 from rich.console import Console
@@ -47,3 +49,35 @@ def test_a_worker_on_the_shared_subscription_cannot_make_the_demo_lose_events(
         assert demo_subscriptions == []
     finally:
         subscriber.close()
+
+
+def test_demo_fast_path_writes_half_the_keys_with_it_and_reports_stale_reads_for_each_half(
+    provisioned: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """With ``fast_path`` the writers tombstone every other account right after the commit
+    (the counter of fast-path tombstones grows, no failure is counted), the run stays coherent,
+    and the report gives stale and checked reads for the fast-path keys and the outbox-only
+    keys, in the JSON result and the printed table."""
+    monkeypatch.setenv("REDIS_SPANNER_STATE_DIR", str(tmp_path))
+
+    def sent() -> float:
+        return sum(REGISTRY.get_sample_value("redis_spanner_fast_path_tombstones_total",
+                                             {"outcome": o}) or 0.0
+                   for o in ("written", "refused"))
+
+    before, failed = sent(), REGISTRY.get_sample_value("redis_spanner_fast_path_failures_total")
+    out = io.StringIO()
+    console = Console(file=out, width=120)
+    result = run_demo(DemoOptions(duration=3, write_rate=20, read_rate=40, accounts=20,
+                                  relays=1, quiesce_timeout=45, check_sample=0.5,
+                                  fast_path=True), console)
+    render(result, console)
+    assert (result["lost"], result["stale_keys"]) == (0, 0), out.getvalue()
+    assert sent() > before
+    assert REGISTRY.get_sample_value("redis_spanner_fast_path_failures_total") == failed
+    halves = result["stale_by_writer"]
+    assert set(halves) == {"fast_path", "outbox_only"}
+    assert all(h["checked_reads"] > 0 for h in halves.values())
+    assert sum(h["checked_reads"] for h in halves.values()) == result["checked_reads"]
+    assert sum(h["stale_reads"] for h in halves.values()) == result["stale_reads"]
+    assert "keys written with the fast path" in out.getvalue()

@@ -24,7 +24,8 @@ def test_the_readme_shows_the_public_api_in_python() -> None:
     """The README's examples cover the outbox, both read-through clients and the errors."""
     text = "\n".join(python_blocks())
     for name in ("record", "run_transaction", "open_database", "CacheClient.from_env",
-                 "AsyncCacheClient.from_env", "TransientError"):
+                 "AsyncCacheClient.from_env", "TransientError", "FastPath.from_env",
+                 "run_transaction_async"):
         assert name in text, f"the README shows no example of {name}"
     assert "redis_spanner." not in text, "examples import only the public API"
 

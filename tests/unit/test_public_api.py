@@ -12,7 +12,8 @@ import redis_spanner
 PUBLIC = {
     "record", "run_transaction", "open_database", "CacheClient", "AsyncCacheClient",
     "EventType", "Settings", "Read", "RedisSpannerError", "TransientError", "PermanentError",
-    "DecodeError", "KeyRefused", "EventTooLarge", "UnknownEventType",
+    "DecodeError", "KeyRefused", "EventTooLarge", "UnknownEventType", "FastPath",
+    "AsyncFastPath", "run_transaction_async",
 }
 
 
