@@ -16,7 +16,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 run_pytest = $(BIN)/pytest $(1) $(PYTEST_ARGS) || { rc=$$?; \
 	[ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc; }
 
-.PHONY: .venv test unit integration demo lint typecheck-tree constraints clean distclean
+.PHONY: .venv test unit integration mutation demo lint typecheck-tree constraints clean distclean
 
 .venv: $(STAMP)
 
@@ -38,6 +38,17 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(call run_pytest,-m integration)
+
+# Slow, so not part of `make test`: mutmut over the modules that decide coherence (see
+# [tool.mutmut] in pyproject.toml), on a copy of the package laid out as it installs.
+MUTATION := build/mutation
+mutation: $(STAMP)
+	rm -rf $(MUTATION) && mkdir -p $(MUTATION)/redis_spanner
+	cp redis_spanner/__init__.py redis_spanner/py.typed $(MUTATION)/redis_spanner/
+	for pkg in schemas producers consumers infra; do cp -r $$pkg $(MUTATION)/redis_spanner/; done
+	cp -r tests pyproject.toml $(MUTATION)/
+	find $(MUTATION) -name __pycache__ -type d -prune -exec rm -rf {} +
+	cd $(MUTATION) && ../../$(BIN)/python -m tests.mutation
 
 demo: $(STAMP)
 	$(BIN)/redis-spanner demo

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from redis_spanner.consumers.core import Processor
 from redis_spanner.consumers.messages import Disposition, Inbound
 from redis_spanner.schemas.catalog import DEMO
@@ -10,6 +12,7 @@ from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.events import EventType
 from redis_spanner.schemas.keys import Catalog
 
+from tests.core_property import ANY_DELIVERY, check_delivery, events
 from tests.fakes import MemoryCache, MemoryDeadLetters, MemoryRows
 
 CATALOG = Catalog("rsc", DEMO)
@@ -121,3 +124,15 @@ def test_last_delivery_attempt_dead_letters_with_the_cause() -> None:
     assert outcomes[1].dead_letter_reason == "retries-exhausted"
     [(sent, error)] = dead.sent
     assert sent.message_id == "m2" and "memory cache told to fail" in str(error)
+
+
+@ANY_DELIVERY
+@given(data=st.data(), drawn=events)
+def test_any_delivery_order_ends_at_the_newest_version(
+    data: st.DataObject, drawn: list[tuple[tuple[str, tuple[object, ...]], EventType, int]]
+) -> None:
+    """Whatever the order, redelivery and batching of events: every message is acked, each
+    key ends as a tombstone at its newest event's version, or as the snapshot's value when a
+    rewarm was the newest word (ties between a rewarm and an invalidation of one version go
+    to whichever landed first)."""
+    check_delivery(MemoryCache(), data, drawn)
