@@ -29,8 +29,10 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install -c constraints.txt -e '.[dev]'
 	touch $@
 
-test: $(STAMP)
+# What CI runs: lint, types (strict, every package and the tests), then the whole suite.
+test: $(STAMP) typecheck-tree
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(call run_pytest,)
 
 unit: $(STAMP)

@@ -20,22 +20,17 @@ import binascii
 import datetime as dt
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
+from redis_spanner.consumers.messages import BatchProcessor, Disposition, Inbound, Outcome
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 log = logging.getLogger(__name__)
-
-
-class BatchProcessor(Protocol):
-    def process(self, batch: Sequence[Inbound]) -> list[Outcome]: ...
 
 
 class PushFormatError(ValueError):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis_spanner.consumers.core import Processor
-from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
+from redis_spanner.consumers.messages import BatchProcessor, Disposition, Inbound, Outcome
 from redis_spanner.consumers.pubsub import DeadLetterPublisher, PullSubscription
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.spanner_rows import SpannerRows, open_database
@@ -62,7 +62,7 @@ class Consumer:
 
 class PullWorker:
     def __init__(
-        self, subscription: PullSubscription, processor: Processor, *, streams: int = 2
+        self, subscription: PullSubscription, processor: BatchProcessor, *, streams: int = 2
     ) -> None:
         self._subscription = subscription
         self._processor = processor

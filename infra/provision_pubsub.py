@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 from google.api_core import exceptions
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.infra.declaration import Declaration
 from redis_spanner.infra.provision_report import (
     Action,

@@ -48,12 +48,12 @@ def check_delivery(cache: Any, data: st.DataObject,
     snapshot = data.draw(st.integers(1, 8), label="snapshot version")
     rows = MemoryRows(version=snapshot)
     messages = []
-    for n, ((table, key), kind, version) in enumerate(drawn):
-        event = Event(f"0f8e2c1a-{n:04d}", kind, table, key, version)  # type: ignore[arg-type]
+    for n, ((table, row), kind, version) in enumerate(drawn):
+        event = Event(f"0f8e2c1a-{n:04d}", kind, table, row, version)  # type: ignore[arg-type]
         messages.append(Inbound(f"m{n}", event.encode(), event.attributes()))
     targets: list[KeyTarget] = [t for m in messages for t in catalog.targets(decode(m.data))]
-    for n, t in enumerate({t.cache_key.key for t in targets}):
-        rows.values[t] = {"n": n}
+    for n, key in enumerate(sorted({t.cache_key.key for t in targets})):
+        rows.values[key] = {"n": n}
     redelivered = data.draw(st.lists(st.sampled_from(messages), max_size=6), label="again")
     order = data.draw(st.permutations(messages + redelivered), label="order")
     cuts = sorted(data.draw(st.sets(st.integers(1, len(order)), max_size=4), label="cuts"))
@@ -67,6 +67,7 @@ def check_delivery(cache: Any, data: st.DataObject,
     assert not dead.sent
     keys = sorted({t.cache_key.key for t in targets})
     for key, entry in zip(keys, cache.get(keys), strict=True):
+        assert entry is not None, f"{key} was never written"
         mine = [t for t in targets if t.cache_key.key == key]
         newest = max(t.version for t in mine)
         rewarmed = {t.version for t in mine if t.action is Action.REWARM}

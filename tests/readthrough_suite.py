@@ -26,7 +26,7 @@ def client(cache: Any, rows: MemoryRows, wait_ms: int = 30) -> ReadThrough:
 
 
 def lease_is_free(cache: Any, key: str) -> bool:
-    taken = cache.acquire_leases([key + ":lease"], "probe", 60_000) == [True]
+    taken: bool = cache.acquire_leases([key + ":lease"], "probe", 60_000) == [True]
     cache.release_leases([key + ":lease"], "probe")
     return taken
 

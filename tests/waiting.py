@@ -9,7 +9,8 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(probe: Callable[[], T], timeout: float = 20.0, interval: float = 0.05) -> T:
+def wait_until(probe: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.05
+               ) -> T:
     """Return the first truthy result of ``probe``; fail with the last one after ``timeout``."""
     deadline = time.monotonic() + timeout
     result = probe()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -84,7 +85,7 @@ def _run(options: DemoOptions, settings: Settings, console: Console,
         relays = [build_relay(settings, on_published=tally.on_published)[0]
                   for _ in range(options.relays)]
         for relay in relays:
-            spawn(lambda relay=relay: relay.run(pipeline_stop))
+            spawn(functools.partial(relay.run, pipeline_stop))
         worker = PullWorker(
             PullSubscription(settings.subscription_path, max_messages=settings.worker_batch),
             schedule.wrap(consumer.processor) if schedule else consumer.processor,
@@ -99,13 +100,13 @@ def _run(options: DemoOptions, settings: Settings, console: Console,
         with _threads(load_stop) as load:
             for _ in range(options.writers):
                 step = workload.writer(database, pick, tally, random.Random(rng.random()))
-                load(lambda step=step: workload.paced(
-                    options.write_rate / options.writers, load_stop, step))
+                load(functools.partial(
+                    workload.paced, options.write_rate / options.writers, load_stop, step))
             for n in range(options.readers):
                 step = workload.reader(client, pick, tally, latest, options.check_sample,
                                        random.Random(rng.random() + n))
-                load(lambda step=step: workload.paced(
-                    options.read_rate / options.readers, load_stop, step))
+                load(functools.partial(
+                    workload.paced, options.read_rate / options.readers, load_stop, step))
             if schedule:
                 load(lambda: schedule.run(load_stop))
             _progress(console, tally, options.duration, "running")

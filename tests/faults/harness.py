@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import pytest
-from google.cloud import pubsub_v1, spanner
+from google.cloud import pubsub_v1, spanner  # type: ignore[attr-defined]
 from redis_spanner.consumers.core import Processor
 from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
 from redis_spanner.consumers.pubsub import DEAD_LETTER_PREFIX, PullSubscription

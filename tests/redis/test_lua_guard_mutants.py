@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
@@ -78,7 +79,7 @@ def test_the_order_free_property_alone_kills_the_tie_mutant(
     original, mutated = MUTANTS["ties accepted (>= becomes >)"]
     monkeypatch.setattr(redis_cache, "GUARD", GUARD.replace(original, mutated))
     cache = RedisCache(redis_client, cache_ttl_seconds=60, tombstone_ttl_seconds=30)
-    contract = TestRedisCache.test_newest_version_wins_and_ties_are_refused_in_any_order
+    contract: Any = TestRedisCache.test_newest_version_wins_and_ties_are_refused_in_any_order
     # The same property, without shrinking and without the example database: only whether
     # it fails matters here, and the contract's own runs must not replay this mutant's failure.
     unshrunk = settings(database=None, phases=[Phase.generate], max_examples=150,
