@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from prometheus_client import REGISTRY
 from redis_spanner.consumers.readthrough import LeasePolicy, ReadThrough
 from redis_spanner.schemas.cache import CacheOp
 from redis_spanner.schemas.catalog import DEMO
@@ -143,3 +144,68 @@ class ReadThroughSuite:
         [read] = client(cache, rows).get_many([team], verify=True)
         assert read.value == {"Name": "new"} and not read.hit
         assert not rows.version_reads
+
+    def test_get_reads_one_key_by_template_name_and_parts(self, cache: Any) -> None:
+        """``get`` builds the key from a template name and parts and returns the value."""
+        rows = MemoryRows(version=10)
+        rows.values[TEAM] = {"Name": "t"}
+        reader = client(cache, rows)
+        assert reader.key("team", 7).key == TEAM
+        assert reader.get("team", 7) == {"Name": "t"}
+        assert reader.get("team", 7, verify=True) == {"Name": "t"}
+
+    def test_a_contender_that_waits_in_vain_reads_at_the_snapshot_without_filling(
+        self, cache: Any
+    ) -> None:
+        """A reader whose wait for the lease holder runs out serves Spanner's value at the
+        snapshot's version, as a miss, and writes nothing."""
+        rows = MemoryRows(version=61)
+        rows.values[KEY] = {"Balance": 6}
+        cache.acquire_leases([KEY + ":lease"], "holder", 60_000)
+        [read] = client(cache, rows, wait_ms=50).get_many([ACCOUNT_A])
+        assert (read.key, read.value, read.version, read.hit, read.filled) == (
+            KEY, {"Balance": 6}, 61, False, False)
+        assert cache.get([KEY]) == [None]
+
+    def test_verify_keeps_a_value_committed_at_exactly_its_version(self, cache: Any) -> None:
+        """A cached value whose version equals the row's last commit is current: it is
+        served as a hit."""
+        rows = MemoryRows(version=100)
+        cache.apply([CacheOp.set(KEY, 70, {"Balance": 1})])
+        rows.commits[KEY] = 70
+        [read] = client(cache, rows).get_many([ACCOUNT_A], verify=True)
+        assert read.hit and read.version == 70
+
+    def test_verify_refreshes_stale_hits_and_fills_misses_together(self, cache: Any) -> None:
+        """With verify, a stale hit and a plain miss in one call are both read from Spanner
+        and both served fresh."""
+        rows = MemoryRows(version=100)
+        other = CATALOG.key(CATALOG.template("account"), ["b"])
+        cache.apply([CacheOp.set(KEY, 70, {"Balance": 1})])
+        rows.commits[KEY], rows.values[KEY] = 90, {"Balance": 9}
+        rows.commits[other.key], rows.values[other.key] = 80, {"Balance": 8}
+        reads = client(cache, rows).get_many([ACCOUNT_A, other], verify=True)
+        assert [(r.value, r.hit) for r in reads] == [({"Balance": 9}, False),
+                                                     ({"Balance": 8}, False)]
+
+    def test_reads_are_counted_by_how_they_were_served(self, cache: Any) -> None:
+        """Hits, misses, lease waits and unconfirmed hits each have their counter."""
+        def counted() -> dict[str, float]:
+            return {label: REGISTRY.get_sample_value(
+                "redis_spanner_reads_total", {"result": label}) or 0.0
+                for label in ("hit", "miss", "lease_wait", "unconfirmed")}
+
+        rows = MemoryRows(version=100)
+        rows.values[KEY] = {"Balance": 1}
+        reader = client(cache, rows, wait_ms=0)
+        before = counted()
+        reader.get_many([ACCOUNT_A])  # miss, filled
+        reader.get_many([ACCOUNT_A])  # hit
+        rows.commits[KEY] = 200
+        reader.get_many([ACCOUNT_A], verify=True)  # unconfirmed, read again
+        other = CATALOG.key(CATALOG.template("account"), ["held"])
+        cache.acquire_leases([other.lease_key], "holder", 60_000)
+        reader.get_many([other])  # miss that waits on the lease holder
+        after = counted()
+        assert {k: after[k] - before[k] for k in after} == {
+            "hit": 1, "miss": 3, "lease_wait": 1, "unconfirmed": 1}
