@@ -2,9 +2,9 @@
 alone, the emulators beside it for the integration tests, and per-test resource names.
 
 Markers are set by where a test lives and what it needs: everything under tests/integration is
-``integration`` (the emulators); any other test that uses the session's redis-server is
-``redis``. ``make unit`` runs both ``redis`` and plain unit tests: redis-server starts in
-milliseconds and needs no emulator.
+``integration`` (the emulators), and so is any module that says so (tests/faults); any other
+test that uses the session's redis-server is ``redis``. ``make unit`` runs both ``redis`` and
+plain unit tests: redis-server starts in milliseconds and needs no emulator.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_DIR in item.path.parents:
             item.add_marker(pytest.mark.integration)
-        elif "redis_url" in getattr(item, "fixturenames", ()):
+        elif (item.get_closest_marker("integration") is None
+              and "redis_url" in getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.redis)
 
 
