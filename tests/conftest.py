@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from redis_spanner.infra import faults
 from redis_spanner.infra.discovery import StackError
 from redis_spanner.infra.local import LocalStack, StackEnv
@@ -23,6 +24,11 @@ from redis_spanner.schemas.settings import Settings, get_settings
 TEST_PROJECT = "redis-spanner-test"
 TEST_INSTANCE = "redis-spanner"
 INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+# No per-example deadline: a loaded two-core machine makes any example slow now and then, and
+# a deadline would turn that into a failure. Each test still has pytest's timeout.
+hypothesis_settings.register_profile("redis-spanner", deadline=None)
+hypothesis_settings.load_profile("redis-spanner")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -96,7 +96,7 @@ class ReadThroughSuite:
             [read] = client(cache, rows, wait_ms=60_000).get_many([ACCOUNT_A])
         finally:
             holder.join()
-        assert (read.hit, read.value, read.version) == (True, {"Balance": 5}, 55)
+        assert (read.key, read.hit, read.value, read.version) == (KEY, True, {"Balance": 5}, 55)
         assert rows.reads == []
 
     def test_one_round_trip_per_side_for_many_keys(self, cache: Any) -> None:
@@ -153,6 +153,9 @@ class ReadThroughSuite:
         assert reader.key("team", 7).key == TEAM
         assert reader.get("team", 7) == {"Name": "t"}
         assert reader.get("team", 7, verify=True) == {"Name": "t"}
+        rows.values[TEAM] = {"Name": "renamed"}
+        assert reader.get("team", 7) == {"Name": "t"}, "a plain get serves the cached value"
+        assert reader.get("team", 7, verify=True) == {"Name": "renamed"}
 
     def test_a_contender_that_waits_in_vain_reads_at_the_snapshot_without_filling(
         self, cache: Any

@@ -78,8 +78,11 @@ def test_dead_letter_publish_failure_nacks() -> None:
     """If the dead-letter topic can't take the message, it is nacked, never dropped."""
     dead = MemoryDeadLetters()
     dead.fail = True
-    [outcome] = processor(MemoryCache(), dead=dead).process([Inbound("bad", b"nope")])
-    assert outcome.disposition is Disposition.NACK
+    bad = Inbound("bad", b"nope")
+    [outcome] = processor(MemoryCache(), dead=dead).process([bad])
+    assert outcome.disposition is Disposition.NACK and outcome.message is bad
+    assert isinstance(outcome.error, TransientError)
+    assert str(outcome.error) == "dead-letter topic unavailable"
 
 
 def test_transient_failure_is_retried_in_process_then_nacked() -> None:
@@ -284,3 +287,22 @@ def test_a_snapshot_at_exactly_the_events_version_is_written() -> None:
     processor(cache, rows).process([message("Members", (7, "x"), 300, 1)])
     entry = cache.entries["rsc:team-members:{Teams:7}"]
     assert not entry.tombstone and entry.version == 300
+
+
+def test_retry_budgets_of_the_write_and_of_the_rewarm_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cache writes are retried within the processor's budget (by default 4 attempts in
+    5 s); the Spanner read of a rewarm within 3 attempts in 1 s."""
+    budgets: list[tuple[int, float]] = []
+    real = core.retrying
+
+    def recording(attempts: int, seconds: float) -> Any:
+        budgets.append((attempts, seconds))
+        return real(attempts, seconds)
+
+    monkeypatch.setattr(core, "retrying", recording)
+    p = Processor(CATALOG, MemoryCache(), MemoryRows(version=400), MemoryDeadLetters())
+    p.process([message("Members", (7, "x"), 300, 1)])
+    assert budgets == [(4, 5.0), (3, 1.0)]
+

@@ -48,7 +48,7 @@ def test_whole_second_with_zero_nanoseconds_is_exact() -> None:
 
 
 def test_a_naive_datetime_is_refused() -> None:
-    with pytest.raises(ValueError, match="timezone-aware"):
+    with pytest.raises(ValueError, match=r"^timestamp must be timezone-aware$"):
         versions.from_datetime(dt.datetime(2026, 1, 1))
 
 
@@ -74,7 +74,7 @@ def test_short_fractions_are_tenths_not_units(text: str, nanos: int) -> None:
     assert versions.parse_rfc3339(text) == seconds * 10**9 + nanos
 
 
-@given(st.text(max_size=120))
+@given(st.text(max_size=120) | st.text(min_size=41, max_size=120))
 def test_anything_else_is_refused_naming_at_most_forty_characters(text: str) -> None:
     """Text that is not RFC 3339 UTC is refused, quoting no more than its first 40
     characters."""
@@ -102,7 +102,7 @@ def test_fixed_width_text_orders_like_the_numbers(a: int, b: int) -> None:
 
 def test_negative_versions_are_refused_and_zero_is_not() -> None:
     assert versions.encode(0) == "0" * 20
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match=r"^version must be non-negative$"):
         versions.encode(-1)
 
 
