@@ -18,6 +18,7 @@ from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.errors import TransientError
 from redis_spanner.schemas.events import EventType
 from redis_spanner.schemas.keys import CacheKey, Catalog, KeyTarget
+from redis_spanner.schemas.retrying import retrying
 
 from tests.core_property import ANY_DELIVERY, check_delivery, events
 from tests.fakes import MemoryCache, MemoryDeadLetters, MemoryRows
@@ -295,7 +296,7 @@ def test_retry_budgets_of_the_write_and_of_the_rewarm_read(
     """Cache writes are retried within the processor's budget (by default 4 attempts in
     5 s); the Spanner read of a rewarm within 3 attempts in 1 s."""
     budgets: list[tuple[int, float]] = []
-    real = core.retrying
+    real = retrying
 
     def recording(attempts: int, seconds: float) -> Any:
         budgets.append((attempts, seconds))
