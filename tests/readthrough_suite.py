@@ -212,3 +212,15 @@ class ReadThroughSuite:
         after = counted()
         assert {k: after[k] - before[k] for k in after} == {
             "hit": 1, "miss": 3, "lease_wait": 1, "unconfirmed": 1}
+
+    def test_verify_never_waits_on_another_callers_fill(self, cache: Any) -> None:
+        """A verified read whose key another caller is filling reads Spanner itself: that
+        caller may have read before a commit this read must see, and its value is never
+        served."""
+        rows = MemoryRows(version=100)
+        cache.apply([CacheOp.set(KEY, 70, {"Balance": 1})])
+        rows.commits[KEY], rows.values[KEY] = 90, {"Balance": 9}
+        cache.acquire_leases([KEY + ":lease"], "slow-filler", 60_000)
+        [read] = client(cache, rows, wait_ms=60_000).get_many([ACCOUNT_A], verify=True)
+        assert (read.value, read.version, read.hit, read.filled) == ({"Balance": 9}, 100,
+                                                                     False, False)

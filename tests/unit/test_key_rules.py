@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis_spanner.schemas.catalog import ACCOUNT, DEMO
 from redis_spanner.schemas.errors import KeyRefused
+from redis_spanner.schemas.events import INT64_MAX, INT64_MIN
 from redis_spanner.schemas.keys import Action, Catalog, KeyTemplate, Trigger
 
 CATALOG = Catalog("rsc", DEMO)
@@ -147,3 +148,19 @@ def test_refusals_quote_at_most_80_characters_of_a_key(tail: str) -> None:
         if text.startswith("no key template"):
             continue
         assert text.startswith(repr(key[:80])), text
+
+
+def test_int64_parts_reach_both_ends_of_the_range() -> None:
+    """The smallest and largest INT64 are valid team ids; one past either end is refused."""
+    team = CATALOG.template("team")
+    for part in (INT64_MIN, INT64_MAX):
+        assert CATALOG.key(team, [part]).parts == (part,)
+    for part in (INT64_MIN - 1, INT64_MAX + 1):
+        with pytest.raises(KeyRefused):
+            CATALOG.key(team, [part])
+
+
+def test_a_part_of_the_wrong_type_names_its_column() -> None:
+    with pytest.raises(KeyRefused) as refused:
+        CATALOG.key(CATALOG.template("team"), ["7"])
+    assert str(refused.value) == "key part for TeamId must be INT64"
