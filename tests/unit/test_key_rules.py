@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis_spanner.schemas.catalog import ACCOUNT, DEMO
 from redis_spanner.schemas.errors import KeyRefused
-from redis_spanner.schemas.events import INT64_MAX, INT64_MIN
+from redis_spanner.schemas.events import INT64_MAX, INT64_MIN, MAX_KEY_PART_LENGTH
 from redis_spanner.schemas.keys import Action, Catalog, KeyTemplate, Trigger
 
 CATALOG = Catalog("rsc", DEMO)
@@ -164,3 +164,12 @@ def test_a_part_of_the_wrong_type_names_its_column() -> None:
     with pytest.raises(KeyRefused) as refused:
         CATALOG.key(CATALOG.template("team"), ["7"])
     assert str(refused.value) == "key part for TeamId must be INT64"
+
+
+def test_a_refused_part_is_quoted_with_the_rule() -> None:
+    """A refused key part is quoted (its first 40 characters of repr) beside the rule."""
+    with pytest.raises(KeyRefused) as refused:
+        CATALOG.key(CATALOG.template("account"), ["a*" * 30])
+    assert str(refused.value) == (
+        f"key part {repr('a*' * 30)[:40]} refused: integers or 1-{MAX_KEY_PART_LENGTH} "
+        "characters of [A-Za-z0-9._@-] only")
