@@ -173,3 +173,9 @@ def test_a_refused_part_is_quoted_with_the_rule() -> None:
     assert str(refused.value) == (
         f"key part {repr('a*' * 30)[:40]} refused: integers or 1-{MAX_KEY_PART_LENGTH} "
         "characters of [A-Za-z0-9._@-] only")
+
+
+def test_the_wrong_number_of_parts_is_refused_with_both_counts() -> None:
+    with pytest.raises(KeyRefused) as refused:
+        CATALOG.key(CATALOG.template("account"), ["a", "b"])
+    assert str(refused.value) == "template 'account' takes 1 key part(s), got 2"
