@@ -16,8 +16,8 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 run_pytest = $(BIN)/pytest $(1) $(PYTEST_ARGS) || { rc=$$?; \
 	[ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc; }
 
-.PHONY: .venv test unit integration package-check demo lint typecheck-tree constraints checkov \
-	checkov-pins clean distclean node-reader contract
+.PHONY: .venv test unit integration package-check mutation demo lint typecheck-tree constraints \
+	checkov checkov-pins clean distclean node-reader contract
 
 .venv: $(STAMP)
 
@@ -40,8 +40,10 @@ $(NODE_READER)/node_modules/.package-lock.json: $(NODE_READER)/package-lock.json
 contract: $(STAMP)
 	$(BIN)/python -m redis_spanner.schemas.contract
 
-test: $(STAMP) node-reader
+# What CI runs: lint, types (strict, every package and the tests), then the whole suite.
+test: $(STAMP) typecheck-tree node-reader
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(call run_pytest,)
 
 unit: $(STAMP)
@@ -54,6 +56,17 @@ integration: $(STAMP) node-reader
 # service's own schemas.py (about a minute). `make test` runs it with the rest of tests/.
 package-check: $(STAMP)
 	$(call run_pytest,tests/package)
+
+# Slow, so not part of `make test`: mutmut over the modules that decide coherence (see
+# [tool.mutmut] in pyproject.toml), on a copy of the package laid out as it installs.
+MUTATION := build/mutation
+mutation: $(STAMP)
+	rm -rf $(MUTATION) && mkdir -p $(MUTATION)/redis_spanner
+	cp redis_spanner/__init__.py redis_spanner/py.typed $(MUTATION)/redis_spanner/
+	for pkg in schemas producers consumers infra; do cp -r $$pkg $(MUTATION)/redis_spanner/; done
+	cp -r tests pyproject.toml $(MUTATION)/
+	find $(MUTATION) -name __pycache__ -type d -prune -exec rm -rf {} +
+	cd $(MUTATION) && ../../$(BIN)/python -m tests.mutation
 
 demo: $(STAMP)
 	$(BIN)/redis-spanner demo

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.errors import RedisSpannerError
@@ -37,3 +38,9 @@ class Outcome:
     """True when at least one of the event's keys was written; False when superseded."""
     dead_letter_reason: str | None = None
     error: RedisSpannerError | None = None
+
+
+class BatchProcessor(Protocol):
+    """What a transport feeds: the core's ``Processor``, or anything standing in front of it."""
+
+    def process(self, batch: Sequence[Inbound]) -> list[Outcome]: ...

@@ -22,12 +22,11 @@ import binascii
 import datetime as dt
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
+from redis_spanner.consumers.messages import BatchProcessor, Disposition, Inbound, Outcome
 from redis_spanner.consumers.push_auth import Forbidden, PushVerifier, Unauthenticated
 from redis_spanner.schemas.errors import TransientError
 from starlette.applications import Starlette
@@ -41,10 +40,6 @@ PUBSUB_MAX_MESSAGE_BYTES = 10_000_000
 MAX_BODY_BYTES = 4 * -(-PUBSUB_MAX_MESSAGE_BYTES // 3) + 512 * 1024
 """A push body holds the message's data in base64 plus its attributes: Pub/Sub's largest message
 fits, with room for the envelope; anything bigger answers 413 without being read further."""
-
-
-class BatchProcessor(Protocol):
-    def process(self, batch: Sequence[Inbound]) -> list[Outcome]: ...
 
 
 class PushFormatError(ValueError):

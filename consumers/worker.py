@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis_spanner.consumers.core import Processor
-from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
+from redis_spanner.consumers.messages import BatchProcessor, Disposition, Inbound, Outcome
 from redis_spanner.consumers.pubsub import DeadLetterPublisher, PullSubscription
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.spanner_rows import SpannerRows, open_database
@@ -108,7 +108,7 @@ class PullWorker:
     not all acked waits before its next pull: 1 s, doubling up to ``nack_pause`` seconds."""
 
     def __init__(
-        self, subscription: PullSubscription, processor: Processor, *, streams: int = 2,
+        self, subscription: PullSubscription, processor: BatchProcessor, *, streams: int = 2,
         nack_pause: float = 0.0,
     ) -> None:
         self._subscription = subscription

@@ -10,6 +10,7 @@ Each stage runs alone, several times, and the medians are reported:
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import threading
@@ -71,13 +72,16 @@ def _fresh_settings(tag: str) -> Settings:
     )
 
 
+def _insert_outbox(tx: Any, rows: list[Any]) -> None:
+    tx.insert(OUTBOX_TABLE, columns=OUTBOX_COLUMNS, values=rows)
+
+
 def _relay(settings: Settings, events: int) -> float:
     database = open_database(settings)
     for start in range(0, events, 500):
         rows = [outbox_values(EventType.ROW_CHANGED, "Accounts", (f"b-{i}",))
                 for i in range(start, min(events, start + 500))]
-        run_transaction(database, lambda tx, rows=rows: tx.insert(
-            OUTBOX_TABLE, columns=OUTBOX_COLUMNS, values=rows))
+        run_transaction(database, functools.partial(_insert_outbox, rows=rows))
     published = 0
     done = threading.Event()
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.consumers.core import Processor
 from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
 from redis_spanner.infra.discovery import StackError

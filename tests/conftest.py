@@ -1,12 +1,22 @@
-"""Shared fixtures: one fresh local stack per test session, and per-test resource names."""
+"""Shared fixtures: one redis-server per test session, started alone for the tests of Redis
+alone, the emulators beside it for the integration tests, and per-test resource names.
+
+Markers are set by where a test lives and what it needs: everything under tests/integration is
+``integration`` (the emulators), and so is any module that says so (tests/faults); any other
+test that uses the session's redis-server is ``redis``. ``make unit`` runs both ``redis`` and
+plain unit tests: redis-server starts in milliseconds and needs no emulator.
+"""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
+from redis_spanner.infra import faults
 from redis_spanner.infra.discovery import StackError
 from redis_spanner.infra.local import LocalStack, StackEnv
 from redis_spanner.schemas.settings import Settings, get_settings
@@ -15,24 +25,55 @@ TEST_PROJECT = "redis-spanner-test"
 TEST_INSTANCE = "redis-spanner"
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 
+# No per-example deadline: a loaded two-core machine makes any example slow now and then, and
+# a deadline would turn that into a failure. Each test still has pytest's timeout.
+hypothesis_settings.register_profile("redis-spanner", deadline=None)
+hypothesis_settings.load_profile("redis-spanner")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_DIR in item.path.parents:
             item.add_marker(pytest.mark.integration)
+        elif (item.get_closest_marker("integration") is None
+              and "redis_url" in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.redis)
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackEnv]:
-    """The session's own stack, exported to the environment; stopped when the session ends.
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's redis-server, started alone (no emulator), stopped when the session ends.
 
-    PUBSUB_EMULATOR_HOST, SPANNER_EMULATOR_HOST or REDIS_URL already set in the environment are
-    used instead of starting that component, which points the tests at a stack of one's choice.
+    REDIS_URL already set in the environment names one to use instead. A server that cannot
+    start fails the tests that need it, with the reason; it never skips them.
+    """
+    if external := os.environ.get("REDIS_URL"):
+        yield external
+        return
+    server = faults.redis_server(tmp_path_factory.mktemp("redis"))
+    try:
+        server.start()
+    except StackError as e:
+        server.stop()
+        pytest.fail(f"redis-server did not start: {e}", pytrace=False)
+    with server:
+        yield server.address
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[StackEnv]:
+    """The session's own emulators beside the session's redis-server, exported to the
+    environment; stopped when the session ends.
+
+    PUBSUB_EMULATOR_HOST or SPANNER_EMULATOR_HOST already set in the environment are used
+    instead of starting that emulator, which points the tests at a stack of one's choice.
     A stack that cannot start fails the tests that need it, with the reason; it never skips them.
     """
     local = LocalStack(tmp_path_factory.mktemp("stack"))
     try:
-        env = local.up()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("REDIS_URL", redis_url)  # the session's server: the stack keeps it
+            env = local.up()
     except StackError as e:
         pytest.fail(f"the local stack did not start: {e}", pytrace=False)
     try:

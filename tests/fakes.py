@@ -1,9 +1,16 @@
-"""In-memory stand-ins for unit tests of pure logic. The contract suites in
-tests/cache_contract.py prove they behave like the real adapters."""
+"""In-memory stand-ins for unit tests of pure logic.
+
+``MemoryCache`` passes the guard and lease contract of tests/cache_contract.py that the real
+``RedisCache`` passes (tests/redis/test_redis_cache.py); ``MemoryRows`` passes the read
+contract of tests/rows_contract.py that the real ``SpannerRows`` passes on the emulator.
+``MemoryDeadLetters`` only records what the core sends and fails on demand: it claims nothing
+about Pub/Sub.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis_spanner.consumers.messages import Inbound
@@ -24,13 +31,15 @@ from redis_spanner.schemas.keys import CacheKey
 
 
 class MemoryCache:
-    """The guard's semantics over a dict."""
+    """The guard's semantics over a dict; fill leases expire after their TTL on ``clock``."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.entries: dict[str, Entry] = {}
         self.fail_next = 0
         self.round_trips = 0
-        self.leases: dict[str, str] = {}
+        self.leases: dict[str, tuple[str, float]] = {}
+        """Token and expiry (on ``clock``) by lease key."""
+        self._clock = clock
 
     def apply(self, ops: Sequence[CacheOp]) -> list[Applied]:
         self.round_trips += 1
@@ -64,16 +73,23 @@ class MemoryCache:
         return out
 
     def acquire_leases(self, lease_keys: Sequence[str], token: str, ttl_ms: int) -> list[bool]:
+        self._expire_leases()
         taken = []
         for key in lease_keys:
             taken.append(key not in self.leases)
-            self.leases.setdefault(key, token)
+            self.leases.setdefault(key, (token, self._clock() + ttl_ms / 1000))
         return taken
 
     def release_leases(self, lease_keys: Sequence[str], token: str) -> None:
+        self._expire_leases()
         for key in lease_keys:
-            if self.leases.get(key) == token:
+            if key in self.leases and self.leases[key][0] == token:
                 del self.leases[key]
+
+    def _expire_leases(self) -> None:
+        now = self._clock()
+        for key in [k for k, (_, until) in self.leases.items() if until <= now]:
+            del self.leases[key]
 
 
 class MemoryRows:

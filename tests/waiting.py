@@ -9,7 +9,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(probe: Callable[[], T], timeout: float = 20.0, interval: float = 0.05) -> T:
+DEFAULT_TIMEOUT = 60.0
+"""Generous: conditions are met in a second or two, but a loaded two-core machine may take many
+times that. A deadline only bounds how long a failing test takes to say so."""
+
+
+def wait_until(probe: Callable[[], T | None], timeout: float = DEFAULT_TIMEOUT,
+               interval: float = 0.05) -> T:
     """Return the first truthy result of ``probe``; fail with the last one after ``timeout``."""
     deadline = time.monotonic() + timeout
     result = probe()

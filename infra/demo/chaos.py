@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import redis as redis_py
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.consumers.core import Processor
 from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
 from redis_spanner.infra import faults

@@ -59,8 +59,8 @@ def open_pipeline(
         monkeypatch.setenv("REDIS_SPANNER_REDIS_TIMEOUT_SECONDS", "0.5")
         for name, value in (environ or {}).items():
             monkeypatch.setenv(name, value)
-        for name, value in overrides.items():
-            monkeypatch.setenv(f"REDIS_SPANNER_{name.upper()}", str(value))
+        for setting, override in overrides.items():
+            monkeypatch.setenv(f"REDIS_SPANNER_{setting.upper()}", str(override))
         get_settings.cache_clear()
         configured = get_settings()
         declaration = load_declaration()

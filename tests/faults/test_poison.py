@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
@@ -150,7 +150,7 @@ def test_poison_of_every_kind_is_dead_lettered_with_its_reason(open_pipeline: An
 
         def dead_lettered(data: bytes, reason: str) -> None:
             message_id = publish(data, reason)
-            outcome = wait_until(lambda: pipe.outcome_of(message_id), timeout=20)
+            outcome = wait_until(lambda: pipe.outcome_of(message_id))
             assert (outcome.dead_letter_reason, outcome.disposition) == (reason, "ack"), data
 
         # A key Redis holds as a plain string: the guard overwrites it, the event applies.

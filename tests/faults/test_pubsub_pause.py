@@ -36,7 +36,7 @@ def test_relay_keeps_its_rows_while_pubsub_is_frozen_and_catches_up(
     pipe.start_relay()
     pipe.start_worker()
     with pipe.writing(ids, rate=30):
-        time.sleep(1.0)
+        wait_until(lambda: len(pipe.tally.published) >= 5, interval=0.1)  # the relay is at work
         with own_pubsub.paused():
             committed_before = set(pipe.tally.committed)
             time.sleep(PAUSE_SECONDS)

@@ -107,7 +107,8 @@ def test_rewarm_backfills_a_table_and_never_lowers_a_version(
     report = backfill(TableWalker(database), rows, cache, catalog, "Accounts",
                       prefix="w-0", batch=50)
     assert (report.rows, report.written, report.superseded) == (100, 99, 1)
-    assert cache.get([newer])[0].version == ahead
+    [held] = cache.get([newer])
+    assert held is not None and held.version == ahead
     done = cli("rewarm", "--table", "Accounts", "--rate", "1000", "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1])["rows"] == 120

@@ -133,15 +133,15 @@ def test_concurrent_writers_readers_and_consumer_leave_no_stale_entry(
     verified = [r for r in ledger.reads if r[2]]
     assert commits > 30 and len(verified) > 30, (commits, len(verified))
     too_old = []
-    for key, floor, verify, _lost, read in ledger.reads:
-        history = ledger.history[key]
-        assert read.value in [value for _, value in history], f"{key}: a value never written"
+    for read_key, floor, verify, _lost, read in ledger.reads:
+        history = ledger.history[read_key]
+        assert read.value in [value for _, value in history], f"{read_key}: never written"
         if not verify:
             continue
         newer = history[floor:]
-        versioned = key.startswith(f"{catalog.namespace}:account:")
+        versioned = read_key.startswith(f"{catalog.namespace}:account:")
         if read.value not in [value for _, value in newer] or (
             versioned and read.version < newer[0][0]
         ):
-            too_old.append((key, floor, read))
+            too_old.append((read_key, floor, read))
     assert not too_old, too_old[:5]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.consumers.dead_letter_replay import ReplayOptions, replay
 from redis_spanner.consumers.dead_letter_scan import collect
 from redis_spanner.consumers.dead_letters import DeadLetter

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 import pytest
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.consumers.worker import PullWorker
 from redis_spanner.infra.demo.workload import bump, seed_accounts
 from redis_spanner.producers.outbox import record

@@ -12,19 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.cloud import pubsub_v1, spanner
+from google.cloud import pubsub_v1, spanner  # type: ignore[attr-defined]
 from google.cloud.spanner_v1.database import Database
 from google.cloud.spanner_v1.instance import Instance
 from google.iam.v1 import policy_pb2
 from redis_spanner.infra.declaration import load_declaration
-from redis_spanner.infra.provision import (
-    ProvisionError,
-    ProvisionReport,
-    format_report,
-    provision,
-    teardown,
-)
+from redis_spanner.infra.provision import format_report, provision, teardown
 from redis_spanner.infra.provision_pubsub import grant_dead_lettering
+from redis_spanner.infra.provision_report import ProvisionError, ProvisionReport
 from redis_spanner.infra.spanner.ddl import load_schema
 from redis_spanner.schemas.settings import Settings
 
@@ -53,7 +48,8 @@ def instance(provisioned: Settings) -> Iterator[Instance]:
 
 @pytest.fixture
 def database(provisioned: Settings, instance: Instance) -> Database:
-    return instance.database(provisioned.database)
+    opened: Database = instance.database(provisioned.database)
+    return opened
 
 
 def _pipeline_names(settings: Settings, database: Database) -> set[str]:
@@ -296,8 +292,8 @@ def test_gcp_dead_lettering_grants_the_service_agent_once() -> None:
     agent = "serviceAccount:service-123@gcp-sa-pubsub.iam.gserviceaccount.com"
 
     first, second = ProvisionReport(), ProvisionReport()
-    grant_dead_lettering(publisher, subscriber, settings, 123, first)  # type: ignore[arg-type]
-    grant_dead_lettering(publisher, subscriber, settings, 123, second)  # type: ignore[arg-type]
+    grant_dead_lettering(publisher, subscriber, settings, 123, first)
+    grant_dead_lettering(publisher, subscriber, settings, 123, second)
 
     topic_members = {(b.role, m) for b in publisher.policies[settings.heal_topic_path]
                      .bindings for m in b.members}
@@ -319,7 +315,7 @@ def test_unknown_project_number_reports_what_to_grant(monkeypatch: pytest.Monkey
         "redis_spanner.infra.provision_pubsub._lookup_project_number", lambda project: None)
     report = ProvisionReport()
 
-    grant_dead_lettering(_IamOnly(), _IamOnly(), settings, None, report)  # type: ignore[arg-type]
+    grant_dead_lettering(_IamOnly(), _IamOnly(), settings, None, report)
 
     assert report.resources == []
     (warning,) = report.warnings

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.consumers.push import create_app
 from redis_spanner.consumers.worker import Consumer
 from redis_spanner.schemas.envelope import Event

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY
+from redis_spanner.consumers import core
 from redis_spanner.consumers.core import Processor
-from redis_spanner.consumers.messages import Disposition, Inbound
+from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
+from redis_spanner.schemas.cache import Applied, CacheOp
 from redis_spanner.schemas.catalog import DEMO
 from redis_spanner.schemas.envelope import Event
+from redis_spanner.schemas.errors import TransientError
 from redis_spanner.schemas.events import EventType
-from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.keys import CacheKey, Catalog, KeyTarget
+from redis_spanner.schemas.retrying import retrying
 
+from tests.core_property import ANY_DELIVERY, check_delivery, events
 from tests.fakes import MemoryCache, MemoryDeadLetters, MemoryRows
 
 CATALOG = Catalog("rsc", DEMO)
@@ -70,8 +80,11 @@ def test_dead_letter_publish_failure_nacks() -> None:
     """If the dead-letter topic can't take the message, it is nacked, never dropped."""
     dead = MemoryDeadLetters()
     dead.fail = True
-    [outcome] = processor(MemoryCache(), dead=dead).process([Inbound("bad", b"nope")])
-    assert outcome.disposition is Disposition.NACK
+    bad = Inbound("bad", b"nope")
+    [outcome] = processor(MemoryCache(), dead=dead).process([bad])
+    assert outcome.disposition is Disposition.NACK and outcome.message is bad
+    assert isinstance(outcome.error, TransientError)
+    assert str(outcome.error) == "dead-letter topic unavailable"
 
 
 def test_transient_failure_is_retried_in_process_then_nacked() -> None:
@@ -156,3 +169,175 @@ def test_a_value_with_no_cached_form_dead_letters_its_event_alone() -> None:
     assert [m.message_id for m, _ in dead.sent] == ["m1", "m3"]
     assert cache.entries[bad].tombstone and cache.entries[bad].version == 100
     assert cache.entries[good].value() == {"Owner": "o", "Balance": 1}
+
+
+@ANY_DELIVERY
+@given(data=st.data(), drawn=events)
+def test_any_delivery_order_ends_at_the_newest_version(
+    data: st.DataObject, drawn: list[tuple[tuple[str, tuple[object, ...]], EventType, int]]
+) -> None:
+    """Whatever the order, redelivery and batching of events: every message is acked, each
+    key ends as a tombstone at its newest event's version, or as the snapshot's value when a
+    rewarm was the newest word (ties between a rewarm and an invalidation of one version go
+    to whichever landed first)."""
+    check_delivery(MemoryCache(), data, drawn)
+
+
+def test_an_unexpected_error_in_routing_dead_letters_that_message_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message that trips a bug while being routed is dead-lettered with the error's type
+    and text; the rest of its batch is applied as usual."""
+    def broken(event: Event) -> list[KeyTarget]:
+        if event.key == ("boom",):
+            raise ZeroDivisionError("division by zero")
+        return CATALOG.targets(event)
+
+    cache, dead = MemoryCache(), MemoryDeadLetters()
+    p = processor(cache, dead=dead)
+    monkeypatch.setattr(p, "_catalog", type("C", (), {"targets": staticmethod(broken)})())
+    bad, good = message("Accounts", ("boom",), 5, 1), message("Accounts", ("ok",), 5, 2)
+    outcomes = p.process([bad, good])
+    assert [(o.message, o.disposition, o.dead_letter_reason) for o in outcomes] == [
+        (bad, Disposition.ACK, "permanent"), (good, Disposition.ACK, None)]
+    [(sent, error)] = dead.sent
+    assert sent is bad and str(error) == "unexpected ZeroDivisionError: division by zero"
+    assert outcomes[0].error is error
+
+
+def test_an_unexpected_error_in_the_write_nacks_the_batch_with_its_story() -> None:
+    """A bug in the write path blames no message: each is nacked with a transient error
+    naming the bug, and keeps its event."""
+    class Broken(MemoryCache):
+        def apply(self, ops: Sequence[CacheOp]) -> list[Applied]:
+            raise KeyError("oops")
+
+    batch = [message("Accounts", ("a",), 5, 1), message("Accounts", ("b",), 6, 2)]
+    outcomes = processor(Broken()).process(batch)
+    assert [(o.message, o.disposition) for o in outcomes] == [
+        (m, Disposition.NACK) for m in batch]
+    assert [o.event.key for o in outcomes if o.event] == [("a",), ("b",)]
+    assert all(isinstance(o.error, TransientError)
+               and str(o.error) == "unexpected KeyError: 'oops'" for o in outcomes)
+
+
+def test_a_failed_batch_keeps_each_message_its_event_and_cause() -> None:
+    """When the cache stays down, each nack carries its own message, its event and the
+    cache's error."""
+    cache = MemoryCache()
+    cache.fail_next = 10
+    batch = [message("Accounts", ("a",), 5, 1), message("Accounts", ("b",), 6, 2)]
+    outcomes = processor(cache).process(batch)
+    assert [o.message for o in outcomes] == batch
+    assert [o.event.version for o in outcomes if o.event] == [5, 6]
+    assert all(o.disposition is Disposition.NACK and o.dead_letter_reason is None
+               and isinstance(o.error, TransientError) for o in outcomes)
+
+
+def test_by_default_a_transient_failure_is_never_dead_lettered() -> None:
+    """Without a max delivery attempts setting, even a first delivery that fails is nacked,
+    and the default retry budget is four attempts."""
+    cache, dead = MemoryCache(), MemoryDeadLetters()
+    cache.fail_next = 100
+    first = message("Accounts", ("a",), 5, 1)
+    first = type(first)(first.message_id, first.data, first.attributes, delivery_attempt=1)
+    [outcome] = Processor(CATALOG, cache, MemoryRows(), dead).process([first])
+    assert outcome.disposition is Disposition.NACK and not dead.sent
+    assert cache.round_trips == 4
+
+
+def test_last_attempt_dead_letter_keeps_the_cause_chained() -> None:
+    """The retries-exhausted error names the deliveries and chains the cache's error."""
+    cache, dead = MemoryCache(), MemoryDeadLetters()
+    cache.fail_next = 100
+    p = Processor(CATALOG, cache, MemoryRows(), dead, retry_attempts=1, max_delivery_attempts=1)
+    m = message("Accounts", ("a",), 5, 1)
+    m = type(m)(m.message_id, m.data, m.attributes, delivery_attempt=1)
+    [outcome] = p.process([m])
+    [(_, error)] = dead.sent
+    assert outcome.dead_letter_reason == "retries-exhausted" and outcome.error is error
+    assert str(error).startswith("still failing after 1 deliveries: ")
+    assert isinstance(error.__cause__, TransientError)
+
+
+def test_acked_outcomes_carry_their_event_and_whether_they_changed_the_cache() -> None:
+    """An applied event's outcome names its event and ``changed``; a superseded one in the
+    same batch reports no change of its own key."""
+    cache = MemoryCache()
+    cache.apply([CacheOp.invalidate("rsc:account:{Accounts:old}", 50)])
+    batch = [message("Accounts", ("new",), 5, 1), message("Accounts", ("old",), 6, 2)]
+    outcomes = processor(cache).process(batch)
+    assert [(o.event.event_id if o.event else None, o.changed) for o in outcomes] == [
+        ("0f8e2c1a-0001", True), ("0f8e2c1a-0002", False)]
+
+
+def test_the_observer_sees_every_outcome_and_coalescing_is_counted() -> None:
+    """The observer gets the batch's outcomes; folded writes add up across batches."""
+    seen: list[list[Outcome]] = []
+    p = Processor(CATALOG, MemoryCache(), MemoryRows(), MemoryDeadLetters(),
+                  observer=seen.append)
+    assert p.coalesced == 0
+    first = p.process([message("Accounts", ("a",), 5, 1), message("Accounts", ("a",), 6, 2)])
+    p.process([message("Accounts", ("a",), 7, 3), message("Accounts", ("a",), 8, 4)])
+    assert seen[0] == first and len(seen) == 2
+    assert p.coalesced == 2
+
+
+def test_crash_points_surround_the_cache_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failpoints a fault test kills the worker at come just before and just after the
+    cache write."""
+    calls: list[str] = []
+
+    class Recording(MemoryCache):
+        def apply(self, ops: Sequence[CacheOp]) -> list[Applied]:
+            calls.append("apply")
+            return super().apply(ops)
+
+    monkeypatch.setattr(core, "failpoint", calls.append)
+    processor(Recording()).process([message("Accounts", ("a",), 5)])
+    assert calls == ["consumer.before_apply", "apply", "consumer.after_apply"]
+
+
+def test_an_unreadable_snapshot_turns_rewarms_into_invalidations() -> None:
+    """When Spanner can't be read, each rewarm key is invalidated at its event's version and
+    counted as a fallback; the batch is still acked."""
+    class Down(MemoryRows):
+        def read(self, keys: Sequence[CacheKey]) -> tuple[dict[str, Any], int]:
+            raise TransientError("spanner down")
+
+    cache = MemoryCache()
+    before = REGISTRY.get_sample_value("redis_spanner_consumer_rewarm_fallbacks_total") or 0.0
+    outcomes = processor(cache, Down()).process([message("Members", (7, "x"), 300, 1)])
+    assert outcomes[0].disposition is Disposition.ACK and outcomes[0].changed
+    entry = cache.entries["rsc:team-members:{Teams:7}"]
+    assert entry.tombstone and entry.version == 300
+    after = REGISTRY.get_sample_value("redis_spanner_consumer_rewarm_fallbacks_total")
+    assert after == before + 1
+
+
+def test_a_snapshot_at_exactly_the_events_version_is_written() -> None:
+    """A rewarm whose snapshot is read at the event's own version writes the value."""
+    cache, rows = MemoryCache(), MemoryRows(version=300)
+    rows.values["rsc:team-members:{Teams:7}"] = [{"MemberId": "x"}]
+    processor(cache, rows).process([message("Members", (7, "x"), 300, 1)])
+    entry = cache.entries["rsc:team-members:{Teams:7}"]
+    assert not entry.tombstone and entry.version == 300
+
+
+def test_retry_budgets_of_the_write_and_of_the_rewarm_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cache writes are retried within the processor's budget (by default 4 attempts in
+    5 s); the Spanner read of a rewarm within 3 attempts in 1 s."""
+    budgets: list[tuple[int, float]] = []
+    real = retrying
+
+    def recording(attempts: int, seconds: float) -> Any:
+        budgets.append((attempts, seconds))
+        return real(attempts, seconds)
+
+    monkeypatch.setattr(core, "retrying", recording)
+    p = Processor(CATALOG, MemoryCache(), MemoryRows(version=400), MemoryDeadLetters())
+    p.process([message("Members", (7, "x"), 300, 1)])
+    assert budgets == [(4, 5.0), (3, 1.0)]
+

@@ -3,7 +3,8 @@
 A model of Spanner (every commit of a few rows, with its version) drives the cache the way the
 pipeline does: invalidations carry a commit's version and may come late, twice or out of order;
 fills and rewarms carry the version of the snapshot they read and may land long after it. The
-same machine runs here over the in-memory guard and in tests/integration over a real Redis.
+same machine runs here over the in-memory guard and in tests/redis over a real redis-server,
+with Hypothesis's default sizes (100 examples of up to 50 steps).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from tests.fakes import MemoryCache
 
 ROWS = 3
 PROPERTY_SETTINGS = settings(
-    max_examples=60,
-    stateful_step_count=30,
+    max_examples=100,
+    stateful_step_count=50,
     deadline=None,
     derandomize=bool(os.environ.get("CI")),
 )

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import redis
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.schemas.cache import CacheOp
-from redis_spanner.schemas.settings import Settings
 
 from tests.cache_contract import CacheContract
-
-CONTRACT_DB = 15
 
 
 class TestRedisCache(CacheContract):
     @pytest.fixture
-    def cache(self, settings: Settings) -> Iterator[RedisCache]:
-        url = settings.require_redis_url().rsplit("/", 1)[0] + f"/{CONTRACT_DB}"
-        client = redis.Redis.from_url(url, decode_responses=True)
-        client.flushdb()
-        yield RedisCache(client, cache_ttl_seconds=60, tombstone_ttl_seconds=30)
-        client.flushdb()
-        client.close()
+    def cache(self, redis_cache: RedisCache) -> RedisCache:
+        return redis_cache
 
     def test_script_flush_is_survived(self, cache: RedisCache) -> None:
         """After Redis loses its scripts (restart, SCRIPT FLUSH) the next batch still applies."""
