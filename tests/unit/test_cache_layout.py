@@ -14,6 +14,7 @@ from redis_spanner.schemas.cache import (
     encode_value,
     parse_entry,
 )
+from redis_spanner.schemas.errors import UncacheableValue
 
 
 def test_spanner_values_encode_as_stable_json() -> None:
@@ -27,7 +28,8 @@ def test_spanner_values_encode_as_stable_json() -> None:
 
 
 def test_a_value_that_cannot_be_cached_is_refused_by_type() -> None:
-    with pytest.raises(TypeError, match="cannot cache a value of type object"):
+    """A value of a type with no cached form is a permanent error naming the type."""
+    with pytest.raises(UncacheableValue, match="a value of type object has no cached form"):
         encode_value({"x": object()})
 
 
