@@ -58,6 +58,15 @@ class Command:
         print(f"stopped {took:.2f}s after SIGTERM")
         return took
 
+    def wait_exit(self, seconds: float) -> int:
+        """The exit status of a process that ends by itself within ``seconds``."""
+        status = self.process.wait(timeout=seconds)
+        self._reader.join(timeout=5)
+        return status
+
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
     def kill(self) -> None:
         with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)

@@ -35,6 +35,12 @@ def own_pubsub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[faults.OwnP
 
 
 @pytest.fixture(scope="module")
+def own_spanner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[faults.OwnProcess]:
+    """A Spanner emulator for the module alone: freezing it disturbs no other test."""
+    yield from own_process(faults.spanner_emulator(tmp_path_factory.mktemp("spanner")))
+
+
+@pytest.fixture(scope="module")
 def aborting_spanner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[faults.OwnProcess]:
     """A fresh Spanner emulator for the module alone, aborting commits at random."""
     yield from own_process(faults.spanner_emulator(tmp_path_factory.mktemp("spanner"),

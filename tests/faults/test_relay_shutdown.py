@@ -20,7 +20,6 @@ from redis_spanner.infra.processes import free_ports
 from redis_spanner.producers.outbox_store import READ_TIMEOUT
 from redis_spanner.producers.relay import give_up_after
 
-from tests.faults.harness import own_process
 from tests.outbox_sql import SqlRow, insert, insert_many, outbox_ids
 from tests.waiting import wait_until
 
@@ -30,12 +29,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 STOP_BOUND = 10.0
-
-
-@pytest.fixture(scope="module")
-def own_spanner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[faults.OwnProcess]:
-    """A Spanner emulator for the module alone: freezing it disturbs no other test."""
-    yield from own_process(faults.spanner_emulator(tmp_path_factory.mktemp("spanner")))
 
 
 class RelayProcess:

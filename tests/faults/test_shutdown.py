@@ -89,31 +89,49 @@ def test_sigterm_during_start_up_stops_within_10s(open_pipeline: Any, program: s
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("program", ["worker", "serve"])
 def test_sigterm_while_pubsub_is_unreachable_stops_within_10s(
+    open_pipeline: Any, own_pubsub: faults.OwnProcess, program: str
+) -> None:
+    """Pub/Sub frozen (SIGSTOP) under a running process: the pull and heal loops hang in
+    their calls and retries; SIGTERM still stops the process within 10 s."""
+    open_pipeline(environ={"PUBSUB_EMULATOR_HOST": own_pubsub.address})
+    args = ["worker"] if program == "worker" else serve_args()[0]
+    with command(args) as running:
+        wait_until(lambda: running.said("pulling"), timeout=60)
+        with own_pubsub.paused():
+            time.sleep(3)  # the client is now inside its own retries
+            running.stop()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("program", ["worker", "serve"])
+def test_a_dependency_on_a_dead_port_is_one_line_and_exit_1_at_start(
     open_pipeline: Any, program: str
 ) -> None:
-    """Pub/Sub refusing connections (its address names a dead port): the pull and heal loops
-    keep failing and retrying; SIGTERM still stops the process within 10 s."""
+    """Pub/Sub or Spanner on a dead port when the process starts: it doesn't start, and says
+    so in one line naming the address, exit status 1, well within the stop bound."""
     open_pipeline()
     args = ["worker"] if program == "worker" else serve_args()[0]
-    with command(args, {"PUBSUB_EMULATOR_HOST": dead_address()}) as running:
-        wait_until(lambda: running.said("pulling"), timeout=60)
-        time.sleep(3)  # the client is now inside its own retries
-        running.stop()
+    for variable in ("PUBSUB_EMULATOR_HOST", "SPANNER_EMULATOR_HOST"):
+        address = dead_address()
+        with command(args, {variable: address}) as running:
+            status = running.wait_exit(30)
+            lines = running.stderr().strip().splitlines()
+            assert status == 1 and len(lines) == 1 and address in lines[0], lines
 
 
 @pytest.mark.timeout(180)
 def test_sigterm_while_spanner_is_unreachable_mid_rewarm_stops_within_10s(
-    open_pipeline: Any
+    open_pipeline: Any, own_spanner: faults.OwnProcess
 ) -> None:
-    """A rewarm whose Spanner read cannot connect (a dead port), with a retry budget of
+    """A rewarm whose Spanner read hangs (Spanner frozen by SIGSTOP), with a retry budget of
     minutes: SIGTERM while the worker is at it stops the worker within 10 s."""
-    pipe: Pipeline = open_pipeline()
-    with command(["worker"], {"SPANNER_EMULATOR_HOST": dead_address(), **LONG_RETRIES}
-                 ) as running:
+    pipe: Pipeline = open_pipeline(environ={"SPANNER_EMULATOR_HOST": own_spanner.address})
+    with command(["worker"], LONG_RETRIES) as running:
         wait_until(lambda: running.said("pulling"), timeout=60)
-        publish(pipe, rewarm_event())
-        time.sleep(3)  # pulled, and inside the Spanner client's retries
-        running.stop()
+        with own_spanner.paused():
+            publish(pipe, rewarm_event())
+            time.sleep(3)  # pulled, and inside the Spanner client's call
+            running.stop()
 
 
 @pytest.mark.timeout(180)

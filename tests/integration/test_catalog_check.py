@@ -94,7 +94,7 @@ def test_the_shipped_example_matches_its_schema(settings: Settings, shop: Any) -
     check_catalog(load_catalog(str(SHOP_CATALOG), settings.namespace), shop, "shop")
 
 
-@pytest.mark.parametrize("command", [["worker"], ["verify"], ["rewarm", "--table", "Orders"],
+@pytest.mark.parametrize("command", [["worker"], ["verify"], ["rewarm", "--table", "Customers"],
                                      ["catalog", "check"]])
 def test_consumer_commands_refuse_a_mismatched_catalog_at_start(
     command: list[str], settings: Settings, shop: Any, tmp_path: Path,
