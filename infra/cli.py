@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from enum import StrEnum
@@ -42,12 +41,11 @@ MetricsPort = Annotated[
 ]
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _logging(verbose: bool, quiet: bool = False) -> None:
+    """JSON lines or console lines on stderr (``infra.logs``); ``-v`` adds a line per batch."""
+    from redis_spanner.infra import logs
+
+    logs.setup(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     _quiet()
 
 
@@ -332,8 +330,7 @@ def bench(
     """Measure relay and consumer throughput on the local stack (medians of several runs)."""
     from redis_spanner.infra.bench import run_bench
 
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    _quiet()
+    _logging(False, quiet=True)
     _before_stack()
     console = Console(stderr=True, emoji=False)
     result = run_bench(events, repeats, lambda line: console.print(line, markup=False))
@@ -367,8 +364,7 @@ def demo(
     from redis_spanner.infra.demo.report import render
     from redis_spanner.infra.demo.run import DemoOptions, run_demo
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
-    _quiet()
+    _logging(verbose, quiet=True)
     _before_stack()
     console = Console(stderr=as_json, emoji=False)
     options = DemoOptions(duration=duration, write_rate=rate, read_rate=read_rate,
