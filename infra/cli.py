@@ -52,7 +52,7 @@ def _logging(verbose: bool, quiet: bool = False) -> None:
 def _quiet() -> None:
     """The client libraries' chatter stays out of stderr; so does google.auth's warning before
     the missing-credentials error that is reported anyway."""
-    for noisy in ("google", "grpc", "urllib3"):
+    for noisy in ("google", "grpc", "urllib3", "redis"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("google.auth").setLevel(logging.ERROR)
 
