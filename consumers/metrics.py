@@ -44,7 +44,8 @@ FOREIGN_OVERWRITTEN = Counter(
 READS = Counter(
     "redis_spanner_reads",
     "Read-through lookups by result (hit, miss, unconfirmed by verify, waited on a lease, "
-    "foreign entry read as a miss, fill not written because its snapshot was too old)",
+    "foreign entry read as a miss, fill not written because its snapshot was too old, fill "
+    "refused by the guard because a newer version or a tombstone was there)",
     ["result"],
 )
 LAG = Histogram(
