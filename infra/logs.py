@@ -25,6 +25,7 @@ from typing import Any
 
 import structlog
 from redis_spanner.schemas.errors import ConfigError
+from structlog.typing import Processor
 
 FORMAT_VARIABLE = "REDIS_SPANNER_LOG_FORMAT"
 FORMATS = ("json", "console")
@@ -34,7 +35,7 @@ TRACE_FIELD = "logging.googleapis.com/trace"
 SPAN_FIELD = "logging.googleapis.com/spanId"
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_Processor = Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]
+_Step = Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]
 
 
 def clean(text: str, limit: int = MAX_CHARS) -> str:
@@ -63,7 +64,7 @@ def _clean_strings(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
-def _cloud_fields(project: str | None) -> _Processor:
+def _cloud_fields(project: str | None) -> _Step:
     """``severity`` from the level, and the trace fields Cloud Logging reads."""
 
     def add(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -92,14 +93,14 @@ def log_format(environ: MutableMapping[str, str] | None = None) -> str:
 
 def formatter(fmt: str, project: str | None) -> logging.Formatter:
     """A ``logging.Formatter`` rendering records in ``fmt`` (``json`` or ``console``)."""
-    shared: list[_Processor] = [
+    shared: list[Processor] = [
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
     ]
     if fmt == "json":
-        final: list[_Processor] = [
+        final: list[Processor] = [
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             structlog.processors.EventRenamer("message"),
