@@ -240,7 +240,8 @@ def _about(message: Inbound, event: Event | None) -> dict[str, Any]:
 def _batch_span(batch: Sequence[Inbound]) -> Iterator[None]:
     """A span for the batch that continues the writers' traces: the child of the one trace
     when the batch has one, else linked to each."""
-    parents = {tp for m in batch if tracing.parse(tp := m.attributes.get(tracing.ATTRIBUTE, ""))}
+    carried = {m.attributes.get(tracing.ATTRIBUTE) for m in batch}
+    parents = {tp for tp in carried if tp and tracing.parse(tp)}
     if len(parents) == 1:
         context, links = tracing.context_of(next(iter(parents))), None
     else:
@@ -262,7 +263,8 @@ def _log_batch(done: list[Outcome], elapsed: float) -> None:
         else:
             counts["changed" if o.changed else "superseded"] += 1
     ids = [o.event.event_id for o in done if o.event is not None][:LOGGED_IDS]
-    refs = [r for o in done if (r := tracing.of_attributes(o.message.attributes))]
+    carried = {o.message.attributes.get(tracing.ATTRIBUTE) for o in done}
+    refs = [r for tp in carried if tp and (r := tracing.parse(tp))]
     fields: dict[str, Any] = {**counts, "messages": len(done), "seconds": round(elapsed, 6),
                               "event_ids": ids}
     traces = sorted({r.trace_id for r in refs})
