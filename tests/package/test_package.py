@@ -116,6 +116,7 @@ def test_wheel_holds_one_package_its_data_and_its_command(wheel: Path) -> None:
     assert top == {"redis_spanner", info}
     for data in ("redis_spanner/py.typed", "redis_spanner/infra/spanner/schema.sql",
                  "redis_spanner/infra/pipeline.json", "redis_spanner/schemas/envelope.py",
+                 "redis_spanner/infra/grafana/redis-spanner.json",
                  "redis_spanner/consumers/readthrough_async.py"):
         assert data in names
     assert "redis-spanner = redis_spanner.infra.cli:app" in entry_points
