@@ -26,7 +26,8 @@ DEAD_LETTERED = Counter(
 )
 RETRIES = Counter(
     "redis_spanner_consumer_retries",
-    "In-process retries of a batch's writes or rewarm reads, by error class",
+    "In-process retries of a batch's writes or rewarm reads, and failed pulls retried, by "
+    "error class",
     ["error"],
 )
 COALESCED = Counter(

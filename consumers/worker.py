@@ -153,6 +153,7 @@ class PullWorker:
                 failures = 0
             except TransientError as e:
                 failures += 1
+                metrics.retried(e)
                 log.warning("pull failed (%s); retrying", e)
                 stop.wait(min(0.1 * 2**failures, 10.0))
                 continue
