@@ -25,15 +25,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from opentelemetry import trace
 from redis_spanner.consumers import metrics
 from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
 from redis_spanner.consumers.plan import KeyPlan, Plan, coalesce
-from redis_spanner.schemas import tracing
+from redis_spanner.consumers.telemetry import about, batch_span, log_batch
 from redis_spanner.schemas.cache import Applied, CacheOp
 from redis_spanner.schemas.envelope import Event, decode
 from redis_spanner.schemas.errors import (
@@ -48,9 +46,6 @@ from redis_spanner.schemas.retrying import retrying
 from redis_spanner.schemas.versions import DEFAULT_MAX_SKEW_SECONDS
 
 log = logging.getLogger(__name__)
-_tracer = trace.get_tracer("redis_spanner.consumers")
-LOGGED_IDS = 20
-"""A batch's log line names at most this many event ids and traces."""
 
 
 class CacheWriter(Protocol):
@@ -95,13 +90,13 @@ class Processor:
     def process(self, batch: Sequence[Inbound]) -> list[Outcome]:
         """Decide every message of ``batch``; never raises for a message's sake."""
         start = time.perf_counter()
-        with _batch_span(batch):
+        with batch_span(batch):
             done = self._decide(batch)
         elapsed = time.perf_counter() - start
         metrics.BATCH.observe(elapsed)
         metrics.count(done)
         if log.isEnabledFor(logging.DEBUG):
-            _log_batch(done, elapsed)
+            log_batch(log, done, elapsed)
         if self._observer:
             self._observer(done)
         return done
@@ -208,73 +203,15 @@ class Processor:
     def _dead_letter(
         self, message: Inbound, error: PermanentError, event: Event | None = None
     ) -> Outcome:
-        about = _about(message, event)
+        fields = about(message, event)
         try:
             with metrics.timed("pubsub", "publish_dead_letter"):
                 self._dead_letters.send(message, error)
         except TransientError as e:
             log.warning("dead-letter publish failed, nacking %s: %s", message.message_id, e,
-                        extra=about)
+                        extra=fields)
             return Outcome(message, Disposition.NACK, error=e)
         log.info("dead-lettered %s: %s: %s", message.message_id, error.reason, error,
-                 extra={**about, "reason": error.reason})
+                 extra={**fields, "reason": error.reason})
         return Outcome(message, Disposition.ACK, dead_letter_reason=error.reason, error=error)
-
-
-def _about(message: Inbound, event: Event | None) -> dict[str, Any]:
-    """The log fields naming one message: its event id, key and trace (untrusted text: the
-    log formatter escapes and cuts it)."""
-    about: dict[str, Any] = {"message_id": message.message_id}
-    if event is not None:
-        about["event_id"] = event.event_id
-        about["key"] = f"{event.table}/{'/'.join(str(p) for p in event.key)}"
-    elif "event_id" in message.attributes:
-        about["event_id"] = message.attributes["event_id"]
-    ref = tracing.of_attributes(message.attributes)
-    if ref is not None:
-        about["trace_id"], about["span_id"] = ref.trace_id, ref.span_id
-    return about
-
-
-@contextmanager
-def _batch_span(batch: Sequence[Inbound]) -> Iterator[None]:
-    """A span for the batch that continues the writers' traces: the child of the one trace
-    when the batch has one, else linked to each."""
-    carried = {m.attributes.get(tracing.ATTRIBUTE) for m in batch}
-    parents = {tp for tp in carried if tp and tracing.parse(tp)}
-    if len(parents) == 1:
-        context, links = tracing.context_of(next(iter(parents))), None
-    else:
-        context = None
-        links = [trace.Link(tracing.span_context_of(tp)) for tp in sorted(parents)]
-    with _tracer.start_as_current_span("redis_spanner.consumer.batch", context=context,
-                                       links=links, attributes={"messages": len(batch)}):
-        yield
-
-
-def _log_batch(done: list[Outcome], elapsed: float) -> None:
-    """The -v line of one batch: counts, timing, and the events' ids and traces."""
-    counts = {"changed": 0, "superseded": 0, "dead_lettered": 0, "nacked": 0}
-    for o in done:
-        if o.dead_letter_reason:
-            counts["dead_lettered"] += 1
-        elif o.disposition is Disposition.NACK:
-            counts["nacked"] += 1
-        else:
-            counts["changed" if o.changed else "superseded"] += 1
-    ids = [o.event.event_id for o in done if o.event is not None][:LOGGED_IDS]
-    carried = {o.message.attributes.get(tracing.ATTRIBUTE) for o in done}
-    refs = [r for tp in carried if tp and (r := tracing.parse(tp))]
-    fields: dict[str, Any] = {**counts, "messages": len(done), "seconds": round(elapsed, 6),
-                              "event_ids": ids}
-    traces = sorted({r.trace_id for r in refs})
-    if len(traces) == 1:
-        fields["trace_id"] = traces[0]
-    elif traces:
-        fields["trace_ids"] = traces[:LOGGED_IDS]
-    if len(done) == 1:
-        fields.update(_about(done[0].message, done[0].event))
-    log.debug("batch of %d: %d changed, %d superseded, %d dead-lettered, %d nacked in %.1f ms",
-              len(done), counts["changed"], counts["superseded"], counts["dead_lettered"],
-              counts["nacked"], elapsed * 1000, extra=fields)
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from redis_spanner.consumers import core
+from redis_spanner.consumers import core, telemetry
 from redis_spanner.consumers.messages import Inbound
 from redis_spanner.producers.outbox import OUTBOX_COLUMNS, outbox_values
 from redis_spanner.producers.outbox_rows import OutboxRow, classify
@@ -79,7 +79,7 @@ def test_the_consumer_continues_the_trace_in_its_span_and_its_log_line(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(core, "_tracer", provider.get_tracer("consumer"))
+    monkeypatch.setattr(telemetry, "_tracer", provider.get_tracer("consumer"))
     processor = core.Processor(CATALOG, MemoryCache(), MemoryRows(), MemoryDeadLetters())
     caplog.set_level(logging.DEBUG, logger="redis_spanner.consumers.core")
 
