@@ -224,7 +224,8 @@ def serve(
         heal = healer(settings, consumer.processor)
         server = uvicorn.Server(uvicorn.Config(
             create_app(consumer.processor, verifier=verifier), host=host, port=port,
-            log_level="warning", timeout_graceful_shutdown=max(1, int(settings.stop_seconds) - 2),
+            log_level="warning", log_config=None,  # uvicorn's lines go through infra.logs too
+            timeout_graceful_shutdown=max(1, int(settings.stop_seconds) - 2),
         ))
 
         def stop_server() -> None:
