@@ -123,10 +123,14 @@ def setup(level: int, environ: MutableMapping[str, str] | None = None) -> None:
     """Send every record at ``level`` or above to stderr in the chosen format."""
     environ = os.environ if environ is None else environ
     fmt = log_format(environ)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.setFormatter(formatter(fmt, environ.get("GOOGLE_CLOUD_PROJECT") or None))
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if isinstance(h, _Handler)]:  # set up once
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Ours, so a second ``setup`` replaces it and leaves others' handlers alone."""

@@ -89,3 +89,25 @@ def test_the_format_setting_is_json_or_console_and_a_bad_one_is_named() -> None:
 def test_without_a_setting_a_file_or_pipe_gets_json(capsys: pytest.CaptureFixture[str]) -> None:
     """stderr that is not a terminal (Cloud Run, a pipe, a file) gets JSON lines."""
     assert log_format({}) == "json"
+
+
+def test_setup_installs_one_handler_and_keeps_the_others() -> None:
+    """Setting up twice leaves one handler of ours (no line printed twice), and a handler
+    someone else installed (a test runner's, an embedding service's) stays."""
+    from redis_spanner.infra.logs import setup
+
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    foreign = logging.NullHandler()
+    root.addHandler(foreign)
+    try:
+        setup(logging.INFO, {FORMAT_VARIABLE: "json"})
+        setup(logging.DEBUG, {FORMAT_VARIABLE: "json"})
+        ours = [h for h in root.handlers if h not in before and h is not foreign]
+        assert len(ours) == 1 and foreign in root.handlers
+        assert root.level == logging.DEBUG
+    finally:
+        for handler in list(root.handlers):
+            if handler not in before:
+                root.removeHandler(handler)
+        root.setLevel(level)
