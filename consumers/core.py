@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from redis_spanner.consumers import metrics
 from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
 from redis_spanner.consumers.plan import KeyPlan, Plan, coalesce
+from redis_spanner.consumers.telemetry import about, batch_span, log_batch
 from redis_spanner.schemas.cache import Applied, CacheOp
 from redis_spanner.schemas.envelope import Event, decode
 from redis_spanner.schemas.errors import (
@@ -87,6 +89,19 @@ class Processor:
 
     def process(self, batch: Sequence[Inbound]) -> list[Outcome]:
         """Decide every message of ``batch``; never raises for a message's sake."""
+        start = time.perf_counter()
+        with batch_span(batch):
+            done = self._decide(batch)
+        elapsed = time.perf_counter() - start
+        metrics.BATCH.observe(elapsed)
+        metrics.count(done)
+        if log.isEnabledFor(logging.DEBUG):
+            log_batch(log, done, elapsed)
+        if self._observer:
+            self._observer(done)
+        return done
+
+    def _decide(self, batch: Sequence[Inbound]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(batch)
         routed: list[tuple[int, Event, list[KeyTarget]]] = []
         for i, message in enumerate(batch):
@@ -102,11 +117,7 @@ class Processor:
         if routed:
             for i, outcome in self._apply(batch, routed):
                 outcomes[i] = outcome
-        done = [o for o in outcomes if o is not None]
-        metrics.count(done)
-        if self._observer:
-            self._observer(done)
-        return done
+        return [o for o in outcomes if o is not None]
 
     def _apply(
         self, batch: Sequence[Inbound], routed: list[tuple[int, Event, list[KeyTarget]]]
@@ -116,7 +127,7 @@ class Processor:
         self.coalesced += plan.coalesced
         try:
             results, uncacheable = retrying(self._retry_attempts, self._retry_seconds,
-                                            until=self._stop)(
+                                            until=self._stop, on_retry=metrics.retried)(
                 lambda: self._write(plan)
             )
         except Exception as e:  # a bug must not kill the loop either: redeliver
@@ -134,7 +145,7 @@ class Processor:
             refused = [uncacheable[t.cache_key.key] for t in targets
                        if t.cache_key.key in uncacheable]
             if refused:
-                outcomes.append((i, self._dead_letter(batch[i], refused[0])))
+                outcomes.append((i, self._dead_letter(batch[i], refused[0], event)))
             else:
                 outcomes.append((i, Outcome(
                     batch[i], Disposition.ACK, event,
@@ -148,7 +159,8 @@ class Processor:
         uncacheable: dict[str, UncacheableValue] = {}
         ops += self._rewarm_ops(plan.by_action(Action.REWARM), uncacheable)
         failpoint("consumer.before_apply")
-        results = self._cache.apply(ops)
+        with metrics.timed("redis", "apply"):
+            results = self._cache.apply(ops)
         failpoint("consumer.after_apply")
         return results, uncacheable
 
@@ -162,8 +174,9 @@ class Processor:
         if not rewarm:
             return []
         try:
-            values, read_version = retrying(3, 1.0, until=self._stop)(
-                lambda: self._rows.read([k.cache_key for k in rewarm])
+            values, read_version = retrying(3, 1.0, until=self._stop,
+                                            on_retry=metrics.retried)(
+                lambda: self._read([k.cache_key for k in rewarm])
             )
         except RedisSpannerError as e:
             log.warning("rewarm read of %d key(s) failed, invalidating them: %s", len(rewarm), e)
@@ -183,12 +196,22 @@ class Processor:
                 ops.append(CacheOp.invalidate(key, k.version))
         return ops
 
-    def _dead_letter(self, message: Inbound, error: PermanentError) -> Outcome:
+    def _read(self, keys: Sequence[CacheKey]) -> tuple[dict[str, Any], int]:
+        with metrics.timed("spanner", "read"):
+            return self._rows.read(keys)
+
+    def _dead_letter(
+        self, message: Inbound, error: PermanentError, event: Event | None = None
+    ) -> Outcome:
+        fields = about(message, event)
         try:
-            self._dead_letters.send(message, error)
+            with metrics.timed("pubsub", "publish_dead_letter"):
+                self._dead_letters.send(message, error)
         except TransientError as e:
-            log.warning("dead-letter publish failed, nacking %s: %s", message.message_id, e)
+            log.warning("dead-letter publish failed, nacking %s: %s", message.message_id, e,
+                        extra=fields)
             return Outcome(message, Disposition.NACK, error=e)
-        log.info("dead-lettered %s: %s: %s", message.message_id, error.reason, error)
+        log.info("dead-lettered %s: %s: %s", message.message_id, error.reason, error,
+                 extra={**fields, "reason": error.reason})
         return Outcome(message, Disposition.ACK, dead_letter_reason=error.reason, error=error)
 

@@ -1,9 +1,11 @@
-"""Consumer metrics (Prometheus)."""
+"""Consumer metrics (Prometheus). Counters are exposed with the ``_total`` suffix; every
+duration is in seconds. The README's metrics table lists each one."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Histogram
@@ -11,11 +13,22 @@ from prometheus_client import Counter, Histogram
 if TYPE_CHECKING:
     from redis_spanner.consumers.messages import Outcome
 
+_CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
 EVENTS = Counter(
-    "redis_spanner_consumer_events", "Messages decided by the consumer", ["outcome"]
+    "redis_spanner_consumer_events",
+    "Messages decided by the consumer, by outcome (changed, superseded, dead_lettered, nack) "
+    "and event type (unknown when the message did not decode)",
+    ["outcome", "type"],
 )
 DEAD_LETTERED = Counter(
     "redis_spanner_consumer_dead_lettered", "Messages sent to the dead-letter topic", ["reason"]
+)
+RETRIES = Counter(
+    "redis_spanner_consumer_retries",
+    "In-process retries of a batch's writes or rewarm reads, and failed pulls retried, by "
+    "error class",
+    ["error"],
 )
 COALESCED = Counter(
     "redis_spanner_consumer_coalesced", "Key writes folded into a newer one in the same batch"
@@ -32,7 +45,8 @@ FOREIGN_OVERWRITTEN = Counter(
 READS = Counter(
     "redis_spanner_reads",
     "Read-through lookups by result (hit, miss, unconfirmed by verify, waited on a lease, "
-    "foreign entry read as a miss, fill not written because its snapshot was too old)",
+    "foreign entry read as a miss, fill not written because its snapshot was too old, fill "
+    "refused by the guard because a newer version or a tombstone was there)",
     ["result"],
 )
 LAG = Histogram(
@@ -40,16 +54,42 @@ LAG = Histogram(
     "Commit timestamp to applied in Redis",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+BATCH = Histogram(
+    "redis_spanner_consumer_batch_duration_seconds",
+    "Time to decide one batch, from decode to the last write",
+    buckets=_CALL_BUCKETS,
+)
+CALLS = Histogram(
+    "redis_spanner_consumer_call_duration_seconds",
+    "Latency of the consumer's calls to Redis, Spanner and Pub/Sub, by service and operation",
+    ["service", "operation"],
+    buckets=_CALL_BUCKETS,
+)
+
+
+@contextmanager
+def timed(service: str, operation: str) -> Iterator[None]:
+    """Observe the block's duration in ``CALLS``, whether it returns or raises."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        CALLS.labels(service, operation).observe(time.perf_counter() - start)
+
+
+def retried(error: BaseException) -> None:
+    RETRIES.labels(type(error).__name__).inc()
 
 
 def count(outcomes: Iterable[Outcome]) -> None:
     now = time.time()
     for outcome in outcomes:
+        kind = "unknown" if outcome.event is None else str(outcome.event.type)
         if outcome.dead_letter_reason:
-            EVENTS.labels("dead_lettered").inc()
+            EVENTS.labels("dead_lettered", kind).inc()
             DEAD_LETTERED.labels(outcome.dead_letter_reason).inc()
         elif outcome.event is None or outcome.disposition != "ack":
-            EVENTS.labels(str(outcome.disposition)).inc()
+            EVENTS.labels(str(outcome.disposition), kind).inc()
         else:
-            EVENTS.labels("changed" if outcome.changed else "superseded").inc()
+            EVENTS.labels("changed" if outcome.changed else "superseded", kind).inc()
             LAG.observe(max(0.0, now - outcome.event.version / 1e9))

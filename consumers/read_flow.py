@@ -242,7 +242,9 @@ def _write(keys: list[CacheKey], values: Mapping[str, Any], version: int, foreig
     if odd:
         answer = yield Write(odd, tolerant=True)
         applied += answer or []
-    return {a.op.key for a in applied if a.applied}
+    written = {a.op.key for a in applied if a.applied}
+    metrics.READS.labels("fill_refused").inc(len(ops) - len(written))
+    return written
 
 
 def _wait_for(keys: list[CacheKey], leases: LeasePolicy, fills: FillPolicy) -> Flow:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis_spanner.consumers import metrics
 from redis_spanner.consumers.core import Processor
 from redis_spanner.consumers.messages import BatchProcessor, Disposition, Inbound, Outcome
 from redis_spanner.consumers.pubsub import DeadLetterPublisher, PullSubscription
@@ -147,10 +148,12 @@ class PullWorker:
         pause = 0.0
         while not stop.is_set():
             try:
-                received = self._subscription.pull(timeout=pull_timeout)
+                with metrics.timed("pubsub", "pull"):
+                    received = self._subscription.pull(timeout=pull_timeout)
                 failures = 0
             except TransientError as e:
                 failures += 1
+                metrics.retried(e)
                 log.warning("pull failed (%s); retrying", e)
                 stop.wait(min(0.1 * 2**failures, 10.0))
                 continue
@@ -170,9 +173,11 @@ class PullWorker:
         nacks: list[str] = []
         for (ack_id, _), outcome in zip(received, outcomes, strict=True):
             (acks if outcome.disposition is Disposition.ACK else nacks).append(ack_id)
-        for send, ids in ((self._subscription.ack, acks), (self._subscription.nack, nacks)):
+        for send, ids, name in ((self._subscription.ack, acks, "ack"),
+                                (self._subscription.nack, nacks, "nack")):
             try:
-                send(ids)
+                with metrics.timed("pubsub", name):
+                    send(ids)
             except TransientError as e:  # unacked messages come back after their deadline
                 log.warning("could not settle %d message(s): %s", len(ids), e)
         return outcomes

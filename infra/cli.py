@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from enum import StrEnum
@@ -52,19 +51,18 @@ MetricsPort = Annotated[
 ]
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _logging(verbose: bool, quiet: bool = False) -> None:
+    """JSON lines or console lines on stderr (``infra.logs``); ``-v`` adds a line per batch."""
+    from redis_spanner.infra import logs
+
+    logs.setup(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     _quiet()
 
 
 def _quiet() -> None:
     """The client libraries' chatter stays out of stderr; so does google.auth's warning before
     the missing-credentials error that is reported anyway."""
-    for noisy in ("google", "grpc", "urllib3"):
+    for noisy in ("google", "grpc", "urllib3", "redis"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("google.auth").setLevel(logging.ERROR)
 
@@ -254,7 +252,8 @@ def serve(
         heal = healer(settings, consumer.processor)
         server = uvicorn.Server(uvicorn.Config(
             create_app(consumer.processor, verifier=verifier), host=host, port=port,
-            log_level="warning", timeout_graceful_shutdown=max(1, int(settings.stop_seconds) - 2),
+            log_level="warning", log_config=None,  # uvicorn's lines go through infra.logs too
+            timeout_graceful_shutdown=max(1, int(settings.stop_seconds) - 2),
         ))
 
         def stop_server() -> None:
@@ -364,8 +363,7 @@ def bench(
     """Measure relay and consumer throughput on the local stack (medians of several runs)."""
     from redis_spanner.infra.bench import run_bench
 
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    _quiet()
+    _logging(False, quiet=True)
     _before_stack()
     console = Console(stderr=True, emoji=False)
     result = run_bench(events, repeats, lambda line: console.print(line, markup=False))
@@ -407,8 +405,7 @@ def demo(
     from redis_spanner.infra.demo.report import render
     from redis_spanner.infra.demo.run import DemoOptions, run_demo
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
-    _quiet()
+    _logging(verbose, quiet=True)
     _before_stack()
     console = Console(stderr=as_json, emoji=False)
     options = DemoOptions(duration=duration, write_rate=rate, read_rate=read_rate,

@@ -7,7 +7,9 @@
     run_transaction(database, transfer)
 
 The outbox row commits with the business write or not at all. Its version is the transaction's
-commit timestamp (``PENDING_COMMIT_TIMESTAMP``). The event id is minted here, once.
+commit timestamp (``PENDING_COMMIT_TIMESTAMP``). The event id is minted here, once. The
+row's ``TraceParent`` is the W3C traceparent of the caller's current span (NULL when no
+OpenTelemetry SDK is configured), so the consumer's work on the event joins the writer's trace.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from google.cloud import spanner
 from redis_spanner.schemas.envelope import Event, KeyPart
 from redis_spanner.schemas.errors import EventTooLarge, UnknownEventType
 from redis_spanner.schemas.events import MAX_MESSAGE_BYTES, SCHEMA_VERSION, EventType
+from redis_spanner.schemas.tracing import current_traceparent
 
 OUTBOX_TABLE = "Outbox"
 OUTBOX_SHARDS = 16
@@ -38,6 +41,7 @@ OUTBOX_COLUMNS = (
     "Payload",
     "SchemaVersion",
     "CommitTs",
+    "TraceParent",
 )
 # A version placeholder as wide as any real one, to size the wire form before commit.
 _SIZING_VERSION = 9_999_999_999_999_999_999 // 10
@@ -85,8 +89,10 @@ def outbox_values(
     payload: Mapping[str, Any] | None = None,
     *,
     event_id: str | None = None,
+    traceparent: str | None = None,
 ) -> list[Any]:
-    """Validate one event and return its Outbox row (commit timestamp still pending)."""
+    """Validate one event and return its Outbox row (commit timestamp still pending), with
+    ``traceparent``, or else the current span's."""
     event_id = event_id or new_event_id()
     try:
         kind = EventType(event_type)
@@ -100,7 +106,9 @@ def outbox_values(
         version=_SIZING_VERSION,
         payload=payload,
     )
+    traceparent = traceparent or current_traceparent()
     size = len(event.encode()) + sum(len(k) + len(v) for k, v in event.attributes().items())
+    size += 0 if traceparent is None else len("traceparent") + len(traceparent)
     if size > MAX_MESSAGE_BYTES:
         raise EventTooLarge(
             f"event for {table} is {size} bytes; Pub/Sub takes at most {MAX_MESSAGE_BYTES}"
@@ -114,6 +122,7 @@ def outbox_values(
         None if payload is None else json.dumps(dict(payload), separators=(",", ":")),
         SCHEMA_VERSION,
         spanner.COMMIT_TIMESTAMP,
+        traceparent,
     ]
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis_spanner.schemas import versions
+from redis_spanner.schemas import tracing, versions
 from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.errors import (
     DecodeError,
@@ -27,8 +27,8 @@ from redis_spanner.schemas.errors import (
 from redis_spanner.schemas.events import MAX_MESSAGE_BYTES, SUPPORTED_SCHEMA_VERSIONS, EventType
 
 COLUMNS = ("Shard", "EventId", "EventType", "TableName", "KeyJson", "Payload", "SchemaVersion",
-           "CommitTs")
-_REQUIRED = frozenset(COLUMNS) - {"Payload"}
+           "CommitTs", "TraceParent")
+_REQUIRED = frozenset(COLUMNS) - {"Payload", "TraceParent"}
 REASON_CHARS = 1000
 """Reasons are cut to this length (the quarantine column holds 1024)."""
 
@@ -142,6 +142,8 @@ def to_message(values: Sequence[Any]) -> OutboxRow:
     )
     data = event.encode()
     attributes = event.attributes()
+    if tracing.parse(row["TraceParent"]) is not None:  # a malformed one is dropped, not fatal
+        attributes[tracing.ATTRIBUTE] = row["TraceParent"]
     size = len(data) + sum(len(k) + len(v.encode()) for k, v in attributes.items())
     if size > MAX_MESSAGE_BYTES:
         raise EventTooLarge(f"wire form is {size} bytes; Pub/Sub takes at most "

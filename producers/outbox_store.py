@@ -40,7 +40,8 @@ class Claim:
 
 
 _PENDING = """
-SELECT Shard, EventId, EventType, TableName, KeyJson, Payload, SchemaVersion, CommitTs
+SELECT Shard, EventId, EventType, TableName, KeyJson, Payload, SchemaVersion, CommitTs,
+       TraceParent
 FROM Outbox WHERE Shard IN UNNEST(@shards) ORDER BY CommitTs LIMIT @limit
 """
 _LEASES = """

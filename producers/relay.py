@@ -15,10 +15,12 @@ a delete that waits for a busy Spanner neither delays the next publish nor repea
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -123,6 +125,7 @@ class Relay:
                         log.info("relay %s stopping: %s", self.owner, e)
                         break
                     failures += 1
+                    metrics.RELAY_ERRORS.labels(type(e).__name__).inc()
                     delay = min(0.1 * 2 ** min(failures, 10), MAX_BACKOFF)
                     if isinstance(e, TransientError):
                         log.warning("relay %s: %s; retrying in %.1fs", self.owner, e, delay)
@@ -165,7 +168,8 @@ class Relay:
             self._published = {k: r for k, r in self._published.items() if r.shard in shards}
         sent = 0
         if shards:
-            found = self._store.read(set(shards), self._config.batch + len(self._published))
+            with metrics.timed("spanner", "read_outbox"):
+                found = self._store.read(set(shards), self._config.batch + len(self._published))
             failpoint("relay.after_read")
             rows = [r for r in found.rows if r.event_id not in self._published]
             poison = list(found.poison)
@@ -180,12 +184,19 @@ class Relay:
         return sent
 
     def _publish(self, rows: list[OutboxRow], stop: threading.Event) -> list[PoisonRow]:
-        refused = self._publisher.publish(rows, stop)
+        start = time.perf_counter()
+        with metrics.timed("pubsub", "publish"):
+            refused = self._publisher.publish(rows, stop)
+        elapsed = time.perf_counter() - start
         failpoint("relay.after_publish")
         gone = {r.event_id for r in refused}
         held = [r for r in rows if r.event_id not in gone]
         self._published.update((r.event_id, r) for r in held)
-        metrics.RELAY_PUBLISHED.inc(len(held))
+        _count_published(held)
+        log.debug("relay %s: published %d row(s), %d refused, in %.1f ms", self.owner,
+                  len(held), len(refused), elapsed * 1000,
+                  extra={"published": len(held), "refused": len(refused),
+                         "seconds": round(elapsed, 6)})
         if self._on_published and held:
             self._on_published(held)
         return refused
@@ -204,17 +215,20 @@ class Relay:
                         QUARANTINE_RETRY_SECONDS)
             return
         self._quarantined += len(rows)
-        metrics.RELAY_QUARANTINED.inc(len(rows))
         for row in rows:
+            reason = row.reason.partition(":")[0]
+            metrics.RELAY_QUARANTINED.labels(reason).inc()
             log.error("relay %s: outbox row (%d, %s) quarantined: %s", self.owner, row.shard,
-                      row.event_id, row.reason)
+                      row.event_id, row.reason, extra={"event_id": row.event_id,
+                                                       "reason": reason})
 
     def _delete_published(self) -> None:
         if not self._published:
             return
         batch = list(self._published.values())
         try:
-            self._store.delete(batch)
+            with metrics.timed("spanner", "delete_outbox"):
+                self._store.delete(batch)
         except Exception as e:  # they stay remembered; the next round tries again
             log.log(logging.DEBUG if isinstance(e, TransientError) else logging.WARNING,
                     "relay %s: delete of %d row(s) deferred: %s: %s", self.owner, len(batch),
@@ -228,7 +242,8 @@ class Relay:
         if now < self._next_backlog:
             return
         self._next_backlog = now + self._config.backlog_every
-        count, oldest = self._store.backlog()
+        with metrics.timed("spanner", "backlog"):
+            count, oldest = self._store.backlog()
         metrics.OUTBOX_BACKLOG.set(count)
         age = metrics.age_seconds(oldest)
         metrics.OUTBOX_OLDEST_AGE.set(age)
@@ -249,3 +264,12 @@ class Relay:
         releasing = threading.Thread(target=release, daemon=True, name=f"{self.owner}-release")
         releasing.start()
         releasing.join(RELEASE_SECONDS)
+
+
+def _count_published(rows: list[OutboxRow]) -> None:
+    """Published rows by event type, and each one's delay from its commit."""
+    now = dt.datetime.now(dt.UTC)
+    for kind, n in Counter(r.attributes.get("event_type", "unknown") for r in rows).items():
+        metrics.RELAY_PUBLISHED.labels(kind).inc(n)
+    for row in rows:
+        metrics.RELAY_DELAY.observe(max(0.0, (now - row.commit_ts).total_seconds()))

@@ -69,6 +69,6 @@ def insert_many(database: Any, count: int) -> list[str]:
 
     ids = [str(uuid.uuid4()) for _ in range(count)]
     values = [[shard_of(i), i, "row.changed", "Accounts", f'["acct-{n:05d}"]', None, 1,
-               spanner.COMMIT_TIMESTAMP] for n, i in enumerate(ids)]
+               spanner.COMMIT_TIMESTAMP, None] for n, i in enumerate(ids)]
     run_transaction(database, lambda tx: tx.insert(OUTBOX_TABLE, OUTBOX_COLUMNS, values))
     return ids

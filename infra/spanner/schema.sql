@@ -6,6 +6,9 @@
 -- One row per changed business row, written in the same read-write transaction as the change.
 -- Shard leads the key so concurrent writers spread over splits instead of appending to one;
 -- EventId is a random UUID minted by the producer. The relay deletes a row once Pub/Sub holds it.
+-- TraceParent (optional) is the W3C traceparent of the writer's span; the relay forwards it as
+-- the message attribute "traceparent". A database made before it existed needs
+--   ALTER TABLE Outbox ADD COLUMN TraceParent STRING(55)
 CREATE TABLE Outbox (
   Shard INT64 NOT NULL,
   EventId STRING(64) NOT NULL,
@@ -15,6 +18,7 @@ CREATE TABLE Outbox (
   Payload STRING(MAX),
   SchemaVersion INT64 NOT NULL,
   CommitTs TIMESTAMP NOT NULL OPTIONS (allow_commit_timestamp = true),
+  TraceParent STRING(55),
   CONSTRAINT OutboxShardInRange CHECK (Shard >= 0 AND Shard < 16),
 ) PRIMARY KEY (Shard, EventId);
 

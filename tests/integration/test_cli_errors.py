@@ -65,6 +65,8 @@ CASES = {
     "worker-invalid-setting": Case(("worker",), USAGE, "REDIS_SPANNER_WORKER_STREAMS",
                                    {"REDIS_SPANNER_WORKER_STREAMS": "abc"}),
     "worker-bad-option": Case(("worker", "--streams", "0"), USAGE, "--streams"),
+    "worker-bad-log-format": Case(("worker",), USAGE, "REDIS_SPANNER_LOG_FORMAT",
+                                  {"REDIS_SPANNER_LOG_FORMAT": "xml"}),
     "worker-bad-namespace": Case(("worker",), USAGE, "REDIS_SPANNER_NAMESPACE",
                                  {"REDIS_SPANNER_NAMESPACE": "Not A Namespace"}),
     "serve-no-push-audience": Case(("serve",), USAGE, "REDIS_SPANNER_PUSH_AUDIENCE"),

@@ -120,6 +120,7 @@ def test_wheel_holds_one_package_its_data_and_its_command(wheel: Path) -> None:
                  "redis_spanner/infra/spanner/demo.sql", "redis_spanner/schemas/guard.lua",
                  "redis_spanner/schemas/envelope.schema.json", "redis_spanner/schemas/CONTRACT.md",
                  "redis_spanner/infra/pipeline.json", "redis_spanner/schemas/envelope.py",
+                 "redis_spanner/infra/grafana/redis-spanner.json",
                  "redis_spanner/consumers/readthrough_async.py"):
         assert data in names
     assert "redis-spanner = redis_spanner.infra.cli:main" in entry_points

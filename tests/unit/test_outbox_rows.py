@@ -30,7 +30,7 @@ json_text = st.one_of(st.text(max_size=40), json_values.map(json.dumps),
 def row(**overrides: Any) -> list[Any]:
     values = {"Shard": 3, "EventId": str(uuid.uuid4()), "EventType": "row.changed",
               "TableName": "Accounts", "KeyJson": '["acct-1"]', "Payload": None,
-              "SchemaVersion": 1, "CommitTs": COMMIT}
+              "SchemaVersion": 1, "CommitTs": COMMIT, "TraceParent": None}
     values.update(overrides)
     return list(values.values())
 

@@ -134,3 +134,31 @@ def test_fill_from_a_snapshot_older_than_the_bound_is_served_not_written(client:
     rows.version = 900
     [read] = client(cache, rows, policy).get_many([key])
     assert read.filled and cache.entries[KEY].version == 900
+
+
+def test_read_counters_follow_hits_misses_refused_fills_and_lease_waits(client: Make) -> None:
+    """``redis_spanner_reads_total`` moves by one per key for each result: a miss that fills,
+    a hit, a fill the guard refuses under a newer tombstone, and a wait on another caller's
+    lease."""
+    from prometheus_client import REGISTRY
+
+    def counts() -> dict[str, float]:
+        return {r: REGISTRY.get_sample_value("redis_spanner_reads_total", {"result": r}) or 0.0
+                for r in ("hit", "miss", "fill_refused", "lease_wait")}
+
+    account = CATALOG.key(CATALOG.template("account"), ["a"])
+    team = CATALOG.key(CATALOG.template("team"), [7])
+    cache, rows = MemoryCache(), MemoryRows(version=40)
+    rows.values[KEY], rows.values[TEAM] = {"Balance": 1}, {"Name": "t"}
+    rt = client(cache, rows)
+    before = counts()
+    rt.get_many([account])  # miss, filled at 40
+    rt.get_many([account])  # hit
+    cache.apply([CacheOp.invalidate(TEAM, 45)])
+    rt.get_many([team])  # miss, fill at 40 refused under the tombstone at 45
+    cache.acquire_leases([account.lease_key], "someone-else", 2000)
+    cache.apply([CacheOp.invalidate(KEY, 41)])
+    rt.get_many([account])  # miss, waits on the other caller's lease
+    after = counts()
+    assert {r: after[r] - before[r] for r in after} == {"hit": 1, "miss": 3,
+                                                          "fill_refused": 1, "lease_wait": 1}
