@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from redis_spanner.consumers import metrics
+from redis_spanner.consumers import audit_log, metrics
 from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
 from redis_spanner.consumers.plan import KeyPlan, Plan, coalesce
 from redis_spanner.schemas.cache import Applied, CacheOp
@@ -104,6 +104,7 @@ class Processor:
                 outcomes[i] = outcome
         done = [o for o in outcomes if o is not None]
         metrics.count(done)
+        audit_log.record(done)
         if self._observer:
             self._observer(done)
         return done

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from redis_spanner.infra import cli_errors
+from redis_spanner.infra.audit_cli import audit
 from redis_spanner.infra.dev_cli import dev_app
 from redis_spanner.infra.dlq_cli import dlq_app
 from redis_spanner.infra.outbox_cli import outbox_app
@@ -30,6 +31,7 @@ app = typer.Typer(
 app.add_typer(dev_app, name="dev")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
+app.command()(audit)
 
 class DemoMode(StrEnum):
     INVALIDATE = "invalidate"
@@ -97,11 +99,17 @@ def _metrics(port: int) -> None:
 @app.command()
 def provision(as_json: Json = False) -> None:
     """Create or update the topics, subscriptions, Spanner instance and database (idempotent)."""
+    from redis_spanner.infra.audit import audited
     from redis_spanner.infra.provision import format_report
     from redis_spanner.infra.provision import provision as run
 
     _logging(False)
-    report = run(_settings("pubsub", "spanner"))
+    settings = _settings("pubsub", "spanner")
+    with audited("provision", settings, database=settings.database,
+                 topic=settings.topic) as action:
+        report = run(settings)
+        action.note(changed=[f"{r.action} {r.kind} {r.name}" for r in report.resources
+                             if r.action != "unchanged"], warnings=len(report.warnings))
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:
@@ -259,17 +267,25 @@ def verify(
 ) -> None:
     """Compare cached entries with Spanner at one read timestamp; exit 1 if stale or foreign
     entries remain."""
+    from contextlib import nullcontext
+
     from redis_spanner.consumers.verify import verify as run
     from redis_spanner.consumers.worker import Consumer
+    from redis_spanner.infra.audit import Action, audited
     from redis_spanner.infra.cache_report import render_verify
 
     _logging(False)
-    consumer = Consumer.from_settings(_settings("spanner", "redis"))
-    try:
-        report = run(consumer.cache, consumer.catalog, consumer.rows, sample=sample,
-                     repair=repair)
-    finally:
-        consumer.close()
+    settings = _settings("spanner", "redis")
+    recording = audited("verify --repair", settings, sample=sample) if repair \
+        else nullcontext(Action())
+    with recording as action:
+        consumer = Consumer.from_settings(settings)
+        try:
+            report = run(consumer.cache, consumer.catalog, consumer.rows, sample=sample,
+                         repair=repair)
+        finally:
+            consumer.close()
+        action.note(**report.as_dict())
     render_verify(report, Console(stderr=as_json, emoji=False))
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
@@ -291,6 +307,7 @@ def rewarm(
     from redis_spanner.consumers.backfill import backfill
     from redis_spanner.consumers.spanner_rows import TableWalker
     from redis_spanner.consumers.worker import Consumer
+    from redis_spanner.infra.audit import audited
     from redis_spanner.schemas.errors import ConfigError
     from rich.progress import Progress
 
@@ -304,16 +321,18 @@ def rewarm(
                           f"{', '.join(sorted(consumer.catalog.tables)) or 'no table'}")
     walker = TableWalker(consumer.database)
     console = Console(stderr=True, emoji=False)
-    try:
-        total = walker.count(table, key_prefix)
-        with Progress(console=console) as progress:
-            task = progress.add_task(f"rewarming {table}", total=total)
-            report = backfill(walker, consumer.rows, consumer.cache, consumer.catalog, table,
-                              prefix=key_prefix, rate=rate, batch=batch,
-                              on_rows=lambda n: progress.advance(task, n))
-    finally:
-        consumer.close()
-    summary = report.as_dict()
+    with audited("rewarm", settings, table=table, key_prefix=key_prefix) as action:
+        try:
+            total = walker.count(table, key_prefix)
+            with Progress(console=console) as progress:
+                task = progress.add_task(f"rewarming {table}", total=total)
+                report = backfill(walker, consumer.rows, consumer.cache, consumer.catalog,
+                                  table, prefix=key_prefix, rate=rate, batch=batch,
+                                  on_rows=lambda n: progress.advance(task, n))
+        finally:
+            consumer.close()
+        summary = report.as_dict()
+        action.note(**summary)
     if as_json:
         typer.echo(json.dumps(summary))
     else:

@@ -72,6 +72,28 @@ def _hold(ctx: typer.Context) -> Iterator[Any]:
         hold.close()
 
 
+@contextmanager
+def _audited(name: str, reasons: Sequence[str] | None, types: Sequence[str] | None,
+             ids: Sequence[str] | None, **details: Any) -> Iterator[Any]:
+    """The action's audit record, with the filters it was given."""
+    from redis_spanner.infra.audit import audited
+    from redis_spanner.schemas.settings import get_settings
+
+    with audited(name, get_settings(), reasons=list(reasons or ()), types=list(types or ()),
+                 ids=list(ids or ()), **details) as action:
+        yield action
+
+
+def _acted_on(report: ReplayReport) -> dict[str, list[str]]:
+    """Event ids (else message ids) by verdict, skipped ones left out."""
+    acted: dict[str, list[str]] = {}
+    for decision in report.decisions:
+        if decision.verdict != "skipped":
+            acted.setdefault(decision.verdict, []).append(decision.event_id or
+                                                          decision.message_id)
+    return acted
+
+
 def _filter(reasons: Sequence[str] | None = None, types: Sequence[str] | None = None,
             ids: Sequence[str] | None = None) -> Filter:
     from redis_spanner.consumers.dead_letters import Filter
@@ -163,7 +185,9 @@ def replay(
     replay_options = ReplayOptions(_filter(reason, event_type, ids), limit, dry_run,
                                    drop_superseded, rate)
     console = Console(stderr=True)
-    with reported(), _hold(ctx) as hold, ExitStack() as stack:
+    with reported(), _audited("dlq replay", reason, event_type, ids, limit=limit,
+                              dry_run=dry_run, drop_superseded=drop_superseded) as action, \
+            _hold(ctx) as hold, ExitStack() as stack:
         settings = get_settings()
         catalog = require_catalog(settings)
         require_reachable(settings, REDIS, timeout=options.timeout)
@@ -177,6 +201,8 @@ def replay(
         with _progress(console, limit) as advance:
             report = run(hold, topic, cache, catalog, replay_options, progress=advance)
         path = hold.path
+        action.note(**report.as_dict(), event_ids=_acted_on(report))
+        action.failed(report.error)
     out = Console(stderr=as_json)
     for decision in report.decisions:
         line = f"{_VERBS[report.dry_run][decision.verdict]:<22} {decision.message_id:<12} " \
@@ -207,9 +233,12 @@ def purge(
         typer.echo("refusing to delete dead letters without --yes; 'redis-spanner dlq list' "
                    "with the same filters shows what would go", err=True)
         raise typer.Exit(2)
-    with reported(), _hold(ctx) as hold:
+    with reported(), _audited("dlq purge", reason, event_type, ids, limit=limit) as action, \
+            _hold(ctx) as hold:
         report = run(hold, _filter(reason, event_type, ids), limit)
         path = hold.path
+        action.note(purged=report.purged, kept=report.kept)
+        action.failed(report.error)
     typer.echo(f"purged {report.purged} dead letter(s) from {path}; {report.kept} left in place",
                err=as_json)
     if as_json:

@@ -6,7 +6,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     push_audience: str | None = None
     push_service_account: str | None = None
     push_certs_url: str = GOOGLE_CERTS_URL
+
+    # Where operator actions (dlq replay and purge, verify --repair, rewarm, provision) are
+    # recorded: the AuditLog table in Spanner, or only the `redis_spanner.audit` log line.
+    audit_sink: Literal["spanner", "log"] = "spanner"
 
     # The pull worker's health endpoint (`worker`): Cloud Run sets PORT; 0 turns it off.
     health_port: int = Field(0, ge=0, le=65535, validation_alias="PORT")
