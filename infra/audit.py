@@ -78,7 +78,8 @@ def principal(environ: Mapping[str, str] | None = None) -> str:
 
         try:
             if named:
-                credentials, _ = google.auth.load_credentials_from_file(named)
+                credentials, _ = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
+                    named)
             else:
                 credentials, _ = google.auth.default()
         except GoogleAuthError:
@@ -126,10 +127,11 @@ def audited(action: str, settings: Settings, store: Store | None = None,
 
 def _describe(error: BaseException) -> str | None:
     """The failure as one line; None for a clean exit (``typer.Exit(0)``)."""
+    import typer
     from redis_spanner.infra.cli_errors import classify, one_line
 
-    code = getattr(error, "exit_code", None)
-    if code is not None and type(error).__name__ == "Exit":
+    if isinstance(error, typer.Exit):
+        code: int = error.exit_code
         return None if code == 0 else f"exit status {code}"
     known = classify(error)
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

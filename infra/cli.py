@@ -18,6 +18,7 @@ from redis_spanner.infra.audit_cli import audit
 from redis_spanner.infra.dev_cli import dev_app
 from redis_spanner.infra.dlq_cli import dlq_app
 from redis_spanner.infra.outbox_cli import outbox_app
+from redis_spanner.infra.status_cli import status
 from rich.console import Console
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ app.add_typer(dev_app, name="dev")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
 app.command()(audit)
+app.command()(status)
 
 class DemoMode(StrEnum):
     INVALIDATE = "invalidate"
