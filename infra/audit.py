@@ -135,7 +135,7 @@ def _describe(error: BaseException) -> str | None:
         return None if code == 0 else f"exit status {code}"
     known = classify(error)
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    return one_line(known[1] if known else text)
+    return str(one_line(known[1] if known else text))
 
 
 def _keep(record: AuditRecord, settings: Settings, store: Store | None) -> None:
