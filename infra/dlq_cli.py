@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 if TYPE_CHECKING:  # the Pub/Sub client is slow to import: commands import what they use
     from redis_spanner.consumers.dead_letter_replay import ReplayReport
     from redis_spanner.consumers.dead_letters import DeadLetter, Filter
+    from redis_spanner.consumers.redaction import Sensitive
 
 dlq_app = typer.Typer(
     help="Inspect, replay and purge dead letters (the dead-letter hold subscription).",
@@ -146,11 +147,14 @@ def show(
     if not letters:
         typer.echo(f"no dead letter with message id or event id {ident!r} in {path}", err=True)
         raise typer.Exit(1)
+    from redis_spanner.schemas.settings import get_settings, require_catalog
+
+    sensitive = require_catalog(get_settings()).sensitive_columns
     now = time.time()
     for n, letter in enumerate(letters, 1):
-        typer.echo(_details(letter, now, f"{n} of {len(letters)}"), err=as_json)
+        typer.echo(_details(letter, now, f"{n} of {len(letters)}", sensitive), err=as_json)
     if as_json:
-        typer.echo(json.dumps([_full(letter, now) for letter in letters]))
+        typer.echo(json.dumps([_full(letter, now, sensitive) for letter in letters]))
 
 
 @dlq_app.command()
@@ -351,18 +355,21 @@ def _age(seconds: float | None) -> str:
     return f"{int(seconds)}s"
 
 
-def _full(letter: DeadLetter, now: float) -> dict[str, Any]:
+def _full(letter: DeadLetter, now: float, sensitive: Sensitive) -> dict[str, Any]:
     from redis_spanner.consumers.dead_letters import render_data
+    from redis_spanner.consumers.redaction import redacted
 
-    kind, text = render_data(letter.data)
+    kind, text = render_data(redacted(letter.data, sensitive))
     return {**letter.as_dict(now), "attributes": dict(letter.attributes),
             "data": {"format": kind, "bytes": len(letter.data), "text": text}}
 
 
-def _details(letter: DeadLetter, now: float, position: str) -> str:
+def _details(letter: DeadLetter, now: float, position: str, sensitive: Sensitive) -> str:
+    """Sensitive payload columns (by the catalog's key templates) are shown redacted."""
     from redis_spanner.consumers.dead_letters import render_data
+    from redis_spanner.consumers.redaction import redacted
 
-    kind, text = render_data(letter.data)
+    kind, text = render_data(redacted(letter.data, sensitive))
     told = "forwarded by Pub/Sub" if letter.forwarded else "told by the consumer"
     lines = [
         f"dead letter {_safe(letter.message_id)} ({position})",

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     push_service_account: str | None = None
     push_certs_url: str = GOOGLE_CERTS_URL
 
+    # Field encryption: a file of `id:base64key` lines, the first the primary; needed when a
+    # key template marks columns sensitive (redis_spanner.consumers.field_crypto).
+    keyring: Path | None = None
+
     # Where operator actions (dlq replay and purge, verify --repair, rewarm, provision) are
     # recorded: the AuditLog table in Spanner, or only the `redis_spanner.audit` log line.
     audit_sink: Literal["spanner", "log"] = "spanner"
