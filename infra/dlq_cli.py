@@ -355,7 +355,8 @@ def _age(seconds: float | None) -> str:
     return f"{int(seconds)}s"
 
 
-def _full(letter: DeadLetter, now: float, sensitive: Sensitive) -> dict[str, Any]:
+def _full(letter: DeadLetter, now: float,
+          sensitive: Sensitive | None = None) -> dict[str, Any]:
     from redis_spanner.consumers.dead_letters import render_data
     from redis_spanner.consumers.redaction import redacted
 
@@ -364,7 +365,8 @@ def _full(letter: DeadLetter, now: float, sensitive: Sensitive) -> dict[str, Any
             "data": {"format": kind, "bytes": len(letter.data), "text": text}}
 
 
-def _details(letter: DeadLetter, now: float, position: str, sensitive: Sensitive) -> str:
+def _details(letter: DeadLetter, now: float, position: str,
+             sensitive: Sensitive | None = None) -> str:
     """Sensitive payload columns (by the catalog's key templates) are shown redacted."""
     from redis_spanner.consumers.dead_letters import render_data
     from redis_spanner.consumers.redaction import redacted
