@@ -38,8 +38,10 @@ def _emulated(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_principal_is_the_service_account_of_the_credentials_file(tmp_path: Path) -> None:
-    """A service-account key file named by GOOGLE_APPLICATION_CREDENTIALS makes its email the
-    principal, emulators or not; without it, on the emulators, the local user is."""
+    """A service-account key file named by GOOGLE_APPLICATION_CREDENTIALS, or gcloud's
+    application-default file, makes its email the principal; without one (on the emulators,
+    or off Google Cloud where the metadata server is never asked) the local user is; an
+    unreadable file is the local user too."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption()).decode()
@@ -51,6 +53,12 @@ def test_principal_is_the_service_account_of_the_credentials_file(tmp_path: Path
     assert principal({**EMULATED, "GOOGLE_APPLICATION_CREDENTIALS": str(path)}) == \
         "ops-bot@p.iam.gserviceaccount.com"
     assert principal(EMULATED).startswith(getpass.getuser() + "@")
+    gcloud = tmp_path / "gcloud"
+    gcloud.mkdir()
+    (gcloud / "application_default_credentials.json").write_text(path.read_text())
+    assert principal({"CLOUDSDK_CONFIG": str(gcloud)}) == "ops-bot@p.iam.gserviceaccount.com"
+    nowhere = {"CLOUDSDK_CONFIG": str(tmp_path / "none")}
+    assert principal(nowhere).startswith(getpass.getuser() + "@")  # no metadata probe
     broken = tmp_path / "broken.json"
     broken.write_text("{}")
     assert principal({**EMULATED, "GOOGLE_APPLICATION_CREDENTIALS": str(broken)}) \
@@ -126,6 +134,30 @@ def test_a_record_that_cannot_be_stored_is_said_and_the_outcome_stands(
               if r.name == "redis_spanner.audit"]
     assert line["action"] == "provision" and line["stored"] is False
     assert "127.0.0.1:1" in line["store_error"]
+
+
+def test_a_refused_or_failed_action_adds_no_line_to_its_error_line(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An action refused for bad usage or configuration changed nothing: no store is tried
+    and its record is a DEBUG line only. An action that failed keeps its record in the store;
+    when the store fails too, nothing is printed beside the command's own error line."""
+    calls: list[AuditRecord] = []
+
+    def broken(record: AuditRecord) -> None:
+        calls.append(record)
+        raise TransientError("cannot reach spanner")
+
+    with caplog.at_level(logging.DEBUG, "redis_spanner.audit"):
+        with pytest.raises(ConfigError), audited("rewarm", Settings(), None):
+            raise ConfigError("unknown --table 'Nope'")
+        with pytest.raises(TransientError), audited("rewarm", Settings(), broken):
+            raise TransientError("redis down")
+    assert capsys.readouterr().err == ""
+    assert [r.outcome for r in calls] == [FAILED]
+    lines = [r for r in caplog.records if r.name == "redis_spanner.audit"]
+    assert [r.levelno for r in lines] == [logging.DEBUG, logging.DEBUG]
+    assert json.loads(lines[0].getMessage())["error"] == "unknown --table 'Nope'"
 
 
 FORGED = 'a"}\u2028{"outcome": "forged'
