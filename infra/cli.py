@@ -287,7 +287,7 @@ def verify(
                          repair=repair)
         finally:
             consumer.close()
-        action.note(**report.as_dict())
+        action.note(**report.as_dict(), deleted_keys=report.orphaned[:100] if repair else [])
     render_verify(report, Console(stderr=as_json, emoji=False))
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
