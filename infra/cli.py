@@ -32,8 +32,6 @@ app = typer.Typer(
 app.add_typer(dev_app, name="dev")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
-app.command()(audit)
-app.command()(status)
 
 class DemoMode(StrEnum):
     INVALIDATE = "invalidate"
@@ -400,6 +398,10 @@ def demo(
         typer.echo(json.dumps(result))
     ok = result["stale_keys"] == 0 and result["lost"] == 0 and result["foreign_keys"] == 0
     raise typer.Exit(0 if ok else 1)
+
+
+app.command()(status)
+app.command()(audit)
 
 
 def main() -> None:
