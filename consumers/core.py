@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from redis_spanner.consumers import metrics
+from redis_spanner.consumers import audit_log, metrics
 from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
 from redis_spanner.consumers.plan import KeyPlan, Plan, coalesce
 from redis_spanner.consumers.telemetry import about, batch_span, log_batch
@@ -95,6 +95,7 @@ class Processor:
         elapsed = time.perf_counter() - start
         metrics.BATCH.observe(elapsed)
         metrics.count(done)
+        audit_log.record(done)
         if log.isEnabledFor(logging.DEBUG):
             log_batch(log, done, elapsed)
         if self._observer:

@@ -26,6 +26,7 @@ from google.api_core.gapic_v1.method import DEFAULT
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
 from redis_spanner.consumers.messages import Inbound
+from redis_spanner.consumers.redaction import Sensitive, redacted
 from redis_spanner.schemas.errors import PermanentError, TransientError
 
 T = TypeVar("T")
@@ -207,10 +208,13 @@ def _iso(seconds: float) -> str:
 class DeadLetterPublisher:
     """Publishes a message that can never succeed to the dead-letter topic, with its story."""
 
-    def __init__(self, topic_path: str, source_subscription: str, *, timeout: float = 30.0):
+    def __init__(self, topic_path: str, source_subscription: str, *, timeout: float = 30.0,
+                 redact: Sensitive | None = None):
         self._topic = topic_path
         self._source = source_subscription
         self._timeout = timeout
+        self._redact = redact
+        """Sensitive columns by table: dropped from the payload of what is dead-lettered."""
         self._client = pubsub_v1.PublisherClient()
 
     def send(self, message: Inbound, error: PermanentError) -> None:
@@ -231,7 +235,8 @@ class DeadLetterPublisher:
             DEAD_LETTER_PREFIX + "original_message_id": message.message_id,
         })
         try:
-            _published(self._client, self._topic, message.data, attributes,
+            _published(self._client, self._topic, redacted(message.data, self._redact),
+                       attributes,
                        wait=self._timeout)
         except Exception as e:
             raise TransientError(f"dead-letter publish failed: {type(e).__name__}") from e

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from redis_spanner.consumers import field_crypto
 from redis_spanner.consumers.core import CacheWriter, RowReader
 from redis_spanner.consumers.read_flow import FillPolicy, LeasePolicy, Read, get_many
 from redis_spanner.consumers.read_requests import (
@@ -69,9 +70,10 @@ class CacheClient:
         """The client the environment describes: ``REDIS_URL``, the Spanner database and the
         catalog of ``REDIS_SPANNER_*`` settings (see the README's settings table)."""
         settings = settings or get_settings()
+        catalog = load_catalog(settings.catalog, settings.namespace)
         return cls(
-            load_catalog(settings.catalog, settings.namespace),
-            RedisCache.from_settings(settings),
+            catalog,
+            RedisCache.from_settings(settings, field_crypto.from_settings(settings, catalog)),
             SpannerRows(open_database(settings)),
             fills=FillPolicy.for_tombstone_ttl(settings.tombstone_ttl_seconds,
                                               settings.max_version_skew_seconds),

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
+from redis_spanner.consumers import field_crypto
 from redis_spanner.consumers.read_flow import FillPolicy, LeasePolicy, Read, get_many
 from redis_spanner.consumers.read_requests import (
     AcquireLeases,
@@ -68,9 +69,10 @@ class AsyncCacheClient:
     def from_env(cls, settings: Settings | None = None) -> AsyncCacheClient:
         """The client the environment describes, as ``CacheClient.from_env`` builds it."""
         settings = settings or get_settings()
+        catalog = load_catalog(settings.catalog, settings.namespace)
         return cls(
-            load_catalog(settings.catalog, settings.namespace),
-            AsyncRedisCache.from_settings(settings),
+            catalog,
+            AsyncRedisCache.from_settings(settings, field_crypto.from_settings(settings, catalog)),
             SpannerRows(open_database(settings)),
             fills=FillPolicy.for_tombstone_ttl(settings.tombstone_ttl_seconds,
                                               settings.max_version_skew_seconds),

@@ -14,7 +14,7 @@ import functools
 import hashlib
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError, ResponseError
 from redis_spanner.consumers import metrics
@@ -37,6 +37,9 @@ from redis_spanner.schemas.cache import (
 from redis_spanner.schemas.errors import TransientError
 from redis_spanner.schemas.settings import Settings, redacted_url
 
+if TYPE_CHECKING:
+    from redis_spanner.consumers.field_crypto import FieldCrypto
+
 log = logging.getLogger(__name__)
 
 WAIT_CHANNEL = "redis-spanner:replication-barrier"
@@ -53,8 +56,11 @@ class RedisCache:
         where: str = "redis",
         wait_replicas: int = 0,
         wait_timeout_ms: int = 500,
+        crypto: FieldCrypto | None = None,
     ) -> None:
         self.client = client
+        self._crypto = crypto
+        """Seals sensitive columns on the way in, opens them on the way out (None: none)."""
         self._wait_replicas = wait_replicas
         self._wait_timeout_ms = wait_timeout_ms
         self._tombstone_ttl_ms = tombstone_ttl_seconds * 1000
@@ -63,7 +69,7 @@ class RedisCache:
         self._where = where
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RedisCache:
+    def from_settings(cls, settings: Settings, crypto: FieldCrypto | None = None) -> RedisCache:
         return cls(
             connect(settings),
             cache_ttl_seconds=settings.cache_ttl_seconds,
@@ -72,6 +78,7 @@ class RedisCache:
             where=redacted_url(settings.require_redis_url()),
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=settings.redis_wait_timeout_ms,
+            crypto=crypto,
         )
 
     def __repr__(self) -> str:
@@ -84,7 +91,8 @@ class RedisCache:
     def apply(self, ops: Sequence[CacheOp]) -> list[Applied]:
         """Run every op through the guard in one round trip. Raises ``TransientError``.
         Whatever a key holds, its op gets an answer: a foreign entry is overwritten."""
-        calls = guard_calls(ops, value_ttl_ms=self._value_ttl_ms,
+        stored = ops if self._crypto is None else self._crypto.seal_ops(ops)
+        calls = guard_calls(stored, value_ttl_ms=self._value_ttl_ms,
                             tombstone_ttl_ms=self._tombstone_ttl_ms, ceiling=self.ceiling())
         answers = guard_answers(ops, self._scripted(GUARD, calls))
         if ops:
@@ -170,10 +178,13 @@ class RedisCache:
             for key in keys:
                 pipe.hgetall(key)
             replies = list(pipe.execute(raise_on_error=False))
-            return [
+            found: list[dict[str, str] | str] = [
                 str(self.client.type(key)) if isinstance(reply, ResponseError) else reply
                 for key, reply in zip(keys, replies, strict=True)
             ]
+            if self._crypto is not None:
+                found = [self._crypto.open_fields(k, f) for k, f in zip(keys, found, strict=True)]
+            return found
         except REDIS_ERRORS as e:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 

@@ -7,7 +7,7 @@ import asyncio
 import functools
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -18,24 +18,29 @@ from redis_spanner.schemas.cache import GUARD, LEASE_RELEASE, Applied, CacheOp
 from redis_spanner.schemas.errors import TransientError
 from redis_spanner.schemas.settings import Settings, redacted_url
 
+if TYPE_CHECKING:
+    from redis_spanner.consumers.field_crypto import FieldCrypto
+
 
 class AsyncRedisCache:
     def __init__(self, client: aioredis.Redis | aioredis.RedisCluster, *, cache_ttl_seconds: int,
                  tombstone_ttl_seconds: int,
                  max_version_skew_seconds: float = versions.DEFAULT_MAX_SKEW_SECONDS,
-                 where: str = "redis") -> None:
+                 where: str = "redis", crypto: FieldCrypto | None = None) -> None:
         self.client = client
+        self._crypto = crypto
         self._max_skew_seconds = max_version_skew_seconds
         self._value_ttl_ms = cache_ttl_seconds * 1000
         self._tombstone_ttl_ms = tombstone_ttl_seconds * 1000
         self._where = where
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AsyncRedisCache:
+    def from_settings(cls, settings: Settings,
+                      crypto: FieldCrypto | None = None) -> AsyncRedisCache:
         return cls(connect_async(settings), cache_ttl_seconds=settings.cache_ttl_seconds,
                    tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
                    max_version_skew_seconds=settings.max_version_skew_seconds,
-                   where=redacted_url(settings.require_redis_url()))
+                   where=redacted_url(settings.require_redis_url()), crypto=crypto)
 
     def __repr__(self) -> str:
         return f"AsyncRedisCache({self._where})"
@@ -50,17 +55,21 @@ class AsyncRedisCache:
             for key in keys:
                 pipe.hgetall(key)
             replies = list(await pipe.execute(raise_on_error=False))
-            return [
+            found: list[dict[str, str] | str] = [
                 str(await self.client.type(key)) if isinstance(reply, ResponseError) else reply
                 for key, reply in zip(keys, replies, strict=True)
             ]
+            if self._crypto is not None:
+                found = [self._crypto.open_fields(k, f) for k, f in zip(keys, found, strict=True)]
+            return found
         except RedisError as e:
             raise self._unavailable(e) from e
 
     async def apply(self, ops: Sequence[CacheOp]) -> list[Applied]:
         """Run every op through the guard in one round trip, as ``RedisCache.apply`` does.
         Raises ``TransientError``."""
-        calls = guard_calls(ops, value_ttl_ms=self._value_ttl_ms,
+        stored = ops if self._crypto is None else self._crypto.seal_ops(ops)
+        calls = guard_calls(stored, value_ttl_ms=self._value_ttl_ms,
                             tombstone_ttl_ms=self._tombstone_ttl_ms,
                             ceiling=versions.ceiling(self._max_skew_seconds))
         return guard_answers(ops, await self._scripted(GUARD, calls))

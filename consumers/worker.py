@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis_spanner.consumers import metrics
+from redis_spanner.consumers import field_crypto, metrics
 from redis_spanner.consumers.core import Processor
 from redis_spanner.consumers.messages import BatchProcessor, Disposition, Inbound, Outcome
 from redis_spanner.consumers.pubsub import DeadLetterPublisher, PullSubscription
@@ -55,11 +55,12 @@ class Consumer:
         stop: threading.Event | None = None,
     ) -> Consumer:
         """``stop``, when given, ends the core's retries as soon as it is set."""
-        cache = RedisCache.from_settings(settings)
-        dead_letters = DeadLetterPublisher(
-            settings.dead_letter_topic_path, settings.subscription_path
-        )
         catalog = load_catalog(settings.catalog, settings.namespace)
+        cache = RedisCache.from_settings(settings, field_crypto.from_settings(settings, catalog))
+        dead_letters = DeadLetterPublisher(
+            settings.dead_letter_topic_path, settings.subscription_path,
+            redact=catalog.sensitive_columns,
+        )
         database = open_database(settings)
         rows = SpannerRows(database)
         processor = Processor(

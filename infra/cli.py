@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from redis_spanner.infra import cli_errors
+from redis_spanner.infra.audit_cli import audit
 from redis_spanner.infra.catalog_cli import catalog_app, require_catalog
 from redis_spanner.infra.changestream_cli import changestream_relay
 from redis_spanner.infra.dev_cli import dev_app
 from redis_spanner.infra.dlq_cli import dlq_app
 from redis_spanner.infra.outbox_cli import outbox_app
+from redis_spanner.infra.status_cli import status
 from rich.console import Console
 
 if TYPE_CHECKING:
@@ -117,6 +119,7 @@ def provision(
 ) -> None:
     """Create or update the topics, subscriptions, Spanner instance and database (idempotent);
     the database gets the outbox tables and nothing else unless --ddl names more."""
+    from redis_spanner.infra.audit import audited
     from redis_spanner.infra.declaration import load_declaration
     from redis_spanner.infra.provision import format_report
     from redis_spanner.infra.provision import provision as run
@@ -125,7 +128,11 @@ def provision(
     settings = _settings("pubsub", "spanner")
     # A bad declaration or DDL file is a ConfigError: one line, exit 2, before any call.
     loaded = load_declaration(declaration or settings.declaration)
-    report = run(settings, loaded, ddl=ddl or [], create_database=not existing)
+    with audited("provision", settings, database=settings.database,
+                 topic=settings.topic) as action:
+        report = run(settings, loaded, ddl=ddl or [], create_database=not existing)
+        action.note(changed=[f"{r.action} {r.kind} {r.name}" for r in report.resources
+                             if r.action != "unchanged"], warnings=len(report.warnings))
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:
@@ -286,19 +293,26 @@ def verify(
 ) -> None:
     """Compare cached entries with Spanner at one read timestamp; exit 1 if stale or foreign
     entries remain."""
+    from contextlib import nullcontext
+
     from redis_spanner.consumers.verify import verify as run
     from redis_spanner.consumers.worker import Consumer
+    from redis_spanner.infra.audit import Action, audited
     from redis_spanner.infra.cache_report import render_verify
 
     _logging(False)
     settings = _settings("spanner", "redis")
     require_catalog(settings, "verify")
-    consumer = Consumer.from_settings(settings)
-    try:
-        report = run(consumer.cache, consumer.catalog, consumer.rows, sample=sample,
-                     repair=repair)
-    finally:
-        consumer.close()
+    recording = audited("verify --repair", settings, sample=sample) if repair \
+        else nullcontext(Action())
+    with recording as action:
+        consumer = Consumer.from_settings(settings)
+        try:
+            report = run(consumer.cache, consumer.catalog, consumer.rows, sample=sample,
+                         repair=repair)
+        finally:
+            consumer.close()
+        action.note(**report.as_dict(), deleted_keys=report.orphaned[:100] if repair else [])
     render_verify(report, Console(stderr=as_json, emoji=False))
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
@@ -320,6 +334,7 @@ def rewarm(
     from redis_spanner.consumers.backfill import backfill
     from redis_spanner.consumers.spanner_rows import TableWalker
     from redis_spanner.consumers.worker import Consumer
+    from redis_spanner.infra.audit import audited
     from redis_spanner.schemas.errors import ConfigError
     from redis_spanner.schemas.settings import require_catalog as declared_catalog
     from rich.progress import Progress
@@ -335,16 +350,18 @@ def rewarm(
     consumer = Consumer.from_settings(settings)
     walker = TableWalker(consumer.database)
     console = Console(stderr=True, emoji=False)
-    try:
-        total = walker.count(table, key_prefix)
-        with Progress(console=console) as progress:
-            task = progress.add_task(f"rewarming {table}", total=total)
-            report = backfill(walker, consumer.rows, consumer.cache, consumer.catalog, table,
-                              prefix=key_prefix, rate=rate, batch=batch,
-                              on_rows=lambda n: progress.advance(task, n))
-    finally:
-        consumer.close()
-    summary = report.as_dict()
+    with audited("rewarm", settings, table=table, key_prefix=key_prefix) as action:
+        try:
+            total = walker.count(table, key_prefix)
+            with Progress(console=console) as progress:
+                task = progress.add_task(f"rewarming {table}", total=total)
+                report = backfill(walker, consumer.rows, consumer.cache, consumer.catalog,
+                                  table, prefix=key_prefix, rate=rate, batch=batch,
+                                  on_rows=lambda n: progress.advance(task, n))
+        finally:
+            consumer.close()
+        summary = report.as_dict()
+        action.note(**summary)
     if as_json:
         typer.echo(json.dumps(summary))
     else:
@@ -417,6 +434,10 @@ def demo(
         typer.echo(json.dumps(result))
     ok = result["stale_keys"] == 0 and result["lost"] == 0 and result["foreign_keys"] == 0
     raise typer.Exit(0 if ok else 1)
+
+
+app.command()(status)
+app.command()(audit)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 if TYPE_CHECKING:  # the Pub/Sub client is slow to import: commands import what they use
     from redis_spanner.consumers.dead_letter_replay import ReplayReport
     from redis_spanner.consumers.dead_letters import DeadLetter, Filter
+    from redis_spanner.consumers.redaction import Sensitive
 
 dlq_app = typer.Typer(
     help="Inspect, replay and purge dead letters (the dead-letter hold subscription).",
@@ -70,6 +71,28 @@ def _hold(ctx: typer.Context) -> Iterator[Any]:
         yield hold
     finally:
         hold.close()
+
+
+@contextmanager
+def _audited(name: str, reasons: Sequence[str] | None, types: Sequence[str] | None,
+             ids: Sequence[str] | None, **details: Any) -> Iterator[Any]:
+    """The action's audit record, with the filters it was given."""
+    from redis_spanner.infra.audit import audited
+    from redis_spanner.schemas.settings import get_settings
+
+    with audited(name, get_settings(), reasons=list(reasons or ()), types=list(types or ()),
+                 ids=list(ids or ()), **details) as action:
+        yield action
+
+
+def _acted_on(report: ReplayReport) -> dict[str, list[str]]:
+    """Event ids (else message ids) by verdict, skipped ones left out."""
+    acted: dict[str, list[str]] = {}
+    for decision in report.decisions:
+        if decision.verdict != "skipped":
+            acted.setdefault(decision.verdict, []).append(decision.event_id or
+                                                          decision.message_id)
+    return acted
 
 
 def _filter(reasons: Sequence[str] | None = None, types: Sequence[str] | None = None,
@@ -124,11 +147,14 @@ def show(
     if not letters:
         typer.echo(f"no dead letter with message id or event id {ident!r} in {path}", err=True)
         raise typer.Exit(1)
+    from redis_spanner.schemas.settings import get_settings, require_catalog
+
+    sensitive = require_catalog(get_settings()).sensitive_columns
     now = time.time()
     for n, letter in enumerate(letters, 1):
-        typer.echo(_details(letter, now, f"{n} of {len(letters)}"), err=as_json)
+        typer.echo(_details(letter, now, f"{n} of {len(letters)}", sensitive), err=as_json)
     if as_json:
-        typer.echo(json.dumps([_full(letter, now) for letter in letters]))
+        typer.echo(json.dumps([_full(letter, now, sensitive) for letter in letters]))
 
 
 @dlq_app.command()
@@ -163,7 +189,9 @@ def replay(
     replay_options = ReplayOptions(_filter(reason, event_type, ids), limit, dry_run,
                                    drop_superseded, rate)
     console = Console(stderr=True)
-    with reported(), _hold(ctx) as hold, ExitStack() as stack:
+    with reported(), _audited("dlq replay", reason, event_type, ids, limit=limit,
+                              dry_run=dry_run, drop_superseded=drop_superseded) as action, \
+            _hold(ctx) as hold, ExitStack() as stack:
         settings = get_settings()
         catalog = require_catalog(settings)
         require_reachable(settings, REDIS, timeout=options.timeout)
@@ -177,6 +205,8 @@ def replay(
         with _progress(console, limit) as advance:
             report = run(hold, topic, cache, catalog, replay_options, progress=advance)
         path = hold.path
+        action.note(**report.as_dict(), event_ids=_acted_on(report))
+        action.failed(report.error)
     out = Console(stderr=as_json)
     for decision in report.decisions:
         line = f"{_VERBS[report.dry_run][decision.verdict]:<22} {decision.message_id:<12} " \
@@ -207,9 +237,12 @@ def purge(
         typer.echo("refusing to delete dead letters without --yes; 'redis-spanner dlq list' "
                    "with the same filters shows what would go", err=True)
         raise typer.Exit(2)
-    with reported(), _hold(ctx) as hold:
+    with reported(), _audited("dlq purge", reason, event_type, ids, limit=limit) as action, \
+            _hold(ctx) as hold:
         report = run(hold, _filter(reason, event_type, ids), limit)
         path = hold.path
+        action.note(purged=report.purged, kept=report.kept)
+        action.failed(report.error)
     typer.echo(f"purged {report.purged} dead letter(s) from {path}; {report.kept} left in place",
                err=as_json)
     if as_json:
@@ -322,18 +355,23 @@ def _age(seconds: float | None) -> str:
     return f"{int(seconds)}s"
 
 
-def _full(letter: DeadLetter, now: float) -> dict[str, Any]:
+def _full(letter: DeadLetter, now: float,
+          sensitive: Sensitive | None = None) -> dict[str, Any]:
     from redis_spanner.consumers.dead_letters import render_data
+    from redis_spanner.consumers.redaction import redacted
 
-    kind, text = render_data(letter.data)
+    kind, text = render_data(redacted(letter.data, sensitive))
     return {**letter.as_dict(now), "attributes": dict(letter.attributes),
             "data": {"format": kind, "bytes": len(letter.data), "text": text}}
 
 
-def _details(letter: DeadLetter, now: float, position: str) -> str:
+def _details(letter: DeadLetter, now: float, position: str,
+             sensitive: Sensitive | None = None) -> str:
+    """Sensitive payload columns (by the catalog's key templates) are shown redacted."""
     from redis_spanner.consumers.dead_letters import render_data
+    from redis_spanner.consumers.redaction import redacted
 
-    kind, text = render_data(letter.data)
+    kind, text = render_data(redacted(letter.data, sensitive))
     told = "forwarded by Pub/Sub" if letter.forwarded else "told by the consumer"
     lines = [
         f"dead letter {_safe(letter.message_id)} ({position})",

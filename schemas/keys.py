@@ -61,6 +61,9 @@ class KeyTemplate:
     version_column: str | None = None
     """A row template's commit-timestamp column, set to ``PENDING_COMMIT_TIMESTAMP()`` by every
     write: lets a reader confirm a cached value with a version-only read."""
+    sensitive: tuple[str, ...] = ()
+    """Columns stored in Redis encrypted (``redis_spanner.consumers.field_crypto``), and kept
+    out of dead letters; for a query template, names of its result columns."""
 
     def __post_init__(self) -> None:
         if not self.key_types:
@@ -80,6 +83,9 @@ class KeyTemplate:
             raise ValueError(f"template {self.name!r} needs exactly one of columns or query")
         if self.version_column and self.query:
             raise ValueError(f"template {self.name!r}: version_column is for row templates")
+        if self.columns and not set(self.sensitive) <= set(self.columns):
+            raise ValueError(f"template {self.name!r}: sensitive columns "
+                             f"{sorted(set(self.sensitive) - set(self.columns))} are not cached")
         for trigger in self.triggers:
             if len(trigger.parts) != len(self.key_columns):
                 raise ValueError(f"template {self.name!r}: trigger {trigger.table} maps "
@@ -220,6 +226,11 @@ class Catalog:
             action = kind if isinstance(kind, Action) else _action(kind, template)
             out.append(KeyTarget(cache_key, action, version))
         return out
+
+    def sensitive_columns(self, table: str) -> frozenset[str]:
+        """The columns of ``table`` that some template marks sensitive."""
+        return frozenset(c for t in self._by_name.values() if t.entity == table
+                         for c in t.sensitive)
 
     def pattern(self, template: KeyTemplate | None = None) -> str:
         """A SCAN pattern over this namespace (or one template)."""

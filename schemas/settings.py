@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     push_service_account: str | None = None
     push_certs_url: str = GOOGLE_CERTS_URL
 
+    # Field encryption: a file of `id:base64key` lines, the first the primary; needed when a
+    # key template marks columns sensitive (redis_spanner.consumers.field_crypto).
+    keyring: Path | None = None
+
+    # Where operator actions (dlq replay and purge, verify --repair, rewarm, provision) are
+    # recorded: the AuditLog table in Spanner, or only the `redis_spanner.audit` log line.
+    audit_sink: Literal["spanner", "log"] = "spanner"
+
     # The pull worker's health endpoint (`worker`): Cloud Run sets PORT; 0 turns it off.
     health_port: int = Field(0, ge=0, le=65535, validation_alias="PORT")
 

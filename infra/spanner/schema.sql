@@ -51,3 +51,17 @@ CREATE TABLE OutboxRelay (
   Owner STRING(64) NOT NULL,
   ExpiresAt TIMESTAMP NOT NULL,
 ) PRIMARY KEY (Owner);
+
+-- One row per operator action (dlq replay and purge, verify --repair, rewarm, provision): who
+-- did it, what it acted on, when, and how it ended. Written by the command itself once it ends,
+-- failed ones included; `redis-spanner audit` lists them. Rows are never updated. A database
+-- Terraform created before this table gets it through var.extra_ddl (see terraform/spanner.tf).
+CREATE TABLE AuditLog (
+  AuditId STRING(36) NOT NULL,
+  RecordedAt TIMESTAMP NOT NULL OPTIONS (allow_commit_timestamp = true),
+  Principal STRING(320) NOT NULL,
+  Action STRING(64) NOT NULL,
+  Details STRING(MAX) NOT NULL,
+  Outcome STRING(16) NOT NULL,
+  Error STRING(MAX),
+) PRIMARY KEY (AuditId);

@@ -275,7 +275,8 @@ def test_consumer_role_reads_what_its_catalog_needs() -> None:
     assert "default" not in tables
     assert all(name in tables["description"] for name in catalog_tables)
     schema_tables = set(re.findall(r"CREATE TABLE (\w+)", SCHEMA.read_text()))
-    assert schema_tables == {"Outbox", "OutboxLease", "OutboxRelay", "OutboxQuarantine"}
+    assert schema_tables == {"Outbox", "OutboxLease", "OutboxRelay", "OutboxQuarantine",
+                             "AuditLog"}
 
 
 def test_spanner_access_is_fine_grained_only() -> None:
