@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -43,13 +44,20 @@ LAG = Histogram(
 
 
 def count(outcomes: Iterable[Outcome]) -> None:
+    """Count a batch's outcomes: one increment per label, not per outcome."""
     now = time.time()
+    events: collections.Counter[str] = collections.Counter()
+    dead: collections.Counter[str] = collections.Counter()
     for outcome in outcomes:
         if outcome.dead_letter_reason:
-            EVENTS.labels("dead_lettered").inc()
-            DEAD_LETTERED.labels(outcome.dead_letter_reason).inc()
+            events["dead_lettered"] += 1
+            dead[outcome.dead_letter_reason] += 1
         elif outcome.event is None or outcome.disposition != "ack":
-            EVENTS.labels(str(outcome.disposition)).inc()
+            events[str(outcome.disposition)] += 1
         else:
-            EVENTS.labels("changed" if outcome.changed else "superseded").inc()
+            events["changed" if outcome.changed else "superseded"] += 1
             LAG.observe(max(0.0, now - outcome.event.version / 1e9))
+    for label, n in events.items():
+        EVENTS.labels(label).inc(n)
+    for reason, n in dead.items():
+        DEAD_LETTERED.labels(reason).inc(n)

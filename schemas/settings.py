@@ -66,8 +66,8 @@ class Settings(BaseSettings):
     relay_batch: int = Field(500, gt=0, le=5000)
     relay_lease_seconds: float = Field(10.0, gt=1)
 
-    worker_streams: int = Field(2, gt=0, le=64)
-    worker_batch: int = Field(500, gt=0, le=1000)
+    worker_streams: int = Field(4, gt=0, le=64)
+    worker_batch: int = Field(1000, gt=0, le=1000)
     retry_attempts: int = Field(4, gt=0)
     retry_seconds: float = Field(5.0, gt=0)
     max_delivery_attempts: int = Field(5, ge=5, le=100)
