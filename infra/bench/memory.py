@@ -20,7 +20,7 @@ import psutil
 from redis_spanner.infra.bench.stack import Counter, publish_events
 from redis_spanner.schemas.settings import ENV_PREFIX, Settings
 
-SAMPLE_SECONDS = 0.2
+SAMPLE_SECONDS = 0.05
 WARM_UP = 0.25
 """The share of the drain after which the worker counts as warmed up."""
 

@@ -37,7 +37,7 @@ def table(result: dict[str, Any]) -> str:
     rates, ratios = result["rates_per_s"], result["ratios"]
     lines = ["| measure | median | ratio | target |", "|---|---|---|---|"]
     for name, label, ratio in _RATES:
-        target = TARGETS.get(ratio or "", ("", 0))[0] + (" x raw" if ratio else "")
+        target = (TARGETS[ratio][0] + " x raw") if ratio in TARGETS else ""
         if ratio == "consumer_vs_raw":
             target = "≥ 0.5 x raw, ≥ 25 x naive"
             shown = f"{ratios[ratio]} x raw, {ratios['consumer_vs_naive']} x naive"
