@@ -100,8 +100,8 @@ def summarize(options: BenchOptions, runs: dict[str, list[float]],
     rate = {name: statistics.median(values) for name, values in runs.items()}
     lag = {name: {"p50_ms": _percentile(s, 50), "p99_ms": _percentile(s, 99),
                   "samples": len(s)} for name, s in lags.items()}
-    floors = [lag[k]["p99_ms"] for k in ("floor_pull", "floor_streaming")
-              if lag[k]["p99_ms"] is not None]
+    floors = [p99 for k in ("floor_pull", "floor_streaming")
+              if (p99 := _percentile(lags[k], 99)) is not None]
     floor_p99 = min(floors) if floors else None
     return {
         "events_per_run": options.events,

@@ -35,7 +35,7 @@ def drain(settings: Settings, events: int, hot_keys: int | None = None,
     elapsed = timed(lambda stop: worker.run(stop, 1.0), acked.done)
     subscription.close()
     consumer.close()
-    return acked.count / elapsed
+    return float(acked.count / elapsed)
 
 
 def naive(settings: Settings, seconds: float) -> float:

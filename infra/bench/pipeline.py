@@ -39,7 +39,7 @@ def relay(settings: Settings, events: int) -> float:
     runner, publisher = build_relay(settings, on_published=count)
     elapsed = timed(runner.run, published.done)
     publisher.close()
-    return published.count / elapsed
+    return float(published.count / elapsed)
 
 
 def end_to_end_lags(settings: Settings, rate: float, seconds: float) -> list[float]:

@@ -10,10 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from google.cloud import (
-    pubsub_v1,  # type: ignore[attr-defined]
-    spanner,
-)
+from google.cloud import pubsub_v1, spanner  # type: ignore[attr-defined]
 from redis_spanner.infra.provision import provision, teardown
 from redis_spanner.producers.spanner import open_database, run_transaction
 from redis_spanner.schemas.envelope import Event

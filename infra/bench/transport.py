@@ -40,7 +40,7 @@ def raw_pull_ack(settings: Settings, events: int, loops: int, size: int = 1000) 
 
     elapsed = timed(loops_of, acked.done)
     client.close()
-    return acked.count / elapsed
+    return float(acked.count / elapsed)
 
 
 def raw_publish(settings: Settings, events: int) -> float:
@@ -74,9 +74,11 @@ def floor_lags(settings: Settings, rate: float, seconds: float, mode: str) -> li
 
     stop = threading.Event()
     if mode == "streaming":
-        future = subscriber.subscribe(
-            settings.subscription_path,
-            lambda m: (received(m.data), m.ack()))
+        def callback(message: Any) -> None:
+            received(message.data)
+            message.ack()
+
+        future = subscriber.subscribe(settings.subscription_path, callback)
     else:
         def loop() -> None:
             while not stop.is_set():
