@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     redis_wait_timeout_ms: int = Field(500, gt=0)
 
     relay_poll_ms: int = Field(50, gt=0)
-    relay_batch: int = Field(500, gt=0, le=5000)
+    relay_batch: int = Field(2000, gt=0, le=5000)
     relay_lease_seconds: float = Field(10.0, gt=1)
 
     worker_streams: int = Field(4, gt=0, le=64)
