@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     """After a batch's writes, wait for this many replicas to have them (0: don't wait)."""
     redis_wait_timeout_ms: int = Field(500, gt=0)
 
-    relay_poll_ms: int = Field(50, gt=0)
+    relay_poll_ms: int = Field(20, gt=0)
     relay_batch: int = Field(2000, gt=0, le=5000)
     relay_lease_seconds: float = Field(10.0, gt=1)
 
