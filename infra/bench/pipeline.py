@@ -29,8 +29,10 @@ def relay(settings: Settings, events: int) -> float:
     for start in range(0, events, CHUNK):
         rows = [outbox_values(EventType.ROW_CHANGED, "Accounts", (account_id(i),))
                 for i in range(start, min(events, start + CHUNK))]
-        run_transaction(database, lambda tx, rows=rows: tx.insert(
-            OUTBOX_TABLE, columns=OUTBOX_COLUMNS, values=rows))
+        def insert(tx: Any, rows: list[Any] = rows) -> None:
+            tx.insert(OUTBOX_TABLE, columns=OUTBOX_COLUMNS, values=rows)
+
+        run_transaction(database, insert)
     published = Counter(events)
 
     def count(rows: list[OutboxRow]) -> None:

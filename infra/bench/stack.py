@@ -68,8 +68,10 @@ def seed_accounts(settings: Settings, count: int) -> None:
     for start in range(0, count, CHUNK):
         rows = [[account_id(i), f"owner-{i}", i, spanner.COMMIT_TIMESTAMP]
                 for i in range(start, min(count, start + CHUNK))]
-        run_transaction(database, lambda tx, rows=rows: tx.insert_or_update(
-            "Accounts", columns=columns, values=rows))
+        def upsert(tx: Any, rows: list[list[Any]] = rows) -> None:
+            tx.insert_or_update("Accounts", columns=columns, values=rows)
+
+        run_transaction(database, upsert)
 
 
 class Counter:
