@@ -3,6 +3,7 @@ duration is in seconds. The README's metrics table lists each one."""
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -82,14 +83,21 @@ def retried(error: BaseException) -> None:
 
 
 def count(outcomes: Iterable[Outcome]) -> None:
+    """Count a batch's outcomes: one increment per label, not per outcome."""
     now = time.time()
+    events: collections.Counter[tuple[str, str]] = collections.Counter()
+    dead: collections.Counter[str] = collections.Counter()
     for outcome in outcomes:
         kind = "unknown" if outcome.event is None else str(outcome.event.type)
         if outcome.dead_letter_reason:
-            EVENTS.labels("dead_lettered", kind).inc()
-            DEAD_LETTERED.labels(outcome.dead_letter_reason).inc()
+            events["dead_lettered", kind] += 1
+            dead[outcome.dead_letter_reason] += 1
         elif outcome.event is None or outcome.disposition != "ack":
-            EVENTS.labels(str(outcome.disposition), kind).inc()
+            events[str(outcome.disposition), kind] += 1
         else:
-            EVENTS.labels("changed" if outcome.changed else "superseded", kind).inc()
+            events["changed" if outcome.changed else "superseded", kind] += 1
             LAG.observe(max(0.0, now - outcome.event.version / 1e9))
+    for (label, kind), n in events.items():
+        EVENTS.labels(label, kind).inc(n)
+    for reason, n in dead.items():
+        DEAD_LETTERED.labels(reason).inc(n)

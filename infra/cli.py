@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -372,23 +373,35 @@ def rewarm(
 
 @app.command()
 def bench(
-    events: Annotated[int, typer.Option(help="Events per run.", min=100)] = 5000,
+    events: Annotated[int, typer.Option(help="Events per throughput run.", min=100)] = 5000,
     repeats: Annotated[int, typer.Option(help="Runs per stage (medians are reported).",
                                          min=1)] = 3,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="Fewer events and shorter stages: done in under 2 minutes.")] = False,
+    plot: Annotated[Path | None, typer.Option(
+        help="Write a PNG (throughput bars, lag CDFs) here; needs matplotlib.")] = None,
     as_json: Json = False,
 ) -> None:
-    """Measure relay and consumer throughput on the local stack (medians of several runs)."""
-    from redis_spanner.infra.bench import run_bench
+    """Measure the consumer and relay against the transport's limits on the local stack."""
+    from redis_spanner.infra.bench import BenchOptions, run_bench
+    from redis_spanner.infra.bench.report import plot as draw
+    from redis_spanner.infra.bench.report import table
+    from redis_spanner.schemas.errors import ConfigError
 
+    if plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError("--plot needs matplotlib: pip install 'redis-spanner[bench]'")
     _logging(False, quiet=True)
     _before_stack()
     console = Console(stderr=True, emoji=False)
-    result = run_bench(events, repeats, lambda line: console.print(line, markup=False))
-    for stage in ("relay", "consumer", "consumer_hot"):
-        console.print(f"{stage}: median {result[f'{stage}_events_per_s']} events/s "
-                      f"(runs: {result['runs'][stage]})", markup=False)
-    if as_json:
-        typer.echo(json.dumps(result))
+    options = BenchOptions.quick() if quick else BenchOptions(events=events, repeats=repeats)
+    result = run_bench(options, lambda line: console.print(line, markup=False))
+    typer.echo(table(result))
+    if plot is not None:
+        draw(result, plot)
+        console.print(f"plot written to {plot}", markup=False)
+    shown = ("rates_per_s", "ratios") if not as_json else tuple(result)
+    typer.echo(json.dumps({k: v for k, v in result.items()
+                           if k in shown and k != "lag_samples_ms"}))
 
 
 @app.command()

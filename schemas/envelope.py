@@ -34,6 +34,8 @@ _EVENT_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
 EVENT_ID_PATTERN = _EVENT_ID.pattern
 TABLE_PATTERN = _IDENTIFIER.pattern
+_REQUIRED = ("event_id", "type", "table", "key", "commit_ts")
+_FIELDS = frozenset({"schema_version", *_REQUIRED, "payload"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +123,11 @@ def decode(
         raise ValidationError("schema_version must be an integer")
     if schema_version not in SUPPORTED_SCHEMA_VERSIONS:
         raise UnsupportedSchemaVersion(f"schema_version {schema_version} is not supported")
-    missing = [k for k in ("event_id", "type", "table", "key", "commit_ts") if k not in body]
-    if missing:
+    if not all(k in body for k in _REQUIRED):
+        missing = [k for k in _REQUIRED if k not in body]
         raise ValidationError(f"missing field(s): {', '.join(missing)}")
-    unknown = set(body) - {"schema_version", "event_id", "type", "table", "key", "commit_ts",
-                           "payload"}
-    if unknown:
+    if not _FIELDS.issuperset(body):
+        unknown = set(body) - _FIELDS
         raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))}")
     try:
         event_type = EventType(body["type"])

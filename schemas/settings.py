@@ -67,16 +67,16 @@ class Settings(BaseSettings):
     """After a batch's writes, wait for this many replicas to have them (0: don't wait)."""
     redis_wait_timeout_ms: int = Field(500, gt=0)
 
-    relay_poll_ms: int = Field(50, gt=0)
-    relay_batch: int = Field(500, gt=0, le=5000)
+    relay_poll_ms: int = Field(20, gt=0)
+    relay_batch: int = Field(2000, gt=0, le=5000)
     relay_lease_seconds: float = Field(10.0, gt=1)
 
     # Where events come from: the outbox (`relay`) or a change stream (`changestream-relay`).
     source: Literal["outbox", "changestream"] = "outbox"
     change_stream: str = Field("CacheChanges", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
 
-    worker_streams: int = Field(2, gt=0, le=64)
-    worker_batch: int = Field(500, gt=0, le=1000)
+    worker_streams: int = Field(4, gt=0, le=64)
+    worker_batch: int = Field(1000, gt=0, le=1000)
     retry_attempts: int = Field(4, gt=0)
     retry_seconds: float = Field(5.0, gt=0)
     max_delivery_attempts: int = Field(5, ge=5, le=100)

@@ -1,0 +1,126 @@
+"""``redis-spanner bench``: the consumer and relay measured against the transport's limits, on
+the local stack, in one run.
+
+Throughput stages run ``repeats`` times each, interleaved, on fresh resources, and report
+medians. Lags pool their samples. Ratios compare figures of this run only.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis_spanner.infra.bench import consumer, memory, pipeline, transport
+from redis_spanner.infra.bench.stack import REWARM_CATALOG, fresh
+from redis_spanner.infra.local import started
+from redis_spanner.schemas.settings import load_settings
+
+Progress = Callable[[str], None]
+
+DEMO_WRITE_RATE = 40.0
+"""Writes per second of ``redis-spanner demo`` by default: the lag stage's rate."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    events: int = 5000
+    repeats: int = 3
+    rss_events: int = 100_000
+    lag_seconds: float = 15.0
+    naive_seconds: float = 3.0
+    reads: int = 300
+
+    @classmethod
+    def quick(cls) -> BenchOptions:
+        return cls(events=2000, repeats=3, rss_events=10_000, lag_seconds=5.0,
+                   naive_seconds=1.5, reads=100)
+
+
+def run_bench(options: BenchOptions, progress: Progress) -> dict[str, Any]:
+    with started() as env:
+        os.environ.update(env.exports())
+        base = load_settings()
+        runs: dict[str, list[float]] = {}
+        n = options.events
+        stages: list[tuple[str, Callable[[Any], float], str | None]] = [
+            ("raw_pull_ack", lambda s: transport.raw_pull_ack(s, n, s.worker_streams), None),
+            ("naive", lambda s: consumer.naive(s, options.naive_seconds), None),
+            ("consumer", lambda s: consumer.drain(s, n), None),
+            ("consumer_hot", lambda s: consumer.drain(s, n, hot_keys=max(1, n // 50)), None),
+            ("consumer_rewarm", lambda s: consumer.drain(s, n, rewarm=True), REWARM_CATALOG),
+            ("raw_publish", lambda s: transport.raw_publish(s, n), None),
+            ("relay", lambda s: pipeline.relay(s, n), None),
+        ]
+        with fresh(base, "warm-up") as settings:  # the emulators' first calls are slow
+            transport.raw_pull_ack(settings, 2000, settings.worker_streams)
+        for r in range(options.repeats):
+            for name, measure, catalog in stages:
+                with fresh(base, f"{name[:8]}-{r}", catalog=catalog) as settings:
+                    rate = measure(settings)
+                runs.setdefault(name, []).append(rate)
+                progress(f"{name} run {r + 1}/{options.repeats}: {rate:,.0f}/s")
+        lags: dict[str, list[float]] = {}
+        for mode in ("pull", "streaming"):
+            with fresh(base, f"floor-{mode}") as settings:
+                lags[f"floor_{mode}"] = transport.floor_lags(
+                    settings, DEMO_WRITE_RATE, options.lag_seconds, mode)
+            progress(f"floor ({mode}): {len(lags[f'floor_{mode}'])} samples")
+        with fresh(base, "lag") as settings:
+            lags["end_to_end"] = pipeline.end_to_end_lags(settings, DEMO_WRITE_RATE,
+                                                         options.lag_seconds)
+        progress(f"end to end: {len(lags['end_to_end'])} samples")
+        with fresh(base, "read") as settings:
+            reads = pipeline.read_path(settings, options.reads)
+        progress(f"read path: {reads}")
+        with fresh(base, "rss") as settings:
+            rss = memory.worker_rss(settings, options.rss_events)
+        progress(f"worker RSS: peak {rss['rss_peak_mib']} MiB, "
+                 f"growth after warm-up {rss['rss_growth_mib']} MiB")
+    return summarize(options, runs, lags, reads, rss)
+
+
+def _percentile(samples: list[float], p: float) -> float | None:
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def summarize(options: BenchOptions, runs: dict[str, list[float]],
+              lags: dict[str, list[float]], reads: dict[str, float],
+              rss: dict[str, Any]) -> dict[str, Any]:
+    """Every figure and ratio, as one JSON-able dict."""
+    rate = {name: statistics.median(values) for name, values in runs.items()}
+    lag = {name: {"p50_ms": _percentile(s, 50), "p99_ms": _percentile(s, 99),
+                  "samples": len(s)} for name, s in lags.items()}
+    floors = [p99 for k in ("floor_pull", "floor_streaming")
+              if (p99 := _percentile(lags[k], 99)) is not None]
+    floor_p99 = min(floors) if floors else None
+    return {
+        "events_per_run": options.events,
+        "repeats": options.repeats,
+        "rates_per_s": {k: round(v) for k, v in rate.items()},
+        "runs_per_s": {k: [round(x) for x in v] for k, v in runs.items()},
+        "lag_ms": {k: {m: (round(x, 1) if isinstance(x, float) else x) for m, x in v.items()}
+                   for k, v in lag.items()},
+        "lag_samples_ms": {k: [round(x, 1) for x in v] for k, v in lags.items()},
+        "read_ms": {k: round(v, 3) for k, v in reads.items()},
+        "worker_rss": rss,
+        "ratios": {
+            "consumer_vs_raw": _ratio(rate["consumer"], rate["raw_pull_ack"]),
+            "consumer_vs_naive": _ratio(rate["consumer"], rate["naive"]),
+            "consumer_hot_vs_raw": _ratio(rate["consumer_hot"], rate["raw_pull_ack"]),
+            "rewarm_vs_raw": _ratio(rate["consumer_rewarm"], rate["raw_pull_ack"]),
+            "relay_vs_raw_publish": _ratio(rate["relay"], rate["raw_publish"]),
+            "lag_p99_vs_floor_p99": _ratio(lag["end_to_end"]["p99_ms"], floor_p99),
+            "spanner_read_vs_cached_get": _ratio(reads["spanner_read_ms"],
+                                                 reads["cached_get_ms"]),
+        },
+    }

@@ -1,0 +1,116 @@
+"""The transport's own limits on this emulator, with no work in between: pull and ack, publish,
+and the latency from publish to receive."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+from redis_spanner.infra.bench.stack import Counter, publish_events, timed
+from redis_spanner.schemas.settings import Settings
+
+
+def raw_pull_ack(settings: Settings, events: int, loops: int, size: int = 1000) -> float:
+    """Messages per second that ``loops`` loops of pull(``size``) + acknowledge drain."""
+    publish_events(settings, events)
+    client = pubsub_v1.SubscriberClient()
+    acked = Counter(events)
+
+    def loop(stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                response = client.pull(subscription=settings.subscription_path,
+                                       max_messages=size, timeout=1.0)
+            except Exception:  # an empty pull ends in DeadlineExceeded on the emulator
+                continue
+            ids = [r.ack_id for r in response.received_messages]
+            if ids:
+                client.acknowledge(subscription=settings.subscription_path, ack_ids=ids)
+                acked.add(len(ids))
+
+    def loops_of(stop: threading.Event) -> None:
+        threads = [threading.Thread(target=loop, args=(stop,), daemon=True)
+                   for _ in range(loops)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    elapsed = timed(loops_of, acked.done)
+    client.close()
+    return float(acked.count / elapsed)
+
+
+def raw_publish(settings: Settings, events: int) -> float:
+    """Messages per second one publisher client gets confirmed, batched as the relay's is."""
+    client: Any = pubsub_v1.PublisherClient(batch_settings=pubsub_v1.types.BatchSettings(
+        max_messages=500, max_latency=0.005))
+    payload = b'{"k":"' + b"x" * 200 + b'"}'
+    began = time.monotonic()
+    futures = [client.publish(settings.topic_path, payload, event_id=str(i))
+               for i in range(events)]
+    for future in futures:
+        future.result()
+    elapsed = time.monotonic() - began
+    client.stop()
+    return events / elapsed
+
+
+def floor_lags(settings: Settings, rate: float, seconds: float, mode: str) -> list[float]:
+    """Milliseconds from publish to receipt, one message every 1/``rate`` s, received by
+    ``mode``: ``pull`` (a synchronous-pull loop, as the worker does) or ``streaming`` (the
+    client's streaming-pull callback)."""
+    publisher = pubsub_v1.PublisherClient(
+        batch_settings=pubsub_v1.types.BatchSettings(max_messages=1, max_latency=0.0))
+    subscriber = pubsub_v1.SubscriberClient()
+    lags: list[float] = []
+    lock = threading.Lock()
+
+    def received(data: bytes) -> None:
+        with lock:
+            lags.append((time.time_ns() - int(data)) / 1e6)
+
+    stop = threading.Event()
+    if mode == "streaming":
+        def callback(message: Any) -> None:
+            received(message.data)
+            message.ack()
+
+        future = subscriber.subscribe(settings.subscription_path, callback)
+    else:
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    response = subscriber.pull(subscription=settings.subscription_path,
+                                               max_messages=1000, timeout=1.0)
+                except Exception:
+                    continue
+                for r in response.received_messages:
+                    received(r.message.data)
+                if response.received_messages:
+                    subscriber.acknowledge(subscription=settings.subscription_path,
+                                           ack_ids=[r.ack_id for r in
+                                                    response.received_messages])
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+    time.sleep(0.5)
+    sent = 0
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        publisher.publish(settings.topic_path, str(time.time_ns()).encode())
+        sent += 1
+        time.sleep(max(0.0, began + sent / rate - time.monotonic()))
+    deadline = time.monotonic() + 10
+    while len(lags) < sent and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    if mode == "streaming":
+        future.cancel()
+        future.result(timeout=10)
+    else:
+        thread.join(5)
+    publisher.stop()
+    subscriber.close()
+    return lags
