@@ -29,6 +29,7 @@ from redis_spanner.infra import faults
 from redis_spanner.infra.logs import MAX_CHARS, TRACE_FIELD
 from redis_spanner.infra.processes import free_ports
 from redis_spanner.infra.provision import provision, teardown
+from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.producers.outbox import record
 from redis_spanner.producers.spanner import open_database, run_transaction
 from redis_spanner.schemas.catalog import load_catalog
@@ -105,7 +106,7 @@ def rewarm_settings(settings: Settings, locked_redis: str,
     monkeypatch.delenv("REDIS_SPANNER_LOG_FORMAT", raising=False)
     get_settings.cache_clear()
     provisioned = get_settings()
-    provision(provisioned)
+    provision(provisioned, ddl=[DEMO_SCHEMA_PATH])
     yield provisioned
     teardown(provisioned)
     get_settings.cache_clear()
