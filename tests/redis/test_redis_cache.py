@@ -59,6 +59,7 @@ class TestRedisCache(CacheContract):
         a version that is no number or lies ahead of the clock, a value without data) is
         overwritten by an invalidation and by a fill alike, reported with its kind and no
         previous version, and the entry left is the guard's own."""
+        assert isinstance(cache.client, redis.Redis)  # one server, not a cluster
         for name, (plant, kind) in FOREIGN.items():
             for op in (CacheOp.invalidate("k", 7), CacheOp.set("k", 7, {"a": 1})):
                 cache.client.delete("k")
