@@ -230,7 +230,7 @@ def _lookup_project_number(project: str) -> int | None:
         credentials, _ = google.auth.default(
             scopes=["https://www.googleapis.com/auth/cloud-platform"]
         )
-        response = AuthorizedSession(credentials).get(  # type: ignore[no-untyped-call]
+        response = AuthorizedSession(credentials).get(
             f"https://cloudresourcemanager.googleapis.com/v3/projects/{project}",
             timeout=CALL_TIMEOUT_SECONDS,
         )

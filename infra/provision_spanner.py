@@ -58,7 +58,7 @@ def provision_spanner(
     if settings.source == "changestream":
         statements += changestream_statements(settings)
     with closing(spanner.Client(project=settings.project, disable_builtin_metrics=True)) as client:
-        instance = client.instance(  # type: ignore[no-untyped-call]
+        instance = client.instance(
             settings.instance,
             configuration_name=f"projects/{settings.project}/instanceConfigs/{config}",
             display_name=settings.instance,
@@ -147,7 +147,7 @@ def delete_spanner(settings: Settings, *, delete_instance: bool = False) -> list
     """Delete the database (and the instance only if asked); the names of those deleted."""
     deleted: list[str] = []
     with closing(spanner.Client(project=settings.project, disable_builtin_metrics=True)) as client:
-        instance = client.instance(settings.instance)  # type: ignore[no-untyped-call]
+        instance = client.instance(settings.instance)
         database = instance.database(settings.database)
         with step(f"deleting {database.name}"):
             if database.exists():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +52,7 @@ class LocalCluster:
 
 
 def start_cluster(directory: Path, primaries: int = PRIMARIES, replicas: int = 0
-                  ) -> Iterator[LocalCluster]:
+                  ) -> Generator[LocalCluster, None, None]:
     """``primaries`` cluster nodes (and ``replicas`` per primary), each a process group of its
     own, joined into a cluster; all stopped when the generator is closed."""
     nodes: list[OwnProcess] = []

@@ -56,7 +56,8 @@ class Issuer:
                                      serialization.PrivateFormat.PKCS8,
                                      serialization.NoEncryption())
         signer = crypt.RSASigner.from_string(pem, key_id=self.key_id)
-        return jwt.encode(signer, claims).decode()
+        token: bytes = jwt.encode(signer, claims)
+        return token.decode()
 
 
 @dataclass

@@ -163,7 +163,7 @@ def latest_commit(database: Any) -> Callable[[str], int]:
     """The commit timestamp of an account's last change, by strong read."""
     def read(account: str) -> int:
         with database.snapshot() as snapshot:
-            keys = spanner.KeySet(keys=[[account]])  # type: ignore[no-untyped-call]
+            keys = spanner.KeySet(keys=[[account]])
             rows = list(snapshot.read("Accounts", ("UpdatedAt",), keys))
         return versions.from_datetime(rows[0][0]) if rows else 0
 

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import redis
 from redis_spanner.consumers.messages import Disposition
 from redis_spanner.consumers.spanner_rows import SpannerRows
 from redis_spanner.consumers.verify import Verdict, compare
@@ -71,7 +72,9 @@ def test_outage_past_the_delivery_budget_heals_without_an_operator(
             pipe.redis.resume()
         else:
             pipe.redis.start()
-            pipe.cache.client.connection_pool.reset()
+            client = pipe.cache.client
+            assert isinstance(client, redis.Redis)  # one server, not a cluster
+            client.connection_pool.reset()
             pipe.fill(ids)  # an empty Redis filled again from Spanner
     recovered = time.monotonic()
     assert outage != "redis-frozen" or stale_keys(pipe, ids) == len(ids)

@@ -160,7 +160,8 @@ def test_poison_of_every_kind_is_dead_lettered_with_its_reason(open_pipeline: An
                                      _envelope(key=["wrong-type"]))
         outcome = wait_until(lambda: pipe.outcome_of(applied), timeout=20)
         assert (outcome.dead_letter_reason, outcome.disposition) == (None, "ack")
-        assert pipe.cache.get([foreign])[0].tombstone
+        [overwritten] = pipe.cache.get([foreign])
+        assert overwritten is not None and overwritten.tombstone
 
         with pipe.writing(ids, rate=20):
             for each in faults.POISON:

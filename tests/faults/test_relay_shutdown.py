@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.infra import faults
 from redis_spanner.infra.processes import free_ports
 from redis_spanner.producers.outbox_store import READ_TIMEOUT

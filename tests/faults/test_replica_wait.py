@@ -15,6 +15,7 @@ from redis_spanner.infra.demo import chaos
 from redis_spanner.schemas.cache import parse_entry
 
 from tests.faults.harness import own_process
+from tests.redis_text import text_hash
 from tests.waiting import wait_until
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def outcomes_of(pipe: Pipeline, event_id: str) -> list[Disposition]:
 
 
 def replica_version(client: redis.Redis, key: str) -> int | None:
-    entry = parse_entry(client.hgetall(key))
+    entry = parse_entry(text_hash(client, key))
     return entry.version if entry else None
 
 
@@ -72,7 +73,8 @@ def test_message_is_acked_only_once_a_replica_holds_its_write(
 
     first = pipe.bump(ids[0])
     wait_until(lambda: Disposition.ACK in outcomes_of(pipe, first), timeout=30)
-    assert replica_version(replica_client, healthy_key) == pipe.entries(ids[:1])[0].version
+    [healthy] = pipe.entries(ids[:1])
+    assert healthy is not None and replica_version(replica_client, healthy_key) == healthy.version
 
     primary = redis.Redis.from_url(pipe.redis.address)
     if cut == "replica-frozen":
@@ -83,8 +85,7 @@ def test_message_is_acked_only_once_a_replica_holds_its_write(
         second = pipe.bump(ids[1])
         wait_until(lambda: outcomes_of(pipe, second).count(Disposition.NACK) >= 2, timeout=30)
         assert Disposition.ACK not in outcomes_of(pipe, second)
-        written = parse_entry({k.decode(): v.decode()
-                               for k, v in primary.hgetall(cut_key).items()})
+        written = parse_entry(text_hash(primary, cut_key))
         assert written is not None and written.tombstone  # applied, just not replicated
     finally:
         if cut == "replica-frozen":
@@ -123,7 +124,7 @@ def test_failover_to_a_replica_that_missed_invalidations_leaves_no_stale_key(
                timeout=30)
     assert not any(Disposition.ACK in outcomes_of(pipe, e) for e in events)
     pipe.redis.kill()  # the primary dies with the tombstones only it had
-    held = [parse_entry(replica_client.hgetall(k)) for k in keys]
+    held = [parse_entry(text_hash(replica_client, k)) for k in keys]
     assert all(e is not None and not e.tombstone for e in held)  # the old values
     chaos.take_over(pipe.redis, replica)
     replica_client.close()

@@ -13,7 +13,7 @@ import urllib.request
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.infra import faults
 from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.events import EventType

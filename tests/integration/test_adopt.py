@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from redis_spanner.schemas.settings import Settings, get_settings
 
 from tests.cli import invoke
 from tests.integration.shop import SHOP_CATALOG, SHOP_DDL, shop, tables
+from tests.redis_text import text_hash
 from tests.waiting import wait_until
 
 __all__ = ["shop"]  # the fixture
@@ -97,11 +99,17 @@ def test_writes_of_a_foreign_schema_reach_redis_through_the_stock_pipeline(
         ns = configured.namespace
         row_key = f"{ns}:customer:{{Customers:eu:7}}"
         list_key = f"{ns}:customer-orders:{{Customers:eu:7}}"
-        row = wait_until(lambda: (e := store.hgetall(row_key)) and e["v"] >= version and e,
-                         timeout=60)
+
+        def reached(key: str) -> Callable[[], dict[str, str] | None]:
+            def probe() -> dict[str, str] | None:
+                entry = text_hash(store, key)
+                return entry if entry and entry["v"] >= version else None
+
+            return probe
+
+        row = wait_until(reached(row_key), timeout=60)
         assert row == {"v": version, "s": "t"}
-        orders = wait_until(lambda: (e := store.hgetall(list_key)) and e["v"] >= version and e,
-                            timeout=60)
+        orders = wait_until(reached(list_key), timeout=60)
         assert orders["s"] == "v"
         assert json.loads(orders["d"]) == [{"OrderId": "o-1", "Total": 100},
                                            {"OrderId": "o-2", "Total": 250}]

@@ -79,7 +79,8 @@ def test_verify_finds_and_repairs_deliberate_corruption(
     assert not (after.stale or after.orphaned or after.foreign)
     assert client.get("account", "v-4")["Balance"] == 1005
     assert client.get("account", "v-15")["Balance"] == 1000
-    assert cache.get([client.key("account", "plain").key])[0].data == "null"
+    [plain] = cache.get([client.key("account", "plain").key])
+    assert plain is not None and plain.data == "null"
 
 
 def test_verify_sample_checks_only_that_many(

@@ -161,8 +161,11 @@ def test_two_relays_share_the_partitions_and_every_change_is_applied(
         columns = ("AccountId", "Owner", "Balance", "UpdatedAt")
         for n in range(40):
             account = f"acct-{n % 13}"
-            version = write(database, lambda tx, a=account, n=n: tx.insert_or_update(
-                "Accounts", columns, [[a, "o", n, spanner.COMMIT_TIMESTAMP]]))
+
+            def upsert(tx: Any, a: str = account, n: int = n) -> None:
+                tx.insert_or_update("Accounts", columns, [[a, "o", n, spanner.COMMIT_TIMESTAMP]])
+
+            version = write(database, upsert)
             tally.on_commit(event_id_for("Accounts", [account], version))
         wait_until(lambda: not tally.unaccounted(), timeout=60, interval=0.1)
         assert not tally.dead_lettered_ids

@@ -42,7 +42,8 @@ NOT_A_DIR = "NOT_A_DIR"  # replaced by a regular file's path
 EMPTY_DIR = "EMPTY_DIR"  # replaced by an empty directory
 NOT_GRPC = "NOT_GRPC"  # replaced by the stack's Redis address: it answers, but not in gRPC
 TAKEN_PORT = "TAKEN_PORT"  # replaced by the stack's Redis port: in use
-NO_STACK = {"PUBSUB_EMULATOR_HOST": UNSET, "SPANNER_EMULATOR_HOST": UNSET, "REDIS_URL": UNSET}
+NO_STACK: dict[str, str | None] = {"PUBSUB_EMULATOR_HOST": UNSET, "SPANNER_EMULATOR_HOST": UNSET,
+                                   "REDIS_URL": UNSET}
 NO_CREDENTIALS = {**NO_STACK, "GOOGLE_APPLICATION_CREDENTIALS": UNSET,
                   "NO_GCE_CHECK": "True", "GCE_METADATA_HOST": CLOSED, "GCE_METADATA_IP": CLOSED}
 

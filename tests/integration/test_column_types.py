@@ -13,7 +13,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -155,7 +155,7 @@ def test_every_column_type_is_cached_in_its_documented_form(
     assert json.loads(_cached(cache, catalog, "edges")) == ROWS["edges"][1]
 
 
-_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
@@ -218,7 +218,7 @@ class _WithInterval:
         self._rows = rows
         self._key = key
 
-    def read(self, keys: list[CacheKey]) -> tuple[dict[str, Any], int]:
+    def read(self, keys: Sequence[CacheKey]) -> tuple[dict[str, Any], int]:
         values, version = self._rows.read(keys)
         values[self._key] = {**values[self._key], "S": Interval(days=1)}
         return values, version

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import redis
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from prometheus_client import REGISTRY
 from redis_spanner.consumers.worker import PullWorker
 from redis_spanner.infra.demo.report import render

@@ -315,8 +315,11 @@ def test_letters_without_attributes_nested_or_over_4_mib_are_listed_and_found(
     for future in futures:
         future.result(timeout=60)
 
-    found = wait_until(lambda: (letters := listed(hold)) and len(letters) == 5 and letters,
-                       timeout=60, interval=0.5)
+    def all_five() -> dict[str, DeadLetter] | None:
+        letters = listed(hold)
+        return letters if len(letters) == 5 else None
+
+    found = wait_until(all_five, timeout=60, interval=0.5)
     assert {d.event_id for d in found.values()} >= {bare_id, inner_id, "0a0b0c0d-0002-big"}
     assert max(len(d.data) for d in found.values()) > 5 << 20
     for ident, reason in ((bare_id, "delivery-attempts-exceeded"),

@@ -125,7 +125,7 @@ def test_guard_and_reader_agree_on_any_hash(cache: RedisCache, key: str,
     """For any hash at a key, the guard never errors, and it overwrites exactly what the
     Python reader calls foreign or older; what it keeps is a real entry it saw as newer."""
     cache.client.delete(key)
-    cache.client.hset(key, mapping=fields)
+    cache.client.hset(key, mapping=dict(fields.items()))
     ceiling = cache.ceiling()
     kind = foreign_kind(fields, ceiling)
     held = cache.get([key])[0]
@@ -150,7 +150,7 @@ def test_chaos_foreign_entries_are_overwritten_by_the_running_pipeline(
     so verify then finds no foreign entry."""
     import random
 
-    from google.cloud import pubsub_v1
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
     from redis_spanner.consumers.readthrough import ReadThrough
     from redis_spanner.consumers.spanner_rows import SpannerRows
     from redis_spanner.consumers.verify import verify

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.consumers.dead_letters import DeadLetter
 from redis_spanner.consumers.pubsub import DEAD_LETTER_PREFIX, HoldSubscription
 from redis_spanner.consumers.worker import Consumer, healer

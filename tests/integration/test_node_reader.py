@@ -20,6 +20,7 @@ from redis_spanner.schemas import cache, versions
 from redis_spanner.schemas.keys import Catalog
 from redis_spanner.schemas.settings import Settings
 
+from tests.redis_text import text_hash
 from tests.waiting import wait_until
 
 READER = Path(__file__).parents[2] / "infra" / "examples" / "node-reader"
@@ -87,22 +88,27 @@ def test_node_reader_honours_the_pipelines_tombstones_and_versions(
         value = client.get("account", "node-1")
     finally:
         client.close()
-    filled = store.hgetall(key)
+    filled = text_hash(store, key)
     assert reader(node, provisioned, "get", key) == {
         "state": "hit", "version": filled["v"], "value": value}
     assert not reader(node, provisioned, "fill", key, filled["v"], '{"Owner": "y"}')["applied"]
 
     bump(database, "node-1", 5)
-    newer = wait_until(lambda: (e := store.hgetall(key)) and e["s"] == "t" and e, timeout=60)
+
+    def tombstoned() -> dict[str, str] | None:
+        entry = text_hash(store, key)
+        return entry if entry.get("s") == "t" else None
+
+    newer = wait_until(tombstoned, timeout=60)
     stale = reader(node, provisioned, "through", key, filled["v"], '{"Owner": "old"}')
     assert stale == {"hit": False, "value": {"Owner": "old"}, "version": filled["v"],
                      "filled": False}
-    assert store.hgetall(key) == newer
+    assert text_hash(store, key) == newer
 
     fresh = str(int(newer["v"]) + 1)
     through = reader(node, provisioned, "through", key, fresh, '{"Owner": "n", "Balance": 2}')
     assert through["filled"] is True
-    entry = cache.parse_entry(store.hgetall(key))
+    entry = cache.parse_entry(text_hash(store, key))
     assert entry is not None and not entry.tombstone
     assert entry.version == int(fresh) and entry.value() == {"Owner": "n", "Balance": 2}
     assert reader(node, provisioned, "through", key, fresh, "{}")["hit"] is True

@@ -189,7 +189,7 @@ def test_a_failed_spanner_read_raises_the_error_tree_and_gives_the_lease_back(
     is released at once, so the next caller can fill without waiting for it to expire."""
     key = account(catalog, "broken-1")
     with pytest.raises(TransientError):
-        clients(FailingRows()).get_many([key])  # type: ignore[arg-type]
+        clients(FailingRows()).get_many([key])
     assert not cache.client.exists(key.lease_key)
 
 

@@ -33,6 +33,7 @@ from typer.testing import CliRunner
 
 from tests.integration.consumer_support import Ledger, SteadyRun, start_pipeline
 from tests.redis_servers import LocalCluster, start_cluster
+from tests.redis_text import text
 from tests.waiting import wait_until
 
 
@@ -63,6 +64,12 @@ def cluster_cache(on_cluster: Settings) -> Iterator[RedisCache]:
     cache.client.close()
 
 
+def _cluster_client(cache: RedisCache) -> RedisCluster:
+    client = cache.client
+    assert isinstance(client, RedisCluster)  # REDIS_SPANNER_REDIS_CLUSTER is set
+    return client
+
+
 def _nodes_of(client: RedisCluster, keys: list[str]) -> set[str]:
     return {client.get_node_from_key(k).name for k in keys}
 
@@ -80,7 +87,7 @@ def test_events_reach_keys_in_every_slot_of_the_cluster(
     and nothing is nacked or dead-lettered (no MOVED reaches the consumer)."""
     ids = [f"c-{n:03d}" for n in range(60)]
     keys = _account_keys(catalog, ids)
-    assert len(_nodes_of(cluster_cache.client, keys)) == 3
+    assert len(_nodes_of(_cluster_client(cluster_cache), keys)) == 3
     cluster_cache.apply([CacheOp.set(k, 1, {"Owner": "old", "Balance": 0}) for k in keys])
     ledger = Ledger()
     consumer = start_pipeline(on_cluster, running, ledger)
@@ -134,7 +141,7 @@ def test_read_through_fills_and_rereads_on_the_cluster(
     client = ReadThrough(catalog, cluster_cache, SpannerRows(database))
     first = client.get_many([client.key("account", i) for i in ids])
     assert all(r.filled and not r.hit for r in first)
-    assert len(_nodes_of(cluster_cache.client, [r.key for r in first])) == 3
+    assert len(_nodes_of(_cluster_client(cluster_cache), [r.key for r in first])) == 3
     again = client.get_many([client.key("account", i) for i in ids])
     assert all(r.hit for r in again)
     bump(database, "rt-05", 3)
@@ -156,7 +163,7 @@ def test_async_read_through_fills_and_rereads_on_the_cluster(
             keys = [client.key("account", i) for i in ids]
             first = await client.get_many(keys)
             assert all(r.filled and not r.hit for r in first)
-            assert len(_nodes_of(cluster_cache.client, [r.key for r in first])) == 3
+            assert len(_nodes_of(_cluster_client(cluster_cache), [r.key for r in first])) == 3
             assert all(r.hit for r in await client.get_many(keys))
             bump(database, "art-05", 3)
             cluster_cache.apply([CacheOp.invalidate(client.key("account", "art-05").key,
@@ -181,7 +188,7 @@ def test_verify_and_repair_cover_every_primary(
     for i in stale:
         bump(database, i, 1)  # committed without a consumer: the cached value is now stale
     stale_keys = _account_keys(catalog, stale)
-    assert len(_nodes_of(cluster_cache.client, stale_keys)) == 3
+    assert len(_nodes_of(_cluster_client(cluster_cache), stale_keys)) == 3
 
     report = verify(cluster_cache, catalog, rows)
     assert report.checked == 45
@@ -233,8 +240,8 @@ def test_slot_migration_mid_run_leaves_no_stale_key(
         run = SteadyRun(_point_at(cluster, monkeypatch), database, catalog, running,
                         [f"m-{n:03d}" for n in range(90)])
         try:
-            client = run.cache.client
-            ids_by_port = {node.port: client.cluster_myid(node)
+            client = _cluster_client(run.cache)
+            ids_by_port = {node.port: text(client.cluster_myid(node))
                            for node in client.get_primaries()}
             source, target = ids_by_port[cluster.ports[0]], ids_by_port[cluster.ports[1]]
             wait_until(lambda: run.applied() >= len(run.ids) + 20, timeout=60)
@@ -269,7 +276,7 @@ def test_primary_killed_mid_run_fails_over_and_leaves_no_stale_key(
         run = SteadyRun(_point_at(cluster, monkeypatch), database, catalog, running,
                         [f"f-{n:03d}" for n in range(90)])
         try:
-            client = run.cache.client
+            client = _cluster_client(run.cache)
             victim_port = next(n.port for n in client.get_primaries()
                                if n.port != cluster.ports[0])
             victim = next(n for n in cluster.nodes if n.ports["redis"] == victim_port)

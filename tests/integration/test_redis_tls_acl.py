@@ -191,6 +191,7 @@ def test_password_never_appears_in_logs_reprs_or_errors(
     cache = RedisCache.from_settings(settings)
     try:
         cache.apply([CacheOp.invalidate(f"{settings.namespace}:account:{{A:1}}", 1)])
+        assert isinstance(cache.client, redis.Redis)  # one server, not a cluster
         seen += [repr(cache), repr(cache.client), repr(cache.client.connection_pool)]
     finally:
         cache.client.close()

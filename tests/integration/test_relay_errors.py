@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.producers.outbox_store import SpannerOutbox
 from redis_spanner.producers.relay import Relay, RelayConfig
 from redis_spanner.producers.runner import build_relay

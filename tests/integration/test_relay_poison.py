@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from google.cloud.spanner_v1 import param_types
 from redis_spanner.infra.processes import free_ports
 from redis_spanner.producers.outbox_store import SpannerOutbox

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 import uvicorn
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.consumers.dead_letter_scan import collect
+from redis_spanner.consumers.dead_letters import DeadLetter
 from redis_spanner.consumers.pubsub import HoldSubscription
 from redis_spanner.consumers.push import create_app
 from redis_spanner.consumers.worker import Consumer, PullWorker
@@ -46,9 +47,13 @@ def _publish(settings: Settings, *events: Event) -> None:
 def _held(settings: Settings, count: int) -> dict[str, str]:
     """Event id -> dead-letter reason, once the hold subscription has ``count`` letters."""
     hold = HoldSubscription(settings.dead_letter_subscription_path, wait=0.5)
+
+    def enough() -> list[DeadLetter] | None:
+        found = collect(hold)
+        return found if len(found) >= count else None
+
     try:
-        letters = wait_until(lambda: (found := collect(hold)) and len(found) >= count
-                             and found, timeout=60)
+        letters = wait_until(enough, timeout=60)
         return {str(letter.event_id): letter.reason for letter in letters}
     finally:
         hold.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.consumers.health import HealthServer, loops_check, redis_check
 from redis_spanner.consumers.messages import Inbound, Outcome
 from redis_spanner.consumers.pubsub import PullSubscription
@@ -41,7 +41,11 @@ def healthz(port: int) -> tuple[int, dict[str, Any]]:
 
 def health_becomes(port: int, status: int, timeout: float) -> dict[str, Any]:
     """The body of the first /healthz answer with ``status``."""
-    return wait_until(lambda: (h := healthz(port))[0] == status and h, timeout=timeout)[1]
+    def answered() -> dict[str, Any] | None:
+        code, body = healthz(port)
+        return body if code == status else None
+
+    return wait_until(answered, timeout=timeout)
 
 
 @pytest.fixture
@@ -104,7 +108,7 @@ def test_worker_health_fails_when_a_pull_loop_dies(provisioned: Settings,
     """A pull loop that ends on an unexpected exception turns /healthz to 503 naming the loop,
     while the other loops and Redis are fine; a loop stopped on purpose does not."""
     worker = PullWorker(PullSubscription(provisioned.subscription_path),
-                        _BreaksOnPoison(consumer), streams=2)  # type: ignore[arg-type]
+                        _BreaksOnPoison(consumer), streams=2)
     server = HealthServer([loops_check(worker.dead_loops), redis_check(consumer.cache.client)],
                           0, host="127.0.0.1").start()
     stop = threading.Event()

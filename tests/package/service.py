@@ -6,8 +6,10 @@ import json
 import os
 import sys
 import time
+from typing import Any, cast
 
 import redis
+from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud import spanner
 
 from redis_spanner import (
@@ -25,17 +27,18 @@ from redis_spanner import (
 )
 
 
-def write(database, balance):
-    def work(tx):
+def write(database: Any, balance: int) -> DatetimeWithNanoseconds:
+    def work(tx: Any) -> str:
         tx.insert_or_update("Accounts", ["AccountId", "Owner", "Balance", "UpdatedAt"],
                             [["pkg-1", "pkg", balance, spanner.COMMIT_TIMESTAMP]])
         return record(tx, EventType.ROW_CHANGED, "Accounts", ("pkg-1",))
 
+    committed: DatetimeWithNanoseconds
     _, committed = run_transaction(database, work)
     return committed
 
 
-def main():
+def main() -> None:
     import redis_spanner
 
     assert issubclass(KeyRefused, PermanentError) and issubclass(TransientError, RedisSpannerError)
@@ -46,11 +49,12 @@ def main():
     [first] = client.get_many([client.key("account", "pkg-1")])
     committed = write(database, 2)
     version = int(committed.timestamp()) * 10**9 + committed.nanosecond
-    entry = {}
+    entry: dict[str, str] = {}
     deadline = time.monotonic() + float(sys.argv[1])
     store = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
     while time.monotonic() < deadline:  # the relay and worker carry the commit to Redis
-        entry = store.hgetall(first.key)
+        # decode_responses=True: fields and values are text, which redis-py's types can't say
+        entry = cast(dict[str, str], store.hgetall(first.key))
         if entry.get("v", "0") >= f"{version:020d}":
             break
         time.sleep(0.1)

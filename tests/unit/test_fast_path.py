@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from redis_spanner.producers.fast_path import FastPath, tombstone_keys
 from redis_spanner.producers.fast_path_async import AsyncFastPath
 from redis_spanner.producers.outbox import Recorded, record, recording
@@ -127,8 +128,8 @@ def test_from_env_refuses_each_setting_it_does_not_honour_without_echoing_the_ur
     """A setting the fast path's own client would ignore (cluster, TLS files, password file) is
     a ``ConfigError`` naming the setting and the way out, never a client that connects
     differently from the consumer's; the Redis URL and its password appear nowhere."""
-    value: object = True if field == "redis_cluster" else tmp_path / "file"
-    settings = Settings(REDIS_URL=f"rediss://:{SECRET}@10.0.0.3:6378/0", **{field: value})
+    given: dict[str, Any] = {field: True if field == "redis_cluster" else tmp_path / "file"}
+    settings = Settings(REDIS_URL=f"rediss://:{SECRET}@10.0.0.3:6378/0", **given)
     for build in (FastPath.from_settings, AsyncFastPath.from_settings):
         with pytest.raises(ConfigError) as refused:
             build(settings)
@@ -145,6 +146,8 @@ def test_the_fast_path_built_from_settings_keeps_the_password_out_of_its_repr() 
     sync, asynchronous = FastPath.from_settings(settings), AsyncFastPath.from_settings(settings)
     for fast_path in (sync, asynchronous):
         assert SECRET not in repr(fast_path) and "10.0.0.3:6378" in repr(fast_path)
-    options = sync.writer.client.connection_pool.connection_kwargs
+    client = sync.writer.client
+    assert isinstance(client, redis.Redis)  # no cluster setting: a single-server client
+    options = client.connection_pool.connection_kwargs
     assert (options["username"], options["socket_timeout"]) == ("writer", 0.5)
     sync.close()

@@ -16,6 +16,11 @@ ROW = {"entity": "Things", "key_columns": ("Id",), "triggers": (Trigger("Things"
        "columns": ("Name",)}
 
 
+REFUSED_TYPE = ("template 'thing': key type {} is refused: cache keys are built from STRING or "
+                "INT64 primary-key parts only (a TIMESTAMP or BYTES key column cannot address a "
+                "cache key; key the template by another column)")
+
+
 def template(**changes: object) -> KeyTemplate:
     return KeyTemplate(**{"name": "thing", **ROW, **changes})  # type: ignore[arg-type]
 
@@ -26,8 +31,14 @@ def test_key_types_default_to_strings_one_per_column() -> None:
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"key_types": ("STRING", "STRING")}, "template 'thing': one STRING or INT64 per key column"),
-    ({"key_types": ("FLOAT64",)}, "template 'thing': one STRING or INT64 per key column"),
+    ({"key_types": ("STRING", "STRING")}, "template 'thing': one key type per key column"),
+    ({"key_types": ("FLOAT64",)}, REFUSED_TYPE.format("FLOAT64")),
+    ({"key_types": ("TIMESTAMP",)}, REFUSED_TYPE.format("TIMESTAMP")),
+    ({"key_types": ("BYTES",)}, REFUSED_TYPE.format("BYTES")),
+    ({"key_columns": ("A", "B"), "key_types": ("TIMESTAMP", "BYTES"), "triggers": ()},
+     REFUSED_TYPE.format("BYTES, TIMESTAMP")),
+    ({"key_columns": ("A", "B"), "key_types": ("INT64", "BYTES"), "triggers": ()},
+     REFUSED_TYPE.format("BYTES")),
     ({"name": "Thing"}, "template name 'Thing' must match ^[a-z][a-z0-9-]{0,47}$"),
     ({"name": "x" * 49}, f"template name {'x' * 49!r} must match ^[a-z][a-z0-9-]{{0,47}}$"),
     ({"query": "SELECT 1"}, "template 'thing' needs exactly one of columns or query"),

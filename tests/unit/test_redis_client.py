@@ -4,6 +4,7 @@ that can't work together, and credentials read from a file."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -17,7 +18,7 @@ from redis_spanner.schemas.settings import Settings, get_settings, redacted_url
 SECRET = "s3cret-value-91"
 
 
-def _settings(url: str, **fields: object) -> Settings:
+def _settings(url: str, **fields: Any) -> Settings:
     return Settings(REDIS_URL=url, **fields)
 
 
