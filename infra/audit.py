@@ -90,7 +90,7 @@ def principal(environ: Mapping[str, str] | None = None) -> str:
 
         try:
             if path is not None:
-                credentials, _ = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
+                credentials, _ = google.auth.load_credentials_from_file(
                     path)
             else:
                 credentials, _ = google.auth.default()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import redis
-from google.cloud import pubsub_v1, spanner
+from google.cloud import pubsub_v1, spanner  # type: ignore[attr-defined]
 from redis_spanner.consumers.dead_letter_scan import collect
 from redis_spanner.consumers.messages import Inbound
 from redis_spanner.consumers.pubsub import DeadLetterPublisher, HoldSubscription

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import redis
-from google.cloud import pubsub_v1, spanner
+from google.cloud import pubsub_v1, spanner  # type: ignore[attr-defined]
 from opentelemetry.sdk.trace import TracerProvider
 from redis_spanner.infra import faults
 from redis_spanner.infra.logs import MAX_CHARS, TRACE_FIELD

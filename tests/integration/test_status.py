@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from redis_spanner.consumers.dead_letter_scan import collect
 from redis_spanner.consumers.messages import Inbound

@@ -321,9 +321,9 @@ def test_retry_budgets_of_the_write_and_of_the_rewarm_read(
     real = retrying
 
     def recording(attempts: int, seconds: float, *,
-                  until: threading.Event | None = None) -> Any:
+                  until: threading.Event | None = None, **hooks: Any) -> Any:
         budgets.append((attempts, seconds, until))
-        return real(attempts, seconds, until=until)
+        return real(attempts, seconds, until=until, **hooks)
 
     monkeypatch.setattr(core, "retrying", recording)
     stop = threading.Event()
