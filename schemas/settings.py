@@ -223,13 +223,16 @@ def explain(error: ValidationError) -> str:
     what is wrong with it."""
     problems = []
     for detail in error.errors():
-        field = _field(str(detail["loc"][0])) if detail["loc"] else "?"
+        message = str(detail["msg"]).removeprefix("Value error, ")
+        if not detail["loc"]:  # a rule across settings: its message names them, no value shown
+            problems.append(message)
+            continue
+        field = _field(str(detail["loc"][0]))
         name = variable(field)
         info = Settings.model_fields.get(field)
         secret = info is not None and "SecretStr" in str(info.annotation)
         value = detail.get("input", os.environ.get(name, ""))
-        shown = "" if secret else f"={str(value)[:60]!r}"
-        message = str(detail["msg"]).removeprefix("Value error, ")
+        shown = "" if secret or isinstance(value, dict) else f"={str(value)[:60]!r}"
         problems.append(f"{name}{shown}: {message}")
     return "invalid setting " + "; ".join(problems)
 

@@ -9,6 +9,7 @@ plain unit tests: redis-server starts in milliseconds and needs no emulator.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -29,6 +30,17 @@ INTEGRATION_DIR = Path(__file__).parent / "integration"
 # a deadline would turn that into a failure. Each test still has pytest's timeout.
 hypothesis_settings.register_profile("redis-spanner", deadline=None)
 hypothesis_settings.load_profile("redis-spanner")
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A command run in process configures logging on the stderr of its test, which pytest
+    closes afterwards: give every test the root logger's handlers and level as they were."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

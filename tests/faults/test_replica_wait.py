@@ -32,14 +32,22 @@ def replica(tmp_path: Path) -> Iterator[faults.OwnProcess]:
 
 
 def replicate(primary: faults.OwnProcess, client: redis.Redis) -> None:
-    """Make the server of ``client`` a replica of ``primary``, and wait until it is in sync."""
+    """Make the server of ``client`` a replica of ``primary``, and wait until it is in sync and
+    the primary counts it for WAIT: online, which it becomes only at the replica's first
+    acknowledgement (sent once a second), a while after the replica reports its link up."""
     host_port = primary.address.split("//", 1)[1].split("/", 1)[0]
     host, port = host_port.rsplit(":", 1)
-    with redis.Redis.from_url(primary.address) as admin:
+    with redis.Redis.from_url(primary.address, decode_responses=True) as admin:
         admin.config_set("repl-diskless-sync-delay", 0)
-    client.replicaof(host, int(port))
-    wait_until(lambda: client.info("replication").get("master_link_status") == "up",
-               timeout=30)
+        client.replicaof(host, int(port))
+        wait_until(lambda: client.info("replication").get("master_link_status") == "up",
+                   timeout=30)
+
+        def online() -> bool:
+            info = admin.info("replication")
+            return any(isinstance(v, dict) and v.get("state") == "online"
+                       for k, v in info.items() if k.startswith("slave"))
+        wait_until(online, timeout=30)
 
 
 def outcomes_of(pipe: Pipeline, event_id: str) -> list[Disposition]:
@@ -62,7 +70,8 @@ def test_message_is_acked_only_once_a_replica_holds_its_write(
     tombstone. With the link cut (the replica frozen, or detached with REPLICAOF NO ONE) the
     primary applies the write but the message is nacked on every delivery; once the link is
     back it is acked, and the replica holds the tombstone."""
-    pipe: Pipeline = open_pipeline(redis_wait_replicas=1, redis_wait_timeout_ms=300)
+    pipe: Pipeline = open_pipeline(redis_wait_replicas=1, redis_wait_timeout_ms=1500,
+                                   redis_timeout_seconds=5)
     replica_client = redis.Redis.from_url(replica.address, decode_responses=True)
     replicate(pipe.redis, replica_client)
     ids = pipe.accounts(2)
@@ -108,7 +117,8 @@ def test_failover_to_a_replica_that_missed_invalidations_leaves_no_stale_key(
     values, takes over its address. None of those invalidations was acked (no replica had
     it), so Pub/Sub redelivers them to the new primary: every key ends coherent and nothing is
     lost. (Without the WAIT they are acked, lost with the primary, and the keys stay stale.)"""
-    pipe: Pipeline = open_pipeline(redis_wait_replicas=1, redis_wait_timeout_ms=300)
+    pipe: Pipeline = open_pipeline(redis_wait_replicas=1, redis_wait_timeout_ms=1500,
+                                   redis_timeout_seconds=5)
     replica_client = redis.Redis.from_url(replica.address, decode_responses=True)
     replicate(pipe.redis, replica_client)
     ids = pipe.accounts(5)
