@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from redis_spanner.consumers import field_crypto
 from redis_spanner.consumers.core import CacheWriter, RowReader
@@ -37,6 +37,9 @@ __all__ = ["CacheClient", "FillPolicy", "LeasePolicy", "LeasingCache", "Read", "
            "VersionReader"]
 
 
+C = TypeVar("C")
+
+
 class LeasingCache(CacheWriter, Protocol):
     def raw(self, keys: Sequence[str]) -> list[dict[str, str] | str]: ...
     def acquire_leases(self, lease_keys: Sequence[str], token: str, ttl_ms: int
@@ -48,13 +51,14 @@ class VersionReader(RowReader, Protocol):
     def read_versions(self, keys: Sequence[CacheKey]) -> tuple[dict[str, int | None], int]: ...
 
 
-class CacheClient:
-    """Reads cache keys through Redis, falling back to Spanner; safe to share across threads."""
+class ReadThroughClient(Generic[C]):
+    """What both read-through clients hold: the catalog, a guarded cache with fill leases
+    (blocking or asyncio, ``C``), a Spanner reader and the lease and fill policies."""
 
     def __init__(
         self,
         catalog: Catalog,
-        cache: LeasingCache,
+        cache: C,
         rows: VersionReader,
         leases: LeasePolicy | None = None,
         fills: FillPolicy | None = None,
@@ -65,25 +69,34 @@ class CacheClient:
         self._leases = leases or LeasePolicy()
         self._fills = fills or FillPolicy()
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._cache!r}, namespace={self._catalog.namespace!r})"
+
+    def key(self, template: str, *parts: object) -> CacheKey:
+        return self._catalog.key(self._catalog.template(template), parts)
+
+
+def from_env_parts(settings: Settings | None) -> tuple[Settings, Catalog, SpannerRows,
+                                                         FillPolicy]:
+    """What ``from_env`` builds either client from: the settings, their catalog, a Spanner
+    reader and the fill policy of their tombstone TTL and version skew."""
+    settings = settings or get_settings()
+    return (settings, load_catalog(settings.catalog, settings.namespace),
+            SpannerRows(open_database(settings)),
+            FillPolicy.for_tombstone_ttl(settings.tombstone_ttl_seconds,
+                                         settings.max_version_skew_seconds))
+
+
+class CacheClient(ReadThroughClient[LeasingCache]):
+    """Reads cache keys through Redis, falling back to Spanner; safe to share across threads."""
+
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> CacheClient:
         """The client the environment describes: ``REDIS_URL``, the Spanner database and the
         catalog of ``REDIS_SPANNER_*`` settings (see the README's settings table)."""
-        settings = settings or get_settings()
-        catalog = load_catalog(settings.catalog, settings.namespace)
-        return cls(
-            catalog,
-            RedisCache.from_settings(settings, field_crypto.from_settings(settings, catalog)),
-            SpannerRows(open_database(settings)),
-            fills=FillPolicy.for_tombstone_ttl(settings.tombstone_ttl_seconds,
-                                              settings.max_version_skew_seconds),
-        )
-
-    def __repr__(self) -> str:
-        return f"CacheClient({self._cache!r}, namespace={self._catalog.namespace!r})"
-
-    def key(self, template: str, *parts: object) -> CacheKey:
-        return self._catalog.key(self._catalog.template(template), parts)
+        settings, catalog, rows, fills = from_env_parts(settings)
+        crypto = field_crypto.from_settings(settings, catalog)
+        return cls(catalog, RedisCache.from_settings(settings, crypto), rows, fills=fills)
 
     def get(self, template: str, *parts: object, verify: bool = False) -> Any:
         """The value of one key: ``get("account", "a-1")``; ``None`` when the row is missing."""

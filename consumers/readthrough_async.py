@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from redis_spanner.consumers import field_crypto
-from redis_spanner.consumers.read_flow import FillPolicy, LeasePolicy, Read, get_many
+from redis_spanner.consumers.read_flow import Read, get_many
 from redis_spanner.consumers.read_requests import (
     AcquireLeases,
     RawEntries,
@@ -28,13 +28,11 @@ from redis_spanner.consumers.read_requests import (
     Sleep,
     Write,
 )
-from redis_spanner.consumers.readthrough import VersionReader
+from redis_spanner.consumers.readthrough import ReadThroughClient, from_env_parts
 from redis_spanner.consumers.redis_cache_async import AsyncRedisCache
-from redis_spanner.consumers.spanner_rows import SpannerRows, open_database
 from redis_spanner.schemas.cache import Applied, CacheOp
-from redis_spanner.schemas.catalog import load_catalog
-from redis_spanner.schemas.keys import CacheKey, Catalog
-from redis_spanner.schemas.settings import Settings, get_settings
+from redis_spanner.schemas.keys import CacheKey
+from redis_spanner.schemas.settings import Settings
 
 __all__ = ["AsyncCacheClient", "AsyncLeasingCache"]
 
@@ -48,38 +46,15 @@ class AsyncLeasingCache(Protocol):
     async def aclose(self) -> None: ...
 
 
-class AsyncCacheClient:
+class AsyncCacheClient(ReadThroughClient[AsyncLeasingCache]):
     """Reads cache keys through Redis, falling back to Spanner, without blocking the loop."""
-
-    def __init__(
-        self,
-        catalog: Catalog,
-        cache: AsyncLeasingCache,
-        rows: VersionReader,
-        leases: LeasePolicy | None = None,
-        fills: FillPolicy | None = None,
-    ) -> None:
-        self._catalog = catalog
-        self._cache = cache
-        self._rows = rows
-        self._leases = leases or LeasePolicy()
-        self._fills = fills or FillPolicy()
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> AsyncCacheClient:
         """The client the environment describes, as ``CacheClient.from_env`` builds it."""
-        settings = settings or get_settings()
-        catalog = load_catalog(settings.catalog, settings.namespace)
-        return cls(
-            catalog,
-            AsyncRedisCache.from_settings(settings, field_crypto.from_settings(settings, catalog)),
-            SpannerRows(open_database(settings)),
-            fills=FillPolicy.for_tombstone_ttl(settings.tombstone_ttl_seconds,
-                                              settings.max_version_skew_seconds),
-        )
-
-    def __repr__(self) -> str:
-        return f"AsyncCacheClient({self._cache!r}, namespace={self._catalog.namespace!r})"
+        settings, catalog, rows, fills = from_env_parts(settings)
+        crypto = field_crypto.from_settings(settings, catalog)
+        return cls(catalog, AsyncRedisCache.from_settings(settings, crypto), rows, fills=fills)
 
     async def __aenter__(self) -> AsyncCacheClient:
         return self
@@ -87,9 +62,6 @@ class AsyncCacheClient:
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         trace: TracebackType | None) -> None:
         await self.aclose()
-
-    def key(self, template: str, *parts: object) -> CacheKey:
-        return self._catalog.key(self._catalog.template(template), parts)
 
     async def get(self, template: str, *parts: object, verify: bool = False) -> Any:
         """The value of one key; ``None`` when the row is missing."""
