@@ -59,6 +59,19 @@ class Pending:
 
     rows: list[OutboxRow]
     poison: list[PoisonRow]
+    last: Position | None = None
+    """Where the read stopped: the next read may start after it (None: start over)."""
+    full: bool = False
+    """The read returned as many rows as it was allowed: more may be waiting."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """A place in the relay's reading order: commit timestamp, then shard, then event id."""
+
+    commit_ts: dt.datetime
+    shard: int
+    event_id: str
 
 
 @dataclass(frozen=True, slots=True)

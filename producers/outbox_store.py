@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from redis_spanner.producers.outbox_rows import (
     OutboxRow,
     Pending,
     PoisonRow,
+    Position,
     QuarantinedRow,
     classify,
 )
@@ -42,8 +44,15 @@ class Claim:
 _PENDING = """
 SELECT Shard, EventId, EventType, TableName, KeyJson, Payload, SchemaVersion, CommitTs,
        TraceParent
-FROM Outbox WHERE Shard IN UNNEST(@shards) ORDER BY CommitTs LIMIT @limit
+FROM Outbox WHERE Shard IN UNNEST(@shards) {after}
+ORDER BY CommitTs, Shard, EventId LIMIT @limit
 """
+_AFTER = """AND (CommitTs > @ts OR (CommitTs = @ts AND (Shard > @shard
+                                              OR (Shard = @shard AND EventId > @id))))"""
+_PENDING_ALL = _PENDING.format(after="")
+_PENDING_AFTER = _PENDING.format(after=_AFTER)
+_POSITION_TYPES = {"ts": param_types.TIMESTAMP, "shard": param_types.INT64,
+                   "id": param_types.STRING}
 _LEASES = """
 SELECT Shard, Owner, ExpiresAt > CURRENT_TIMESTAMP() AS Live FROM OutboxLease
 """
@@ -91,20 +100,39 @@ class SpannerOutbox:
     def __init__(self, database: Any) -> None:
         self._db = database
 
-    def read(self, shards: set[int], limit: int) -> Pending:
-        """The oldest pending rows of ``shards``: messages to publish and poison to move aside."""
+    def read(self, shards: set[int], limit: int, skip: Collection[str] = frozenset(),
+             after: Position | None = None) -> Pending:
+        """The oldest pending rows of ``shards`` (those after ``after`` if given): messages to
+        publish and poison to move aside. Rows whose event id is in ``skip`` (published
+        already) count toward ``limit`` but are not decoded or returned.
+
+        A strong read sees every commit up to its timestamp and a later commit gets a later
+        one, so rows committed after a read sort after its last row; ``after`` only misses
+        a row whose CommitTs was written by hand in the past, which a read from the start
+        finds."""
+        params: dict[str, Any] = {"shards": sorted(shards), "limit": limit}
+        types: dict[str, Any] = {"shards": _SHARDS, "limit": param_types.INT64}
+        if after is not None:
+            params.update(ts=after.commit_ts, shard=after.shard, id=after.event_id)
+            types.update(_POSITION_TYPES)
+        found: list[OutboxRow | PoisonRow] = []
+        last: list[Any] = []
+        count = 0
         try:
             with self._db.snapshot() as snapshot:
-                found = [classify(list(r)) for r in snapshot.execute_sql(
-                    _PENDING,
-                    params={"shards": sorted(shards), "limit": limit},
-                    param_types={"shards": _SHARDS, "limit": param_types.INT64},
-                    timeout=READ_TIMEOUT,
-                )]
+                for values in snapshot.execute_sql(
+                    _PENDING_ALL if after is None else _PENDING_AFTER, params=params,
+                    param_types=types, timeout=READ_TIMEOUT,
+                ):
+                    count += 1
+                    last = values
+                    if values[1] not in skip:
+                        found.append(classify(values))
         except Exception as e:
             raise translate(e) from e
         return Pending([r for r in found if isinstance(r, OutboxRow)],
-                       [r for r in found if isinstance(r, PoisonRow)])
+                       [r for r in found if isinstance(r, PoisonRow)],
+                       _position(last), full=count >= limit)
 
     def pending(self, shards: set[int], limit: int) -> list[OutboxRow]:
         """The messages among the oldest pending rows of ``shards``."""
@@ -236,3 +264,14 @@ class SpannerOutbox:
             params={"owner": owner, "shards": shards},
             param_types={"owner": param_types.STRING, "shards": _SHARDS},
         )
+
+
+def _position(values: list[Any]) -> Position | None:
+    """The reading position of a row as read, if its key columns can make one."""
+    if len(values) < 8:
+        return None
+    shard, event_id, commit_ts = values[0], values[1], values[7]
+    if not (isinstance(shard, int) and isinstance(event_id, str)
+            and isinstance(commit_ts, dt.datetime)):
+        return None
+    return Position(commit_ts, shard, event_id)

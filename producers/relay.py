@@ -9,8 +9,10 @@ to the quarantine table with its reason; the rows around it keep flowing. No exc
 relay's loops: an unexpected one is logged and retried with backoff. The one way out besides the
 stop signal is ``LeaseLost``, raised when leases could not be renewed for too long.
 
-Deleting is off the latency path: published rows are remembered until their delete commits, so
-a delete that waits for a busy Spanner neither delays the next publish nor repeats this one.
+Deleting is off the publishing path: a deleter thread deletes what Pub/Sub holds while the
+next round reads and publishes. Published rows are remembered until their delete commits, and
+reads skip them, so a delete that waits for a busy Spanner neither delays the next publish nor
+repeats this one.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from concurrent import futures
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from redis_spanner.producers import metrics
+from redis_spanner.producers.background import in_background
 from redis_spanner.producers.leases import LeaseKeeper, LeaseLost, LeaseStore
-from redis_spanner.producers.outbox_rows import OutboxRow, Pending, PoisonRow
+from redis_spanner.producers.outbox_rows import OutboxRow, Pending, PoisonRow, Position
 from redis_spanner.schemas.errors import TransientError
 from redis_spanner.schemas.failpoints import failpoint
 
@@ -37,6 +42,8 @@ __all__ = ["LeaseLost", "Relay", "RelayConfig"]
 MAX_BACKOFF = 2.0
 RELEASE_SECONDS = 2.0
 QUARANTINE_RETRY_SECONDS = 2.0
+DELETE_WAIT_SECONDS = 2.0
+"""How long a stopping relay waits for its last delete."""
 MIN_GIVE_UP_SECONDS = 15.0
 
 
@@ -47,7 +54,8 @@ def give_up_after(lease_seconds: float) -> float:
 
 class OutboxStore(LeaseStore, Protocol):
     def release(self, owner: str) -> None: ...
-    def read(self, shards: set[int], limit: int) -> Pending: ...
+    def read(self, shards: set[int], limit: int, skip: Collection[str] = frozenset(),
+             after: Position | None = None) -> Pending: ...
     def delete(self, rows: list[OutboxRow]) -> None: ...
     def quarantine(self, rows: list[PoisonRow]) -> None: ...
     def backlog(self) -> tuple[int, object]: ...
@@ -93,9 +101,16 @@ class Relay:
                                    clock)
         self._next_backlog = 0.0
         self._published: dict[str, OutboxRow] = {}
-        """Rows Pub/Sub holds whose delete has not committed yet."""
+        """Rows Pub/Sub holds whose delete has not committed yet (under ``_lock``)."""
+        self._lock = threading.Lock()
+        self._to_delete = threading.Event()
         self._quarantined = 0
         self._quarantine_after = 0.0
+        self._ahead: tuple[frozenset[int], futures.Future[Pending]] | None = None
+        """The read of the rows after a full read, for the shards it read, taken while that
+        read's rows were published: it goes on from the full read's last row instead of
+        reading again rows published and not yet deleted. A read that is not full, and any
+        failure, sends the next one back to the start."""
 
     @property
     def shards(self) -> frozenset[int]:
@@ -114,13 +129,17 @@ class Relay:
         keeper = threading.Thread(target=self._keep_leases, args=(done,), daemon=True,
                                   name=f"{self.owner}-leases")
         keeper.start()
+        deleter = threading.Thread(target=self._keep_deleting, args=(done,), daemon=True,
+                                   name=f"{self.owner}-delete")
+        deleter.start()
         try:
             while not (stop.is_set() or done.is_set() or self._leases.given_up()):
                 try:
-                    sent = self._publish_round(stop)
+                    more = self._publish_round(stop)
                     self._report_backlog()
                     failures = 0
                 except Exception as e:  # no exception ends the loop
+                    self._ahead = None
                     if stop.is_set():
                         log.info("relay %s stopping: %s", self.owner, e)
                         break
@@ -134,11 +153,14 @@ class Relay:
                                       self.owner, delay)
                     self._pause(stop, done, delay)
                     continue
-                if sent < self._config.batch:
+                if not more:
                     self._pause(stop, done, self._config.poll_interval)
         finally:
             done.set()
+            self._to_delete.set()
+            deleter.join(timeout=DELETE_WAIT_SECONDS)
             keeper.join(timeout=2.0)
+            self._ahead = None
             self._release()
         if self._leases.lost is not None:
             raise self._leases.lost
@@ -148,6 +170,19 @@ class Relay:
             self._leases.keep(done)
         finally:
             done.set()  # a keeper that returns while the relay runs has given up
+
+    def _keep_deleting(self, done: threading.Event) -> None:
+        """Delete published rows as they come, and once more when the relay stops."""
+        failures = 0
+        while not done.is_set():
+            self._to_delete.wait(self._config.poll_interval)
+            self._to_delete.clear()
+            if self._delete_published():
+                failures = 0
+                continue
+            failures += 1
+            done.wait(min(0.05 * 2 ** min(failures, 10), MAX_BACKOFF))
+        self._delete_published()
 
     @staticmethod
     def _pause(stop: threading.Event, done: threading.Event, seconds: float) -> None:
@@ -159,29 +194,48 @@ class Relay:
                 return
             stop.wait(min(left, 0.1))
 
-    def _publish_round(self, stop: threading.Event) -> int:
-        """Publish new pending rows of the leased shards, move poison aside, then delete what
-        Pub/Sub holds. Returns the rows published."""
+    def _publish_round(self, stop: threading.Event) -> bool:
+        """Publish new pending rows of the leased shards and move poison aside; the deleter
+        deletes what Pub/Sub holds. While a full read's rows are published, the rows after
+        them are read. Returns whether more rows may be waiting."""
         shards = self._leases.lease.shards
-        if any(r.shard not in shards for r in self._published.values()):
-            # Rows of a shard now leased elsewhere are that relay's to publish and delete.
-            self._published = {k: r for k, r in self._published.items() if r.shard in shards}
-        sent = 0
-        if shards:
-            with metrics.timed("spanner", "read_outbox"):
-                found = self._store.read(set(shards), self._config.batch + len(self._published))
-            failpoint("relay.after_read")
-            rows = [r for r in found.rows if r.event_id not in self._published]
-            poison = list(found.poison)
-            if (rows or poison) and self._leases.has(self._config.lease_seconds / 3):
-                if rows:
-                    refused = self._publish(rows, stop)
-                    sent = len(rows) - len(refused)
-                    poison += refused
-                if poison:
-                    self._quarantine(poison)
-        self._delete_published()
-        return sent
+        with self._lock:
+            if any(r.shard not in shards for r in self._published.values()):
+                # Rows of a shard now leased elsewhere are that relay's to publish and delete.
+                self._published = {k: r for k, r in self._published.items()
+                                   if r.shard in shards}
+            # Taken before the read: a row deleted while it runs is still skipped.
+            skip = frozenset(self._published)
+        ahead, self._ahead = self._ahead, None
+        if not shards:
+            return False
+        if ahead is not None and ahead[0] == shards:
+            found = ahead[1].result()
+        else:
+            found = self._read(shards, self._config.batch + len(skip), skip, None)
+        failpoint("relay.after_read")
+        next_read = None
+        if found.full and found.last is not None:
+            next_read = in_background(
+                partial(self._read, shards, self._config.batch, skip, found.last),
+                f"{self.owner}-read")
+        rows = [r for r in found.rows if r.event_id not in skip]
+        poison = list(found.poison)
+        if rows or poison:
+            if not self._leases.has(self._config.lease_seconds / 3):
+                return False
+            if rows:
+                poison += self._publish(rows, stop)
+            if poison:
+                self._quarantine(poison)
+        if next_read is not None:
+            self._ahead = (shards, next_read)
+        return found.full
+
+    def _read(self, shards: frozenset[int], limit: int, skip: frozenset[str],
+              after: Position | None) -> Pending:
+        with metrics.timed("spanner", "read_outbox"):
+            return self._store.read(set(shards), limit, skip, after)
 
     def _publish(self, rows: list[OutboxRow], stop: threading.Event) -> list[PoisonRow]:
         start = time.perf_counter()
@@ -191,7 +245,9 @@ class Relay:
         failpoint("relay.after_publish")
         gone = {r.event_id for r in refused}
         held = [r for r in rows if r.event_id not in gone]
-        self._published.update((r.event_id, r) for r in held)
+        with self._lock:
+            self._published.update((r.event_id, r) for r in held)
+        self._to_delete.set()
         _count_published(held)
         log.debug("relay %s: published %d row(s), %d refused, in %.1f ms", self.owner,
                   len(held), len(refused), elapsed * 1000,
@@ -222,20 +278,24 @@ class Relay:
                       row.event_id, row.reason, extra={"event_id": row.event_id,
                                                        "reason": reason})
 
-    def _delete_published(self) -> None:
-        if not self._published:
-            return
-        batch = list(self._published.values())
+    def _delete_published(self) -> bool:
+        """Delete what Pub/Sub holds; False if that failed (the rows stay remembered)."""
+        with self._lock:
+            batch = list(self._published.values())
+        if not batch:
+            return True
         try:
             with metrics.timed("spanner", "delete_outbox"):
                 self._store.delete(batch)
-        except Exception as e:  # they stay remembered; the next round tries again
+        except Exception as e:  # they stay remembered; the next try takes them again
             log.log(logging.DEBUG if isinstance(e, TransientError) else logging.WARNING,
                     "relay %s: delete of %d row(s) deferred: %s: %s", self.owner, len(batch),
                     type(e).__name__, e)
-            return
-        for row in batch:
-            self._published.pop(row.event_id, None)
+            return False
+        with self._lock:
+            for row in batch:
+                self._published.pop(row.event_id, None)
+        return True
 
     def _report_backlog(self) -> None:
         now = self._clock()

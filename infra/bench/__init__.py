@@ -52,6 +52,8 @@ def run_bench(options: BenchOptions, progress: Progress) -> dict[str, Any]:
             ("consumer_hot", lambda s: consumer.drain(s, n, hot_keys=max(1, n // 50)), None),
             ("consumer_rewarm", lambda s: consumer.drain(s, n, rewarm=True), REWARM_CATALOG),
             ("raw_publish", lambda s: transport.raw_publish(s, n), None),
+            ("raw_publish_batched", lambda s: transport.raw_publish_batched(s, n), None),
+            ("outbox_read", lambda s: pipeline.outbox_read(s, n), None),
             ("relay", lambda s: pipeline.relay(s, n), None),
         ]
         with fresh(base, "warm-up") as settings:  # the emulators' first calls are slow
@@ -119,6 +121,9 @@ def summarize(options: BenchOptions, runs: dict[str, list[float]],
             "consumer_hot_vs_raw": _ratio(rate["consumer_hot"], rate["raw_pull_ack"]),
             "rewarm_vs_raw": _ratio(rate["consumer_rewarm"], rate["raw_pull_ack"]),
             "relay_vs_raw_publish": _ratio(rate["relay"], rate["raw_publish"]),
+            "relay_vs_outbox_read": _ratio(rate["relay"], rate["outbox_read"]),
+            "outbox_read_vs_raw_publish": _ratio(rate["outbox_read"], rate["raw_publish"]),
+            "relay_vs_batched_publish": _ratio(rate["relay"], rate["raw_publish_batched"]),
             "lag_p99_vs_floor_p99": _ratio(lag["end_to_end"]["p99_ms"], floor_p99),
             "spanner_read_vs_cached_get": _ratio(reads["spanner_read_ms"],
                                                  reads["cached_get_ms"]),

@@ -15,16 +15,21 @@ from redis_spanner.consumers.readthrough import ReadThrough
 from redis_spanner.consumers.worker import Consumer, PullWorker
 from redis_spanner.infra.bench.stack import CHUNK, Counter, account_id, seed_accounts, timed
 from redis_spanner.infra.demo.workload import bump, paced
-from redis_spanner.producers.outbox import OUTBOX_COLUMNS, OUTBOX_TABLE, outbox_values
+from redis_spanner.producers.outbox import (
+    OUTBOX_COLUMNS,
+    OUTBOX_SHARDS,
+    OUTBOX_TABLE,
+    outbox_values,
+)
 from redis_spanner.producers.outbox_rows import OutboxRow
+from redis_spanner.producers.outbox_store import SpannerOutbox
 from redis_spanner.producers.runner import build_relay
 from redis_spanner.producers.spanner import open_database, run_transaction
 from redis_spanner.schemas.events import EventType
 from redis_spanner.schemas.settings import Settings
 
 
-def relay(settings: Settings, events: int) -> float:
-    """Outbox rows per second one relay publishes, from ``events`` rows committed up front."""
+def _fill_outbox(settings: Settings, events: int) -> Any:
     database = open_database(settings)
     for start in range(0, events, CHUNK):
         rows = [outbox_values(EventType.ROW_CHANGED, "Accounts", (account_id(i),))
@@ -33,6 +38,12 @@ def relay(settings: Settings, events: int) -> float:
             tx.insert(OUTBOX_TABLE, columns=OUTBOX_COLUMNS, values=rows)
 
         run_transaction(database, insert)
+    return database
+
+
+def relay(settings: Settings, events: int) -> float:
+    """Outbox rows per second one relay publishes, from ``events`` rows committed up front."""
+    _fill_outbox(settings, events)
     published = Counter(events)
 
     def count(rows: list[OutboxRow]) -> None:
@@ -42,6 +53,23 @@ def relay(settings: Settings, events: int) -> float:
     elapsed = timed(runner.run, published.done)
     publisher.close()
     return float(published.count / elapsed)
+
+
+def outbox_read(settings: Settings, events: int) -> float:
+    """Outbox rows per second the relay's reads alone go through (rounds of the relay's
+    size, each from the last one's last row, every row decoded into its message): the
+    Spanner side's limit on the relay."""
+    store = SpannerOutbox(_fill_outbox(settings, events))
+    shards = set(range(OUTBOX_SHARDS))
+    read, after = 0, None
+    began = time.monotonic()
+    while read < events:
+        found = store.read(shards, settings.relay_batch, after=after)
+        read += len(found.rows)
+        after = found.last
+        if not found.full:
+            break
+    return read / (time.monotonic() - began)
 
 
 def end_to_end_lags(settings: Settings, rate: float, seconds: float) -> list[float]:

@@ -32,7 +32,8 @@ def test_quick_bench_completes_with_every_figure_positive_and_every_ratio_finite
     assert lines[0].startswith("| measure |")
     result = json.loads(lines[-1])
     assert set(result["rates_per_s"]) == {"raw_pull_ack", "naive", "consumer", "consumer_hot",
-                                          "consumer_rewarm", "raw_publish", "relay"}
+                                          "consumer_rewarm", "raw_publish",
+                                          "raw_publish_batched", "outbox_read", "relay"}
     assert all(rate > 0 for rate in result["rates_per_s"].values())
     assert all(len(runs) == result["repeats"] for runs in result["runs_per_s"].values())
     for name in ("floor_pull", "floor_streaming", "end_to_end"):
