@@ -3,7 +3,8 @@
 A batch of writes is one pipeline of EVALSHA calls, one per key. Each call touches a single key,
 and one entity's keys share a hash tag, so on Redis Cluster the calls are grouped by the node
 that owns their slot and each node gets one pipeline: one round trip per node, not per key
-(``redis_client.pipelined``). The client itself is built from the settings there too.
+(``redis_pipeline.pipelined``). The client is built from the settings by
+``schemas.redis_connection``.
 With ``wait_replicas`` a second round trip follows it: WAIT until that many replicas have every
 write made so far.
 """
@@ -18,12 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError, ResponseError
 from redis_spanner.consumers import metrics
-from redis_spanner.consumers.redis_client import (
-    REDIS_ERRORS,
-    RedisClient,
-    connect,
-    pipelined,
-)
+from redis_spanner.consumers.redis_pipeline import pipelined
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import (
     GUARD,
@@ -35,6 +31,7 @@ from redis_spanner.schemas.cache import (
     parse_entry,
 )
 from redis_spanner.schemas.errors import TransientError
+from redis_spanner.schemas.redis_connection import REDIS_ERRORS, RedisClient, connect
 from redis_spanner.schemas.settings import Settings, redacted_url
 
 if TYPE_CHECKING:

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis_spanner.consumers.redis_cache import guard_answers, guard_calls
-from redis_spanner.consumers.redis_client import connect_async
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import GUARD, LEASE_RELEASE, Applied, CacheOp
 from redis_spanner.schemas.errors import TransientError
+from redis_spanner.schemas.redis_connection import connect_async
 from redis_spanner.schemas.settings import Settings, redacted_url
 
 if TYPE_CHECKING:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from redis_spanner.producers.outbox_store import SpannerOutbox
     from redis_spanner.schemas.settings import Settings
 
 T = TypeVar("T")
@@ -73,11 +74,8 @@ def quarantine(
                                            min=0.5)] = 10.0,
 ) -> None:
     """List the outbox rows the relay moved to OutboxQuarantine, with the reason for each."""
-    from redis_spanner.producers.outbox_store import SpannerOutbox
-    from redis_spanner.producers.spanner import open_database
-
     settings = _settings()
-    rows = _bounded(lambda: SpannerOutbox(open_database(settings)).quarantined(limit), timeout,
+    rows = _bounded(lambda: _outbox(settings, timeout).quarantined(limit), timeout,
                     f"cannot read OutboxQuarantine of {_where(settings)}")
     console = Console(stderr=as_json, emoji=False)
     if not rows:
@@ -106,11 +104,8 @@ def requeue(
 ) -> None:
     """Move quarantined rows, once fixed in place with SQL, back to the outbox (same event id
     and commit timestamp). A row still broken is quarantined again by the relay."""
-    from redis_spanner.producers.outbox_store import SpannerOutbox
-    from redis_spanner.producers.spanner import open_database
-
     settings = _settings()
-    moved = _bounded(lambda: SpannerOutbox(open_database(settings)).requeue(ids), timeout,
+    moved = _bounded(lambda: _outbox(settings, timeout).requeue(ids), timeout,
                      f"cannot requeue into Outbox of {_where(settings)}")
     if moved == 0:
         typer.echo(f"no quarantined row has event id {', '.join(ids)}", err=True)
@@ -120,29 +115,46 @@ def requeue(
         raise typer.Exit(1)
 
 
+def _outbox(settings: Settings, timeout: float) -> SpannerOutbox:
+    """The outbox's tables, once the Spanner emulator (when its host is set) answers at its
+    address, as every command probes its dependencies first."""
+    from redis_spanner.infra.reachability import PROBE_SECONDS, SPANNER, require_reachable
+    from redis_spanner.producers.outbox_store import SpannerOutbox
+    from redis_spanner.producers.spanner import open_database
+
+    require_reachable(settings, SPANNER, timeout=min(timeout, PROBE_SECONDS))
+    return SpannerOutbox(open_database(settings))
+
+
 def _where(settings: Settings) -> str:
     return (f"database {settings.database} (instance {settings.instance}, Spanner at "
             f"{settings.spanner_emulator_host or 'spanner.googleapis.com'})")
 
 
 def _bounded(call: Callable[[], T], timeout: float, failure: str) -> T:
-    """``call()`` within ``timeout`` seconds, or one line ``failure: cause`` and exit 2."""
-    from redis_spanner.schemas.errors import RedisSpannerError
+    """``call()`` within ``timeout`` seconds, else one line ``error: failure: cause`` and the
+    command line's exit status for it: 1 for a Spanner that does not answer or fails, 2 for a
+    configuration problem (a database that does not exist, say). An error the command line
+    does not know goes to its usual report."""
+    from redis_spanner.infra.cli_errors import FAILURE, classify, one_line
 
     result: list[T] = []
-    failed: list[RedisSpannerError] = []
+    failed: list[Exception] = []
 
     def run() -> None:
         try:
             result.append(call())
-        except RedisSpannerError as e:
+        except Exception as e:  # reported below, in the command's thread
             failed.append(e)
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
     worker.join(timeout)
-    if failed or not result:
-        cause = failed[0] if failed else f"no answer within {timeout:g}s"
-        typer.echo(f"{failure}: {cause}", err=True)
-        raise typer.Exit(2)
-    return result[0]
+    if result:
+        return result[0]
+    known = classify(failed[0]) if failed else (FAILURE, f"no answer within {timeout:g}s")
+    if known is None:
+        raise failed[0]
+    status, cause = known
+    typer.echo(f"error: {one_line(f'{failure}: {cause}')}", err=True)
+    raise typer.Exit(status)

@@ -66,7 +66,7 @@ def require_reachable(settings: Settings, *components: str,
         host, port = host_port(settings.spanner_emulator_host, "SPANNER_EMULATOR_HOST")
         probe(host, port, "the Spanner emulator (SPANNER_EMULATOR_HOST)", timeout)
     if REDIS in components:
-        from redis_spanner.consumers.redis_client import client_options
+        from redis_spanner.schemas.redis_connection import client_options
 
         client_options(settings, settings.require_redis_url())  # TLS and credential settings
         address = redis_address(settings.require_redis_url())

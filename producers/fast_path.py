@@ -20,8 +20,6 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import redis
-from redis.cluster import RedisCluster
 from redis_spanner.producers import metrics
 from redis_spanner.producers.outbox import Recorded
 from redis_spanner.producers.redis_writer import TombstoneWriter
@@ -30,6 +28,7 @@ from redis_spanner.schemas.cache import DEFAULT_TOMBSTONE_TTL_SECONDS
 from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.errors import RedisSpannerError
 from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.redis_connection import RedisClient
 from redis_spanner.schemas.settings import Settings, load_settings, require_catalog
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ class FastPath:
     ``max_version_skew_seconds`` should match the consumer's settings (``from_env`` reads the
     same ones)."""
 
-    def __init__(self, client: redis.Redis | RedisCluster | TombstoneWriter, catalog: Catalog, *,
+    def __init__(self, client: RedisClient | TombstoneWriter, catalog: Catalog, *,
                  tombstone_ttl_seconds: int = DEFAULT_TOMBSTONE_TTL_SECONDS,
                  max_version_skew_seconds: float = versions.DEFAULT_MAX_SKEW_SECONDS) -> None:
         self.writer = client if isinstance(client, TombstoneWriter) else TombstoneWriter(
@@ -51,7 +50,8 @@ class FastPath:
 
     @classmethod
     def from_env(cls) -> FastPath:
-        """``REDIS_URL``, the catalog, namespace and TTL settings, as the consumer reads them."""
+        """``REDIS_URL`` and the other Redis settings (cluster, TLS, ACL username, password
+        file), the catalog, namespace and TTL settings, all as the consumer reads them."""
         return cls.from_settings(load_settings())
 
     @classmethod
@@ -78,7 +78,7 @@ class FastPath:
         """Close the client ``from_env``/``from_settings`` built; a client given is the
         caller's to close."""
         if self._owns_client:
-            self.writer.client.close()
+            self.writer.close()
 
 
 def tombstone_keys(catalog: Catalog, events: Iterable[Recorded], version: int) -> list[str]:

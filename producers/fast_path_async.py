@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from redis import asyncio as aioredis
 from redis_spanner.producers.fast_path import count, failed, tombstone_keys
 from redis_spanner.producers.outbox import Recorded
 from redis_spanner.producers.redis_writer import AsyncTombstoneWriter
@@ -20,6 +19,7 @@ from redis_spanner.producers.spanner import run_transaction
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import DEFAULT_TOMBSTONE_TTL_SECONDS
 from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.redis_connection import AsyncRedisClient
 from redis_spanner.schemas.settings import Settings, load_settings, require_catalog
 
 T = TypeVar("T")
@@ -28,8 +28,7 @@ T = TypeVar("T")
 class AsyncFastPath:
     """``FastPath``'s asyncio twin: the same keys, versions, guard and failure handling."""
 
-    def __init__(self, client: aioredis.Redis | aioredis.RedisCluster | AsyncTombstoneWriter,
-                 catalog: Catalog, *,
+    def __init__(self, client: AsyncRedisClient | AsyncTombstoneWriter, catalog: Catalog, *,
                  tombstone_ttl_seconds: int = DEFAULT_TOMBSTONE_TTL_SECONDS,
                  max_version_skew_seconds: float = versions.DEFAULT_MAX_SKEW_SECONDS) -> None:
         self.writer = client if isinstance(client, AsyncTombstoneWriter) else AsyncTombstoneWriter(
@@ -40,6 +39,7 @@ class AsyncFastPath:
 
     @classmethod
     def from_env(cls) -> AsyncFastPath:
+        """As ``FastPath.from_env``: the consumer's Redis, catalog and TTL settings."""
         return cls.from_settings(load_settings())
 
     @classmethod

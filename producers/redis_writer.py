@@ -10,66 +10,74 @@ batch again, which is harmless since the guard is idempotent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis
-from redis import asyncio as aioredis
-from redis.cluster import RedisCluster
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import GUARD, OP_INVALIDATE
-from redis_spanner.schemas.errors import ConfigError, TransientError
+from redis_spanner.schemas.errors import TransientError
+from redis_spanner.schemas.redis_connection import (
+    REDIS_ERRORS,
+    AsyncRedisClient,
+    RedisClient,
+    connect,
+    connect_async,
+    unavailable,
+)
 from redis_spanner.schemas.settings import Settings, redacted_url
 
+log = logging.getLogger(__name__)
 GUARD_SHA = hashlib.sha1(GUARD.encode()).hexdigest()
-_ERRORS = (RedisError, RedisClusterException)
-_UNSUPPORTED = {  # settings the producer's own client does not read, by field
-    "redis_cluster": "REDIS_SPANNER_REDIS_CLUSTER",
-    "redis_ca_file": "REDIS_SPANNER_REDIS_CA_FILE",
-    "redis_cert_file": "REDIS_SPANNER_REDIS_CERT_FILE",
-    "redis_key_file": "REDIS_SPANNER_REDIS_KEY_FILE",
-    "redis_password_file": "REDIS_SPANNER_REDIS_PASSWORD_FILE",
-}
-
-
-def client_options(settings: Settings) -> tuple[str, dict[str, Any]]:
-    """The URL and redis-py options for the fast path's client. Refuses (``ConfigError``) the
-    settings it does not honour, rather than connect in a way the service did not ask for."""
-    chosen = [name for field, name in _UNSUPPORTED.items() if getattr(settings, field)]
-    if chosen:
-        raise ConfigError(f"the fast path's from_env() does not read {', '.join(chosen)}: "
-                          "build the redis client yourself and pass it to FastPath(client, "
-                          "catalog)")
-    options: dict[str, Any] = {
-        "decode_responses": True,
-        "socket_timeout": settings.redis_timeout_seconds,
-        "socket_connect_timeout": settings.redis_timeout_seconds,
-    }
-    if settings.redis_username is not None:
-        options["username"] = settings.redis_username
-    return settings.require_redis_url(), options
 
 
 class TombstoneWriter:
-    """Guarded tombstones through a blocking redis-py client."""
+    """Guarded tombstones through a blocking redis-py client. Given no client,
+    ``make_client`` makes one at the first write (and again at each write until it succeeds)."""
 
-    def __init__(self, client: redis.Redis | RedisCluster, *, tombstone_ttl_seconds: int,
+    def __init__(self, client: RedisClient | None, *, tombstone_ttl_seconds: int,
                  max_version_skew_seconds: float = versions.DEFAULT_MAX_SKEW_SECONDS,
-                 where: str = "redis") -> None:
-        self.client = client
+                 where: str = "redis",
+                 make_client: Callable[[], RedisClient] | None = None) -> None:
+        self._client = client
+        self._make_client = make_client
         self._ttl_ms = tombstone_ttl_seconds * 1000
         self._max_skew_seconds = max_version_skew_seconds
         self._where = where
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TombstoneWriter:
-        url, options = client_options(settings)
-        return cls(redis.Redis.from_url(url, **options),
-                   tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
+        """A client built as the consumer builds its own (``schemas.redis_connection``): the
+        same URL, cluster, TLS and credential settings. Settings that can't work raise
+        ``ConfigError``; a cluster that does not answer yet (its client reads the slot map
+        when built) is connected to at the first write instead, so a Redis outage never stops
+        the writer from starting."""
+        try:
+            client: RedisClient | None = connect(settings)
+        except TransientError as e:
+            log.warning("fast path: %s; connecting at the first write", e)
+            client = None
+        return cls(client, tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
                    max_version_skew_seconds=settings.max_version_skew_seconds,
-                   where=redacted_url(url))
+                   where=redacted_url(settings.require_redis_url()),
+                   make_client=functools.partial(connect, settings))
+
+    @property
+    def client(self) -> RedisClient:
+        """The redis-py client, connected now if it was not yet. Raises ``TransientError``."""
+        if self._client is None:
+            if self._make_client is None:
+                raise TransientError(f"redis unavailable ({self._where}): no client given")
+            self._client = self._make_client()
+        return self._client
+
+    def close(self) -> None:
+        """Close the client, if it was ever connected."""
+        if self._client is not None:
+            self._client.close()
 
     def __repr__(self) -> str:
         return f"TombstoneWriter({self._where})"
@@ -85,7 +93,7 @@ class TombstoneWriter:
             if any(isinstance(r, NoScriptError) for r in replies):
                 self.client.script_load(GUARD)
                 replies = self._run(commands)
-        except _ERRORS as e:
+        except REDIS_ERRORS as e:
             raise unavailable(self._where, e) from e
         return answers(replies)
 
@@ -99,8 +107,7 @@ class TombstoneWriter:
 class AsyncTombstoneWriter:
     """Guarded tombstones through a ``redis.asyncio`` client: ``TombstoneWriter``'s twin."""
 
-    def __init__(self, client: aioredis.Redis | aioredis.RedisCluster, *,
-                 tombstone_ttl_seconds: int,
+    def __init__(self, client: AsyncRedisClient, *, tombstone_ttl_seconds: int,
                  max_version_skew_seconds: float = versions.DEFAULT_MAX_SKEW_SECONDS,
                  where: str = "redis") -> None:
         self.client = client
@@ -110,11 +117,10 @@ class AsyncTombstoneWriter:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AsyncTombstoneWriter:
-        url, options = client_options(settings)
-        return cls(aioredis.Redis.from_url(url, **options),
-                   tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
+        """As ``TombstoneWriter.from_settings``; the asyncio clients connect on first use."""
+        return cls(connect_async(settings), tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
                    max_version_skew_seconds=settings.max_version_skew_seconds,
-                   where=redacted_url(url))
+                   where=redacted_url(settings.require_redis_url()))
 
     def __repr__(self) -> str:
         return f"AsyncTombstoneWriter({self._where})"
@@ -129,7 +135,7 @@ class AsyncTombstoneWriter:
             if any(isinstance(r, NoScriptError) for r in replies):
                 await self.client.script_load(GUARD)
                 replies = await self._run(commands)
-        except _ERRORS as e:
+        except REDIS_ERRORS as e:
             raise unavailable(self._where, e) from e
         return answers(replies)
 
@@ -154,6 +160,3 @@ def answers(replies: Sequence[Any]) -> list[bool]:
             raise TransientError(f"redis refused a tombstone: {type(reply).__name__}") from reply
     return [bool(int(reply[0])) for reply in replies]
 
-
-def unavailable(where: str, error: Exception) -> TransientError:
-    return TransientError(f"redis unavailable ({where}): {type(error).__name__}")

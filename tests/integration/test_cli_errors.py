@@ -91,6 +91,9 @@ CASES = {
     "dlq-show-no-id": Case(("dlq", "show"), USAGE, "ID"),
     "dlq-replay-no-redis-url": Case(("dlq", "replay"), USAGE, "REDIS_URL", {"REDIS_URL": UNSET}),
     "dlq-purge-without-yes": Case(("dlq", "purge"), USAGE, "--yes"),
+    "outbox-quarantine-bad-option": Case(("outbox", "quarantine", "--limit", "0"), USAGE,
+                                         "--limit"),
+    "outbox-requeue-no-id": Case(("outbox", "requeue"), USAGE, "--id"),
     "demo-invalid-setting": Case(("demo",), USAGE, "REDIS_SPANNER_RETRY_SECONDS",
                                  {"REDIS_SPANNER_RETRY_SECONDS": "-1"}),
     "bench-invalid-setting": Case(("bench",), USAGE, "REDIS_SPANNER_TOPIC",
@@ -120,6 +123,10 @@ CASES = {
                                   {"REDIS_URL": f"redis://{CLOSED}"}),
     "dlq-purge-pubsub-down": Case(("dlq", "--timeout", "2", "purge", "--yes"), FAILURE, CLOSED,
                                   {"PUBSUB_EMULATOR_HOST": CLOSED}),
+    "outbox-quarantine-spanner-down": Case(("outbox", "quarantine", "--timeout", "3"), FAILURE,
+                                           CLOSED, {"SPANNER_EMULATOR_HOST": CLOSED}),
+    "outbox-requeue-spanner-down": Case(("outbox", "requeue", "--id", "x", "--timeout", "3"),
+                                        FAILURE, CLOSED, {"SPANNER_EMULATOR_HOST": CLOSED}),
     "demo-pubsub-down": Case(("demo", "--duration", "1"), FAILURE, CLOSED,
                              {"PUBSUB_EMULATOR_HOST": CLOSED}),
     "bench-spanner-down": Case(("bench",), FAILURE, CLOSED, {"SPANNER_EMULATOR_HOST": CLOSED}),
@@ -197,8 +204,8 @@ def test_every_command_has_a_configuration_and_an_unreachable_case() -> None:
     """The cases cover the class: each command at least once with each exit status (dev down
     has no dependency to miss)."""
     commands = ("provision", "relay", "worker", "serve", "verify", "rewarm", "dlq list",
-                "dlq show", "dlq replay", "dlq purge", "demo", "bench", "dev up", "dev down",
-                "dev status", "dev env")
+                "dlq show", "dlq replay", "dlq purge", "outbox quarantine", "outbox requeue",
+                "demo", "bench", "dev up", "dev down", "dev status", "dev env")
     for status in (USAGE, FAILURE):
         missing = {c for c in commands if not any(
             name.startswith(c.replace(" ", "-") + "-") and case.status == status

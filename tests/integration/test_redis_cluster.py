@@ -18,7 +18,6 @@ from redis_spanner.consumers.backfill import backfill
 from redis_spanner.consumers.readthrough import ReadThrough
 from redis_spanner.consumers.readthrough_async import AsyncCacheClient
 from redis_spanner.consumers.redis_cache import RedisCache
-from redis_spanner.consumers.redis_client import connect
 from redis_spanner.consumers.spanner_rows import SpannerRows, TableWalker
 from redis_spanner.consumers.verify import verify
 from redis_spanner.infra.demo.workload import bump, latest_commit, seed_accounts
@@ -28,6 +27,7 @@ from redis_spanner.infra.processes import group_members
 from redis_spanner.infra.redis_cluster import cluster_ok, find_redis_cli
 from redis_spanner.schemas.cache import CacheOp
 from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.redis_connection import connect
 from redis_spanner.schemas.settings import Settings, get_settings
 from typer.testing import CliRunner
 

@@ -1,9 +1,11 @@
-"""The consumers on a redis-server that speaks only TLS, requires client certificates, and
-admits them as an ACL user confined to the namespace and to the commands they send; the
-password comes from a file, is rotated under load without losing an event, and never shows."""
+"""The consumers, and the writer's fast path, on a redis-server that speaks only TLS, requires
+client certificates, and admits them as an ACL user confined to the namespace and to the
+commands they send; the password comes from a file, is rotated under load without losing an
+event, and never shows."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import traceback
@@ -16,14 +18,20 @@ import pytest
 import redis
 from redis_spanner.consumers.readthrough import ReadThrough
 from redis_spanner.consumers.redis_cache import RedisCache
-from redis_spanner.consumers.redis_client import PasswordFile
 from redis_spanner.consumers.spanner_rows import SpannerRows
 from redis_spanner.consumers.verify import verify
 from redis_spanner.infra.demo.workload import bump, latest_commit, seed_accounts
 from redis_spanner.infra.faults import OwnProcess
-from redis_spanner.schemas.cache import CacheOp
+from redis_spanner.producers.fast_path import FastPath
+from redis_spanner.producers.fast_path_async import AsyncFastPath, run_transaction_async
+from redis_spanner.producers.outbox import record
+from redis_spanner.producers.spanner import run_transaction
+from redis_spanner.schemas import versions
+from redis_spanner.schemas.cache import CacheOp, Entry
 from redis_spanner.schemas.errors import TransientError
+from redis_spanner.schemas.events import EventType
 from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.redis_connection import PasswordFile
 from redis_spanner.schemas.settings import Settings, get_settings
 
 from tests.integration.consumer_support import Ledger, start_pipeline
@@ -132,6 +140,57 @@ def test_pipeline_runs_through_mutual_tls_as_the_acl_user(
         assert account.name in users
     finally:
         consumer.close()
+
+
+def test_the_fast_path_from_env_tombstones_through_mutual_tls_as_the_acl_user(
+    on_tls: tuple[Settings, Account], database: Any, catalog: Catalog,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Configured as the consumer is (``rediss://``, CA, client certificate and key, ACL
+    username, password file), ``FastPath.from_env()`` and ``AsyncFastPath.from_env()`` connect
+    as the confined user and tombstone each commit's key at its commit version; the password
+    shows nowhere in the fast paths' reprs or the log."""
+    settings, account = on_tls
+    caplog.set_level(logging.DEBUG)
+    seed_accounts(database, ["fp-tls-1", "fp-tls-2"])
+    keys = [catalog.key(catalog.template("account"), [a]).key for a in ("fp-tls-1", "fp-tls-2")]
+    cache = RedisCache.from_settings(settings)
+    cache.apply([CacheOp.set(k, 1, {"Owner": "old", "Balance": 0}) for k in keys])
+
+    def set_balance(account_id: str) -> Any:
+        def work(tx: Any) -> None:
+            tx.update("Accounts", ("AccountId", "Balance"), [[account_id, 5]])
+            record(tx, EventType.ROW_CHANGED, "Accounts", (account_id,))
+        return work
+
+    shown: list[str] = []
+
+    async def commit_async() -> Any:
+        fast = AsyncFastPath.from_env()
+        shown.append(repr(fast))
+        try:
+            _, committed = await run_transaction_async(database, set_balance("fp-tls-1"),
+                                                       fast_path=fast)
+            return committed
+        finally:
+            await fast.aclose()
+
+    committed_async = asyncio.run(commit_async())
+    fast_path = FastPath.from_env()
+    shown.append(repr(fast_path))
+    try:
+        _, committed = run_transaction(database, set_balance("fp-tls-2"), fast_path=fast_path)
+        users = {c["user"] for c in account.admin.client_list()}
+    finally:
+        fast_path.close()
+    try:
+        assert cache.get(keys) == [Entry(versions.from_datetime(at), True, None)
+                                   for at in (committed_async, committed)]
+    finally:
+        cache.client.close()
+    assert account.name in users
+    assert "fast path failed" not in caplog.text
+    assert account.password not in "\n".join([*shown, caplog.text])
 
 
 def test_acl_user_gets_noperm_outside_its_prefix_and_commands(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -138,8 +139,9 @@ def test_outbox_quarantine_command_lists_rows_with_reasons_and_reports_outages_i
 ) -> None:
     """``redis-spanner outbox quarantine`` says when nothing is quarantined, lists each
     quarantined row with its reason (``--json`` too); ``outbox requeue`` sends a row fixed in
-    place back to the outbox under its event id, and says when no row matches; an
-    unreachable Spanner is one line naming the database and exit status 2, never a
+    place back to the outbox under its event id, and says when no row matches; for both, a
+    Spanner that refuses connections or never answers is one line naming the cause, the
+    database and the address, and exit status 1 (as for every command), never a
     traceback."""
     command = [sys.executable, "-m", "redis_spanner.infra.cli", "outbox", "quarantine"]
     empty = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=60)
@@ -175,12 +177,18 @@ def test_outbox_quarantine_command_lists_rows_with_reasons_and_reports_outages_i
     assert unknown.returncode == 1 and "no quarantined row" in unknown.stderr, unknown.stderr
 
     (port,) = free_ports(1)
-    env = {**os.environ, "SPANNER_EMULATOR_HOST": f"127.0.0.1:{port}"}
-    started = time.monotonic()
-    down = subprocess.run([*command, "--timeout", "3"], capture_output=True, text=True,
-                          timeout=60, env=env)
-    assert time.monotonic() - started < 30, "the command did not bound its wait"
-    assert down.returncode == 2, down.stderr
-    assert len(down.stderr.strip().splitlines()) == 1, down.stderr
-    assert provisioned.database in down.stderr and f"127.0.0.1:{port}" in down.stderr
-    assert "Traceback" not in down.stderr
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        mute = silent.getsockname()[1]
+        for address, cause in ((f"127.0.0.1:{port}", "cannot reach the Spanner emulator"),
+                               (f"127.0.0.1:{mute}", "no answer within 3s")):
+            for args in (command, [*requeue, "--id", bad[1]]):
+                env = {**os.environ, "SPANNER_EMULATOR_HOST": address}
+                started = time.monotonic()
+                down = subprocess.run([*args, "--timeout", "3"], capture_output=True,
+                                      text=True, timeout=60, env=env)
+                assert time.monotonic() - started < 30, "the command did not bound its wait"
+                assert down.returncode == 1, down.stderr
+                assert len(down.stderr.strip().splitlines()) == 1, down.stderr
+                assert down.stderr.startswith("error: ") and cause in down.stderr, down.stderr
+                assert provisioned.database in down.stderr and address in down.stderr
+                assert "Traceback" not in down.stderr

@@ -1,5 +1,6 @@
 """The fast path's pure logic: which events it sees (only the committed attempt's, only after the
-commit), which keys they map to, and the settings its own client honours."""
+commit), which keys they map to, and the Redis settings its own client honours (the
+consumer's, all of them)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
+from redis import asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis_spanner.infra.processes import free_ports
 from redis_spanner.producers.fast_path import FastPath, tombstone_keys
 from redis_spanner.producers.fast_path_async import AsyncFastPath
 from redis_spanner.producers.outbox import Recorded, record, recording
 from redis_spanner.producers.spanner import run_transaction
 from redis_spanner.schemas.catalog import DEMO
-from redis_spanner.schemas.errors import ConfigError
+from redis_spanner.schemas.errors import ConfigError, TransientError
 from redis_spanner.schemas.events import EventType
 from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.redis_connection import PasswordFile, client_options
 from redis_spanner.schemas.settings import Settings
 
 CATALOG = Catalog("rsc", DEMO)
@@ -120,21 +126,91 @@ def test_events_map_to_every_key_they_feed_once_and_refused_ones_are_left_to_the
 SECRET = "s3cret-value-77"
 
 
-@pytest.mark.parametrize("field", ["redis_cluster", "redis_ca_file", "redis_cert_file",
-                                   "redis_key_file", "redis_password_file"])
-def test_from_env_refuses_each_setting_it_does_not_honour_without_echoing_the_url(
-    field: str, tmp_path: Path,
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    found = {}
+    for name in ("ca", "cert", "key", "password"):
+        found[name] = tmp_path / name
+        found[name].write_text(SECRET if name == "password" else "pem")
+    return found
+
+
+def test_from_settings_reads_the_tls_and_password_file_settings_as_the_consumer_does(
+    files: dict[str, Path],
 ) -> None:
-    """A setting the fast path's own client would ignore (cluster, TLS files, password file) is
-    a ``ConfigError`` naming the setting and the way out, never a client that connects
-    differently from the consumer's; the Redis URL and its password appear nowhere."""
-    given: dict[str, Any] = {field: True if field == "redis_cluster" else tmp_path / "file"}
-    settings = Settings(REDIS_URL=f"rediss://:{SECRET}@10.0.0.3:6378/0", **given)
+    """With a ``rediss://`` URL, the TLS files, an ACL username and a password file, both fast
+    paths' clients get the options the consumer's client gets: the CA, certificate and key for
+    TLS, and a credential provider reading the file with the username. Nothing connects yet."""
+    url = "rediss://10.0.0.3:6378/0"
+    settings = Settings(REDIS_URL=url, redis_ca_file=files["ca"], redis_cert_file=files["cert"],
+                        redis_key_file=files["key"], redis_username="writer",
+                        redis_password_file=files["password"], redis_timeout_seconds=0.5)
+    expected = client_options(settings, url)
+    sync, asynchronous = FastPath.from_settings(settings), AsyncFastPath.from_settings(settings)
+    for client in (sync.writer.client, asynchronous.writer.client):
+        assert isinstance(client, redis.Redis | aioredis.Redis)
+        kwargs = client.connection_pool.connection_kwargs
+        for option in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "socket_timeout"):
+            assert kwargs[option] == expected[option], option
+        provider = kwargs["credential_provider"]
+        assert isinstance(provider, PasswordFile)
+        assert provider.get_credentials() == ("writer", SECRET)
+        assert SECRET not in repr(client) and "10.0.0.3:6378" in repr(sync)
+    sync.close()
+
+
+def test_from_settings_with_the_cluster_setting_builds_cluster_clients() -> None:
+    """``REDIS_SPANNER_REDIS_CLUSTER=true`` gives the asyncio fast path redis-py's asyncio
+    cluster client (it reads the slot map on first use); the blocking one, whose cluster client
+    reads the slot map when built, is tested against a real cluster in the integration tests."""
+    settings = Settings(REDIS_URL=f"redis://:{SECRET}@127.0.0.1:{free_ports(1)[0]}/0",
+                        redis_cluster=True, redis_timeout_seconds=0.5)
+    asynchronous = AsyncFastPath.from_settings(settings)
+    assert isinstance(asynchronous.writer.client, AsyncRedisCluster)
+    assert SECRET not in repr(asynchronous)
+
+
+def test_a_cluster_unreachable_at_start_fails_each_commit_quietly_never_the_writer() -> None:
+    """A cluster nobody answers for when the writer starts does not stop ``from_settings``:
+    each commit's fast path then tries to connect, fails, is counted and logged, and never
+    raises; the message names the address, never the password."""
+    settings = Settings(REDIS_URL=f"redis://:{SECRET}@127.0.0.1:{free_ports(1)[0]}/0",
+                        redis_cluster=True, redis_timeout_seconds=0.5)
+    fast_path = FastPath.from_settings(settings)
+    with pytest.raises(TransientError) as unreachable:
+        fast_path.writer.write(["rsc:account:{Accounts:a-1}"], 10**18)
+    assert "127.0.0.1" in str(unreachable.value) and SECRET not in str(unreachable.value)
+    before = REGISTRY.get_sample_value("redis_spanner_fast_path_failures_total") or 0.0
+    fast_path.after_commit([Recorded("event-0001", EventType.ROW_CHANGED, "Accounts", ("a-1",))],
+                           COMMITTED)
+    assert REGISTRY.get_sample_value("redis_spanner_fast_path_failures_total") == before + 1
+    fast_path.close()  # never connected: nothing to close
+
+
+@pytest.mark.parametrize(("url", "fields", "named"), [
+    ("redis://10.0.0.3:6378/0", {"redis_ca_file": "ca"}, "REDIS_SPANNER_REDIS_CA_FILE"),
+    ("rediss://10.0.0.3:6378/0", {"redis_cert_file": "cert"}, "REDIS_SPANNER_REDIS_KEY_FILE"),
+    ("rediss://10.0.0.3:6378/0", {"redis_password_file": "missing"},
+     "REDIS_SPANNER_REDIS_PASSWORD_FILE"),
+    (f"redis://:{SECRET}@10.0.0.3:6378/0", {"redis_password_file": "password"},
+     "REDIS_SPANNER_REDIS_PASSWORD_FILE"),
+    (f"redis://:{SECRET}@10.0.0.3:6378/0", {"redis_cluster": True, "redis_ca_file": "ca"},
+     "REDIS_SPANNER_REDIS_CA_FILE"),
+])
+def test_from_settings_refuses_what_the_consumer_refuses_without_echoing_the_url(
+    files: dict[str, Path], tmp_path: Path, url: str, fields: dict[str, Any], named: str,
+) -> None:
+    """Settings the consumer refuses at start (TLS files with ``redis://``, a certificate
+    without its key, a missing password file, a password both in the URL and in a file) are a
+    ``ConfigError`` naming the setting from both fast paths too; the URL's password and host
+    appear nowhere."""
+    given: dict[str, Any] = {k: v if isinstance(v, bool) else files.get(v, tmp_path / v)
+                             for k, v in fields.items()}
+    settings = Settings(REDIS_URL=url, **given)
     for build in (FastPath.from_settings, AsyncFastPath.from_settings):
         with pytest.raises(ConfigError) as refused:
             build(settings)
-        assert "REDIS_SPANNER_" + field.upper() in str(refused.value)
-        assert "FastPath(client, catalog)" in str(refused.value)
+        assert named in str(refused.value)
         assert SECRET not in str(refused.value) and "10.0.0.3" not in str(refused.value)
 
 

@@ -1,14 +1,13 @@
-"""The consumers' redis-py clients, built from the settings: one Redis or a Redis Cluster, over
-plain TCP or TLS (optionally mutual), with credentials read from a file on every new connection.
+"""redis-py clients built from the settings: one Redis or a Redis Cluster, over plain TCP or
+TLS (optionally mutual), with credentials read from a file on every new connection.
 
-Everything on the consumer side that talks to Redis (worker, push server, read-through client,
-verify, rewarm, dead-letter tools) gets its client here, so all of them honour the same settings.
+Not part of the contract, but shared by both sides: everything that talks to Redis gets its
+client here (the consumers' worker, push server, read-through client, verify, rewarm and
+dead-letter tools, and the writer's fast path), so all of them honour the same settings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,31 +17,22 @@ from redis import asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 from redis.credentials import CredentialProvider
-from redis.exceptions import (
-    AskError,
-    AuthenticationError,
-    ClusterDownError,
-    ConnectionError,
-    MovedError,
-    NoScriptError,
-    RedisClusterException,
-    RedisError,
-    ResponseError,
-    TimeoutError,
-    TryAgainError,
-)
+from redis.exceptions import AuthenticationError, RedisClusterException, RedisError
 from redis_spanner.schemas.errors import ConfigError, TransientError
 from redis_spanner.schemas.settings import Settings, redacted_url
 
 RedisClient = redis.Redis | RedisCluster
+AsyncRedisClient = aioredis.Redis | AsyncRedisCluster
 HEALTH_CHECK_SECONDS = 30
-Command = tuple[str | int | bytes, ...]
-"""A command whose only key is its fourth word (EVALSHA sha 1 key ...)."""
 # What redis-py raises when Redis can't be reached or answer: the cluster client's own
 # exception (no slot map, every node down) is not a RedisError.
 REDIS_ERRORS = (RedisError, RedisClusterException)
-# Replies that mean "ask the cluster again": the slot moved, is moving, or its node is down.
-_REROUTE = (MovedError, AskError, TryAgainError, ClusterDownError, ConnectionError, TimeoutError)
+
+
+def unavailable(where: str, error: Exception) -> TransientError:
+    """The project's error for a redis-py failure to reach or hear from Redis at ``where`` (a
+    redacted URL): the exception's type only, since its text may quote the server."""
+    return TransientError(f"redis unavailable ({where}): {type(error).__name__}")
 
 
 class PasswordFile(CredentialProvider):
@@ -90,7 +80,7 @@ def connect(settings: Settings) -> RedisClient:
                              f"(REDIS_SPANNER_REDIS_CLUSTER=true): {type(e).__name__}") from None
 
 
-def connect_async(settings: Settings) -> aioredis.Redis | AsyncRedisCluster:
+def connect_async(settings: Settings) -> AsyncRedisClient:
     """The asyncio twin of ``connect``: the same URL, TLS, credential and cluster settings.
     The cluster client reads its slot map on first use."""
     url = settings.require_redis_url()
@@ -160,50 +150,3 @@ def _readable(path: Path, setting: str) -> None:
     except OSError as e:
         raise ConfigError(f"{setting}={path} is not readable: "
                           f"{e.strerror or type(e).__name__}") from None
-
-
-def pipelined(client: RedisClient, commands: Sequence[Command]) -> list[Any]:
-    """Run single-key commands (``EVALSHA sha 1 key ...``) in one round trip per node and
-    return each reply in order (an error reply as its exception). On a cluster the commands are
-    grouped by the primary that owns their key's slot, and the nodes' pipelines run at once;
-    a command that meets a slot on the move or a node failing over is sent again on its own
-    through the cluster client, which follows MOVED and ASK and refreshes its slot map."""
-    if not isinstance(client, RedisCluster):
-        return _pipeline(client, commands)
-    groups: dict[str, list[int]] = {}
-    nodes: dict[str, Any] = {}
-    for index, command in enumerate(commands):
-        node = client.get_node_from_key(str(command[3]))
-        groups.setdefault(node.name, []).append(index)
-        nodes[node.name] = node
-    replies: list[Any] = [None] * len(commands)
-
-    def run(name: str) -> None:
-        indexes = groups[name]
-        try:
-            answers = _pipeline(client.get_redis_connection(nodes[name]),
-                                [commands[i] for i in indexes])
-        except (ConnectionError, TimeoutError) as e:
-            answers = [e] * len(indexes)
-        for i, answer in zip(indexes, answers, strict=True):
-            replies[i] = answer
-
-    if len(groups) == 1:
-        run(next(iter(groups)))
-    else:
-        with ThreadPoolExecutor(len(groups)) as pool:
-            list(pool.map(run, groups))
-    for i, reply in enumerate(replies):
-        if isinstance(reply, _REROUTE):
-            try:
-                replies[i] = client.execute_command(*commands[i])
-            except (ResponseError, NoScriptError) as e:
-                replies[i] = e
-    return replies
-
-
-def _pipeline(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
-    pipe = client.pipeline(transaction=False)
-    for command in commands:
-        pipe.execute_command(*command)
-    return list(pipe.execute(raise_on_error=False))
