@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     redis_username: str | None = None
     redis_password_file: Path | None = None
     redis_wait_replicas: int = Field(0, ge=0, le=64)
-    """After a batch's writes, wait for this many replicas to have them (0: don't wait)."""
+    """After a batch's writes, wait for this many replicas to have them (0: don't wait); on a
+    cluster, this many replicas of every primary the batch wrote to."""
     redis_wait_timeout_ms: int = Field(500, gt=0)
 
     relay_poll_ms: int = Field(20, gt=0)
@@ -139,11 +140,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _wait_within_socket_timeout(self) -> Settings:
-        if self.redis_wait_replicas and self.redis_cluster:
-            raise ValueError(
-                "REDIS_SPANNER_REDIS_WAIT_REPLICAS is not supported with "
-                "REDIS_SPANNER_REDIS_CLUSTER (WAIT would have to run on every primary written)"
-            )
         if self.redis_wait_replicas and (
             self.redis_wait_timeout_ms >= self.redis_timeout_seconds * 1000
         ):
