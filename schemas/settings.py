@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(4, gt=0)
     retry_seconds: float = Field(5.0, gt=0)
     max_delivery_attempts: int = Field(5, ge=5, le=100)
+    heal_max_attempts: int = Field(10, ge=0, le=1000)
+    """Heal attempts a letter may fail while Redis takes writes beside its keys before it goes
+    to the dead-letter hold as ``heal-exhausted`` (0: heal until the letter's retention ends)."""
     stop_seconds: float = Field(7.0, gt=0, le=60)
     """After SIGTERM, how long a worker or server may finish in-flight work before it exits."""
 
