@@ -10,7 +10,9 @@ The ack policy, in one place:
   attempts and time (and cut short when the process is told to stop), then nacked, so Pub/Sub
   redelivers with backoff. It is never dead-lettered: after max_delivery_attempts Pub/Sub
   forwards it to the heal topic, which the worker drains once Redis and Spanner answer again
-  (``redis_spanner.consumers.worker``), so an outage of any length ends with the event applied;
+  (``redis_spanner.consumers.worker``), so an outage of any length ends with the event applied
+  (the heal loop holds back only a letter that keeps failing on its own:
+  ``redis_spanner.consumers.heal``);
 - otherwise the message is acked, and only after Redis has applied (or refused as superseded)
   every write the event asked for.
 

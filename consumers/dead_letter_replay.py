@@ -18,7 +18,13 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from redis_spanner.consumers.dead_letter_scan import Hold, Scan
-from redis_spanner.consumers.dead_letters import REPLAY_COUNT, DeadLetter, Filter, why
+from redis_spanner.consumers.dead_letters import (
+    HEAL_ATTEMPTS,
+    REPLAY_COUNT,
+    DeadLetter,
+    Filter,
+    why,
+)
 from redis_spanner.consumers.pubsub import DEAD_LETTER_PREFIX
 from redis_spanner.schemas.cache import Entry
 from redis_spanner.schemas.errors import PermanentError, RedisSpannerError
@@ -26,9 +32,9 @@ from redis_spanner.schemas.failpoints import failpoint
 from redis_spanner.schemas.keys import Catalog, KeyTarget
 
 REPLAYED_FROM = "replayed_from"
-# Not republished: the dead-letter story, what Pub/Sub adds when it forwards, and the prefix
-# Pub/Sub reserves for itself (refused on publish).
-_NOT_REPUBLISHED = (DEAD_LETTER_PREFIX, "CloudPubSub", "goog")
+# Not republished: the dead-letter story, what Pub/Sub adds when it forwards, the prefix
+# Pub/Sub reserves for itself (refused on publish), and the heal count (a replay heals afresh).
+_NOT_REPUBLISHED = (DEAD_LETTER_PREFIX, "CloudPubSub", "goog", HEAL_ATTEMPTS)
 
 
 class Topic(Protocol):
@@ -40,8 +46,8 @@ class Entries(Protocol):
 
 
 def replay_attributes(letter: DeadLetter) -> dict[str, str]:
-    """The original attributes, without the dead-letter story and Pub/Sub's own ones, plus
-    where the replay came from and how many times the event has been replayed."""
+    """The original attributes, without the dead-letter story, Pub/Sub's own ones and the heal
+    count, plus where the replay came from and how many times the event has been replayed."""
     kept = {k: v for k, v in letter.attributes.items() if not k.startswith(_NOT_REPUBLISHED)}
     kept[REPLAYED_FROM] = letter.message_id
     kept[REPLAY_COUNT] = str(letter.replay_count + 1)

@@ -16,15 +16,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis_spanner.consumers.messages import Inbound
-from redis_spanner.consumers.pubsub import DEAD_LETTER_PREFIX
+from redis_spanner.consumers.pubsub import (
+    DEAD_LETTER_PREFIX,
+    FORWARDED_DELIVERY_COUNT,
+    FORWARDED_PUBLISH_TIME,
+)
 from redis_spanner.schemas.envelope import Event, decode
 from redis_spanner.schemas.errors import PermanentError
 
 FORWARDED_REASON = "delivery-attempts-exceeded"
 REPLAY_COUNT = "replay_count"
-_SOURCE_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
+HEAL_ATTEMPTS = "heal_attempts"
+"""Heal attempts a letter failed on its own (``redis_spanner.consumers.heal``)."""
 _SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"
-_SOURCE_PUBLISH_TIME = "CloudPubSubDeadLetterSourceTopicPublishTime"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +102,7 @@ class DeadLetter:
 
     @property
     def attempts(self) -> int | None:
-        raw = self._dl("delivery_attempts") or self.attributes.get(_SOURCE_COUNT)
+        raw = self._dl("delivery_attempts") or self.attributes.get(FORWARDED_DELIVERY_COUNT)
         return int(raw) if raw and raw.isascii() and raw.isdigit() else None
 
     @property
@@ -109,7 +113,7 @@ class DeadLetter:
 
     @property
     def first_failure_time(self) -> str | None:
-        return self._dl("first_failure_time") or self.attributes.get(_SOURCE_PUBLISH_TIME)
+        return self._dl("first_failure_time") or self.attributes.get(FORWARDED_PUBLISH_TIME)
 
     @property
     def source_subscription(self) -> str | None:

@@ -25,6 +25,12 @@ EVENTS = Counter(
 DEAD_LETTERED = Counter(
     "redis_spanner_consumer_dead_lettered", "Messages sent to the dead-letter topic", ["reason"]
 )
+HEAL_ATTEMPTS = Counter(
+    "redis_spanner_consumer_heal_attempts",
+    "Heal attempts a letter failed on its own (alone, while Redis took a write beside its keys), "
+    "by what followed: requeued with its count, or exhausted (sent to the dead-letter topic)",
+    ["result"],
+)
 RETRIES = Counter(
     "redis_spanner_consumer_retries",
     "In-process retries of a batch's writes or rewarm reads, and failed pulls retried, by "

@@ -31,6 +31,10 @@ from redis_spanner.schemas.errors import PermanentError, TransientError
 
 T = TypeVar("T")
 DEAD_LETTER_PREFIX = "dl_"
+FORWARDED_PUBLISH_TIME = "CloudPubSubDeadLetterSourceTopicPublishTime"
+FORWARDED_DELIVERY_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
+"""Set by Pub/Sub on a message its dead-letter policy forwards: when it was first published,
+and how many times it was delivered before Pub/Sub gave up."""
 ACK_CHUNK = 1000
 UNLIMITED_MESSAGES = [("grpc.max_receive_message_length", -1),
                       ("grpc.max_send_message_length", -1)]
@@ -222,19 +226,25 @@ class DeadLetterPublisher:
         """Sensitive columns by table: dropped from the payload of what is dead-lettered."""
         self._client = pubsub_v1.PublisherClient()
 
-    def send(self, message: Inbound, error: PermanentError) -> None:
+    def send(self, message: Inbound, error: PermanentError, *, source: str | None = None,
+             attempts: int | None = None) -> None:
+        """``source`` and ``attempts`` stand in for the subscription this publisher was made
+        for and the message's delivery attempt."""
         attributes = {k: v for k, v in message.attributes.items()
                       if not k.startswith(DEAD_LETTER_PREFIX)}
-        first_failure = message.attributes.get(DEAD_LETTER_PREFIX + "first_failure_time") or (
-            _iso(message.publish_time) if message.delivery_attempt > 1 and message.publish_time
-            else _iso(dt.datetime.now(dt.UTC).timestamp())
+        attempts = message.delivery_attempt if attempts is None else attempts
+        first_failure = (
+            message.attributes.get(DEAD_LETTER_PREFIX + "first_failure_time")
+            or message.attributes.get(FORWARDED_PUBLISH_TIME)
+            or (_iso(message.publish_time) if attempts > 1 and message.publish_time
+                else _iso(dt.datetime.now(dt.UTC).timestamp()))
         )
         attributes.update({
             DEAD_LETTER_PREFIX + "reason": error.reason,
             DEAD_LETTER_PREFIX + "error_class": type(error).__name__,
             DEAD_LETTER_PREFIX + "error": str(error)[:1024],
-            DEAD_LETTER_PREFIX + "source_subscription": self._source,
-            DEAD_LETTER_PREFIX + "delivery_attempts": str(max(message.delivery_attempt, 1)),
+            DEAD_LETTER_PREFIX + "source_subscription": source or self._source,
+            DEAD_LETTER_PREFIX + "delivery_attempts": str(max(attempts, 1)),
             DEAD_LETTER_PREFIX + "first_failure_time": first_failure,
             DEAD_LETTER_PREFIX + "consumer_version": consumer_version(),
             DEAD_LETTER_PREFIX + "original_message_id": message.message_id,
@@ -251,8 +261,9 @@ class DeadLetterPublisher:
 
 
 class EventsTopic:
-    """The events topic, for republishing dead letters one at a time, each confirmed; every
-    call gives up after ``deadline`` seconds."""
+    """A topic to republish to one message at a time, each confirmed: the events topic for
+    dead letters replayed, the heal topic for letters still healing. Every call gives up after
+    ``deadline`` seconds."""
 
     def __init__(self, topic_path: str, *, deadline: float = 10.0) -> None:
         self.path = topic_path

@@ -5,8 +5,8 @@ and one entity's keys share a hash tag, so on Redis Cluster the calls are groupe
 that owns their slot and each node gets one pipeline: one round trip per node, not per key
 (``redis_pipeline.pipelined``). The client is built from the settings by
 ``schemas.redis_connection``.
-With ``wait_replicas`` a second round trip follows it: WAIT until that many replicas have every
-write made so far.
+With ``wait_replicas`` a second round trip follows it: WAIT until that many replicas of every
+primary written to have every write made so far (``replica_wait``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import NoScriptError, ResponseError
 from redis_spanner.consumers import metrics
 from redis_spanner.consumers.redis_pipeline import pipelined
+from redis_spanner.consumers.replica_wait import ReplicaWait
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import (
     GUARD,
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WAIT_CHANNEL = "redis-spanner:replication-barrier"
-
 
 class RedisCache:
     def __init__(
@@ -53,13 +52,14 @@ class RedisCache:
         where: str = "redis",
         wait_replicas: int = 0,
         wait_timeout_ms: int = 500,
+        namespace: str = "rsc",  # of the barrier keys WAIT writes on a cluster
         crypto: FieldCrypto | None = None,
     ) -> None:
         self.client = client
         self._crypto = crypto
         """Seals sensitive columns on the way in, opens them on the way out (None: none)."""
-        self._wait_replicas = wait_replicas
-        self._wait_timeout_ms = wait_timeout_ms
+        self._replicas = ReplicaWait(client, wait_replicas, wait_timeout_ms,
+                                     namespace=namespace, where=where) if wait_replicas else None
         self._tombstone_ttl_ms = tombstone_ttl_seconds * 1000
         self._value_ttl_ms = cache_ttl_seconds * 1000
         self._max_skew_seconds = max_version_skew_seconds
@@ -75,6 +75,7 @@ class RedisCache:
             where=redacted_url(settings.require_redis_url()),
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=settings.redis_wait_timeout_ms,
+            namespace=settings.namespace,
             crypto=crypto,
         )
 
@@ -92,32 +93,9 @@ class RedisCache:
         calls = guard_calls(stored, value_ttl_ms=self._value_ttl_ms,
                             tombstone_ttl_ms=self._tombstone_ttl_ms, ceiling=self.ceiling())
         answers = guard_answers(ops, self._scripted(GUARD, calls))
-        if ops:
-            self._await_replicas()
+        if ops and self._replicas is not None:
+            self._replicas.wait([op.key for op in ops])
         return answers
-
-    def _await_replicas(self) -> None:
-        """WAIT for ``wait_replicas`` replicas; fewer within the timeout is a ``TransientError``.
-
-        WAIT covers the writes of its own connection only, and a redelivered batch whose writes
-        the guard refuses (already applied, not yet replicated) writes nothing. So a PUBLISH,
-        which every replica receives, goes first on the same connection: the WAIT then covers
-        everything the primary holds, whoever wrote it.
-        """
-        if not self._wait_replicas:
-            return
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.publish(WAIT_CHANNEL, "")
-            pipe.wait(self._wait_replicas, self._wait_timeout_ms)
-            acknowledged = int(pipe.execute()[1])
-        except REDIS_ERRORS as e:
-            raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
-        if acknowledged < self._wait_replicas:
-            raise TransientError(
-                f"only {acknowledged} of {self._wait_replicas} replica(s) acknowledged the "
-                f"writes within {self._wait_timeout_ms} ms ({self._where})"
-            )
 
     def eviction_policy(self) -> str | None:
         """The server's ``maxmemory-policy``, or None when CONFIG GET is refused (managed Redis

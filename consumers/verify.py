@@ -24,7 +24,7 @@ from redis_spanner.consumers.core import RowReader
 from redis_spanner.consumers.value_check import cached_matches
 from redis_spanner.schemas.cache import CacheOp, Entry, foreign_kind, parse_entry
 from redis_spanner.schemas.errors import KeyRefused, UncacheableValue
-from redis_spanner.schemas.keys import LEASE_SUFFIX, CacheKey, Catalog
+from redis_spanner.schemas.keys import LEASE_SUFFIX, CacheKey, Catalog, is_internal
 
 
 class Verdict(StrEnum):
@@ -160,7 +160,7 @@ def _scan(
     chosen: list[str] = []
     seen = 0
     for key in cache.scan(f"{catalog.namespace}:*"):
-        if key.endswith(LEASE_SUFFIX):
+        if key.endswith(LEASE_SUFFIX) or is_internal(key, catalog.namespace):
             continue
         seen += 1
         if sample is None or len(chosen) < sample:

@@ -7,7 +7,9 @@ drains the heal subscription (``healer``) with the same core: a letter that appl
 that still fails transiently is released and the heal loop backs off (up to ``HEAL_PAUSE_MAX``
 seconds) before it pulls again, so it retries about that often while the outage lasts, and
 applies everything within that long of recovery. A letter that turns out to be poison is
-dead-lettered with its reason like any other.
+dead-lettered with its reason like any other, and one that keeps failing on its own while Redis
+takes writes goes to the dead-letter hold after ``REDIS_SPANNER_HEAL_MAX_ATTEMPTS``
+(``redis_spanner.consumers.heal``).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 
 from redis_spanner.consumers import field_crypto, metrics
 from redis_spanner.consumers.core import Processor
+from redis_spanner.consumers.heal import Healer, probe_writes
 from redis_spanner.consumers.messages import BatchProcessor, Disposition, Inbound, Outcome
-from redis_spanner.consumers.pubsub import DeadLetterPublisher, PullSubscription
+from redis_spanner.consumers.pubsub import DeadLetterPublisher, EventsTopic, PullSubscription
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.spanner_rows import SpannerRows, open_database
 from redis_spanner.schemas.catalog import load_catalog
@@ -48,6 +51,7 @@ class Consumer:
     catalog: Catalog
     database: Any
     rows: SpannerRows
+    heal_topic: EventsTopic
 
     @classmethod
     def from_settings(
@@ -74,10 +78,12 @@ class Consumer:
             observer=observer,
             stop=stop,
         )
-        return cls(processor, cache, dead_letters, catalog, database, rows)
+        return cls(processor, cache, dead_letters, catalog, database, rows,
+                   EventsTopic(settings.heal_topic_path))
 
     def close(self) -> None:
         self.dead_letters.close()
+        self.heal_topic.close()
         self.cache.client.close()
 
 
@@ -97,17 +103,24 @@ def warn_if_unsafe_eviction(cache: RedisCache) -> None:
                     "noeviction)", policy, cache)
 
 
-def healer(settings: Settings, processor: Processor) -> PullWorker:
+def healer(settings: Settings, consumer: Consumer,
+           processor: BatchProcessor | None = None) -> PullWorker:
     """The heal loop: one pull loop on the heal subscription that backs off while the letters
-    it pulls still fail."""
+    it pulls still fail, feeding ``processor`` (the consumer's own when not given) through a
+    ``Healer``."""
     subscription = PullSubscription(settings.heal_subscription_path,
                                     max_messages=settings.worker_batch)
-    return PullWorker(subscription, processor, streams=1, nack_pause=HEAL_PAUSE_MAX)
+    heal = Healer(processor or consumer.processor, consumer.catalog, consumer.heal_topic,
+                  consumer.dead_letters, probe_writes(consumer.cache, settings.namespace),
+                  max_attempts=settings.heal_max_attempts,
+                  source=settings.heal_subscription_path)
+    return PullWorker(subscription, heal, streams=1, nack_pause=HEAL_PAUSE_MAX)
 
 
 class PullWorker:
-    """``streams`` pull loops on one subscription. With ``nack_pause``, a loop whose batch was
-    not all acked waits before its next pull: 1 s, doubling up to ``nack_pause`` seconds."""
+    """``streams`` pull loops on one subscription. With ``nack_pause``, a loop whose batch did
+    not all apply (some nacked, or requeued by the heal loop) waits before its next pull: 1 s,
+    doubling up to ``nack_pause`` seconds."""
 
     def __init__(
         self, subscription: PullSubscription, processor: BatchProcessor, *, streams: int = 2,
@@ -161,7 +174,7 @@ class PullWorker:
             if not received:
                 continue
             outcomes = self.handle(received)
-            if self._nack_pause and any(o.disposition is Disposition.NACK for o in outcomes):
+            if self._nack_pause and any(_not_applied(o) for o in outcomes):
                 pause = min(max(1.0, pause * 2), self._nack_pause)
                 stop.wait(pause)
             else:
@@ -182,3 +195,8 @@ class PullWorker:
             except TransientError as e:  # unacked messages come back after their deadline
                 log.warning("could not settle %d message(s): %s", len(ids), e)
         return outcomes
+
+
+def _not_applied(outcome: Outcome) -> bool:
+    return (outcome.disposition is Disposition.NACK
+            or isinstance(outcome.error, TransientError))

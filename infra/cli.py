@@ -188,7 +188,7 @@ def worker(
                                         max_messages=settings.worker_batch)
         pull = PullWorker(subscription, consumer.processor,
                           streams=streams or settings.worker_streams)
-        heal = healer(settings, consumer.processor)
+        heal = healer(settings, consumer)
         health = None
         try:
             if health_port:
@@ -257,7 +257,7 @@ def serve(
 
     def work(stop: threading.Event) -> None:
         consumer = Consumer.from_settings(settings, stop=stop)
-        heal = healer(settings, consumer.processor)
+        heal = healer(settings, consumer)
         server = uvicorn.Server(uvicorn.Config(
             create_app(consumer.processor, verifier=verifier), host=host, port=port,
             log_level="warning", log_config=None,  # uvicorn's lines go through infra.logs too

@@ -98,7 +98,7 @@ def _subscriptions(
             message_retention_duration={"seconds": hold.message_retention_seconds},
             expiration_policy={},  # no ttl: never expires, however long no dead letter comes
         ),
-        pubsub_v1.types.Subscription(  # no dead-letter policy: heals until retention ends
+        pubsub_v1.types.Subscription(  # no dead-letter policy: the heal loop bounds itself
             name=settings.heal_subscription_path,
             topic=settings.heal_topic_path,
             ack_deadline_seconds=hold.ack_deadline_seconds,

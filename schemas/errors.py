@@ -83,6 +83,13 @@ class RetriesExhausted(PermanentError):
     reason = "retries-exhausted"
 
 
+class HealExhausted(RetriesExhausted):
+    """A forwarded letter failed every heal attempt while Redis took writes beside its keys:
+    its failure is its own, however transient it looks."""
+
+    reason = "heal-exhausted"
+
+
 class CheckpointExpired(PermanentError):
     """A change-stream checkpoint lies beyond the stream's retention: the changes since are
     gone from Spanner, so reading on would silently skip them."""

@@ -25,6 +25,10 @@ _NAMESPACE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _STR_PART = re.compile(r"^[A-Za-z0-9._@-]+$")
 KEY_PART_PATTERN = _STR_PART.pattern
 LEASE_SUFFIX = ":lease"
+INTERNAL_MARK = "_"
+"""The consumers' own keys (a heal probe, a replication barrier) are ``<namespace>:_<name>``,
+optionally followed by a ``{hash tag}``: no template name starts with it, and the namespace's
+SCAN pattern (``<namespace>:*:{*}``) never matches one."""
 
 
 class Action(StrEnum):
@@ -236,6 +240,23 @@ class Catalog:
         """A SCAN pattern over this namespace (or one template)."""
         name = template.name if template else "*"
         return f"{self.namespace}:{name}:{{*}}"
+
+
+def internal_key(namespace: str, name: str, tag: str | None = None) -> str:
+    """A key the consumers keep for themselves, never a cached value; with ``tag`` it lands in
+    the Redis Cluster slot of every key carrying that hash tag."""
+    return f"{namespace}:{INTERNAL_MARK}{name}" + ("" if tag is None else f"{{{tag}}}")
+
+
+def is_internal(key: str, namespace: str) -> bool:
+    return key.startswith(f"{namespace}:{INTERNAL_MARK}")
+
+
+def hash_tag(key: str) -> str | None:
+    """The part of ``key`` Redis Cluster hashes to pick its slot, when it has a hash tag."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    return key[start + 1:end] if start >= 0 and end > start + 1 else None
 
 
 def _action(event_type: EventType, template: KeyTemplate) -> Action:

@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     redis_username: str | None = None
     redis_password_file: Path | None = None
     redis_wait_replicas: int = Field(0, ge=0, le=64)
-    """After a batch's writes, wait for this many replicas to have them (0: don't wait)."""
+    """After a batch's writes, wait for this many replicas to have them (0: don't wait); on a
+    cluster, this many replicas of every primary the batch wrote to."""
     redis_wait_timeout_ms: int = Field(500, gt=0)
 
     relay_poll_ms: int = Field(20, gt=0)
@@ -80,6 +81,9 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(4, gt=0)
     retry_seconds: float = Field(5.0, gt=0)
     max_delivery_attempts: int = Field(5, ge=5, le=100)
+    heal_max_attempts: int = Field(10, ge=0, le=1000)
+    """Heal attempts a letter may fail while Redis takes writes beside its keys before it goes
+    to the dead-letter hold as ``heal-exhausted`` (0: heal until the letter's retention ends)."""
     stop_seconds: float = Field(7.0, gt=0, le=60)
     """After SIGTERM, how long a worker or server may finish in-flight work before it exits."""
 
@@ -139,11 +143,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _wait_within_socket_timeout(self) -> Settings:
-        if self.redis_wait_replicas and self.redis_cluster:
-            raise ValueError(
-                "REDIS_SPANNER_REDIS_WAIT_REPLICAS is not supported with "
-                "REDIS_SPANNER_REDIS_CLUSTER (WAIT would have to run on every primary written)"
-            )
         if self.redis_wait_replicas and (
             self.redis_wait_timeout_ms >= self.redis_timeout_seconds * 1000
         ):

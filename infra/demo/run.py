@@ -131,7 +131,7 @@ def _run(options: DemoOptions, settings: Settings, console: Console,
             streams=settings.worker_streams,
         )
         spawn(lambda: worker.run(pipeline_stop, pull_timeout=1.0))
-        heal = healer(settings, consumer.processor)
+        heal = healer(settings, consumer)
         spawn(lambda: heal.run(pipeline_stop, pull_timeout=1.0))
         if outbox:
             _wait_for_leases(relays, console)

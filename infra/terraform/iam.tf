@@ -76,11 +76,18 @@ moved {
   to   = google_pubsub_subscription_iam_member.consumer_pulls[0]
 }
 
-# The worker and the push server both drain the heal subscription.
+# The worker and the push server both drain the heal subscription, and republish to the heal
+# topic a letter that failed a heal attempt on its own, with its count.
 resource "google_pubsub_subscription_iam_member" "consumer_pulls_heal" {
   subscription = google_pubsub_subscription.heal.name
   role         = "roles/pubsub.subscriber"
   member       = "serviceAccount:${google_service_account.consumer.email}"
+}
+
+resource "google_pubsub_topic_iam_member" "consumer_republishes_heal" {
+  topic  = google_pubsub_topic.heal.name
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${google_service_account.consumer.email}"
 }
 
 resource "google_pubsub_topic_iam_member" "consumer_publishes_dead_letters" {

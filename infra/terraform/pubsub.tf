@@ -15,7 +15,9 @@ resource "google_pubsub_topic" "dead_letter" {
 }
 
 # Where Pub/Sub forwards what it gave up delivering: never applied, so the worker (and the push
-# server) apply it once Redis and Spanner answer again. Names follow the consumer's defaults
+# server) apply it once Redis and Spanner answer again; a letter that keeps failing on its own
+# goes to the dead-letter topic after REDIS_SPANNER_HEAL_MAX_ATTEMPTS (the consumers count it,
+# so the heal subscription has no dead-letter policy). Names follow the consumer's defaults
 # (<topic>-heal, <subscription>-heal).
 resource "google_pubsub_topic" "heal" {
   name                       = "${var.topic}-heal"

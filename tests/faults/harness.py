@@ -119,7 +119,7 @@ class Pipeline:
 
         worker.handle = guarded  # type: ignore[method-assign]
         self.spawn(lambda stop: worker.run(stop, pull_timeout=1.0))
-        heal = healer(self.settings, processor)  # as `redis-spanner worker` runs it
+        heal = healer(self.settings, consumer, processor)  # as `redis-spanner worker` runs it
         self._closers.append(heal.subscription.close)
         self.spawn(lambda stop: heal.run(stop, pull_timeout=1.0))
         return worker

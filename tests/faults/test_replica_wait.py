@@ -1,20 +1,27 @@
 """Durable invalidations: with REDIS_SPANNER_REDIS_WAIT_REPLICAS set, a message is acked only
-once a replica holds its writes, so a failover to that replica can't bring back a stale value."""
+once a replica holds its writes, so a failover to that replica can't bring back a stale value;
+on a cluster, once a replica of every primary the batch wrote to holds them."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 from redis_spanner.consumers.messages import Disposition
 from redis_spanner.infra import faults
 from redis_spanner.infra.demo import chaos
-from redis_spanner.schemas.cache import parse_entry
+from redis_spanner.infra.processes import LOOPBACK
+from redis_spanner.schemas.cache import CacheOp, parse_entry
+from redis_spanner.schemas.errors import TransientError
 
 from tests.faults.harness import own_process
+from tests.redis_servers import LocalCluster, start_cluster
 from tests.redis_text import text_hash
 from tests.waiting import wait_until
 
@@ -138,4 +145,107 @@ def test_failover_to_a_replica_that_missed_invalidations_leaves_no_stale_key(
     assert all(e is not None and not e.tombstone for e in held)  # the old values
     chaos.take_over(pipe.redis, replica)
     replica_client.close()
+    pipe.check(ids)
+
+
+# --- on a cluster ------------------------------------------------------------------------------
+
+@pytest.fixture
+def replicated_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """Three primaries with a replica each, every replica counted online by its primary."""
+    directory = tmp_path / "cluster"
+    directory.mkdir()
+    generator = start_cluster(directory, replicas=1)
+    cluster = next(generator)
+    try:
+        for port in cluster.ports:
+            with redis.Redis(LOOPBACK, port, decode_responses=True) as node:
+                if node.info("replication")["role"] == "master":
+                    wait_until(partial(online_replicas, node), timeout=30)
+        yield cluster
+    finally:
+        generator.close()
+
+
+def online_replicas(primary: redis.Redis) -> int:
+    """Replicas the primary counts for WAIT: online, a while after their link is up."""
+    info = primary.info("replication")
+    return sum(1 for k, v in info.items()
+               if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online")
+
+
+def replica_of(cluster: LocalCluster, primary_port: int) -> tuple[faults.OwnProcess, int]:
+    """The replica node of the primary on ``primary_port``, and its port."""
+    for node in cluster.nodes:
+        port = node.ports["redis"]
+        with redis.Redis(LOOPBACK, port, decode_responses=True) as client:
+            info = client.info("replication")
+        if info["role"] == "slave" and int(info["master_port"]) == primary_port:
+            return node, port
+    raise AssertionError(f"no replica of {primary_port}")
+
+
+def version_on_replica(port: int, key: str) -> int | None:
+    with redis.Redis(LOOPBACK, port, decode_responses=True,
+                     single_connection_client=True) as replica:
+        replica.execute_command("READONLY")  # a replica serves reads of its primary's slots
+        entry = parse_entry(text_hash(replica, key))
+    return entry.version if entry else None
+
+
+@pytest.mark.timeout(180)
+def test_on_a_cluster_a_batch_is_acked_only_once_every_primary_written_has_its_replica(
+    replicated_cluster: LocalCluster, open_pipeline: Any,
+) -> None:
+    """On a cluster of three primaries with a replica each, events on every primary are acked
+    and each replica holds its primary's tombstones. With one replica frozen, a batch writing
+    to all three primaries fails as a whole, naming that primary, although every primary
+    applied it, while one writing only to the other two succeeds; an event on that primary is
+    nacked on every delivery while it is applied on the primary. Once the replica is back the
+    event is acked, the replica holds the tombstone, and nothing is lost or stale."""
+    pipe: Pipeline = open_pipeline(
+        redis_wait_replicas=1, redis_wait_timeout_ms=1500, redis_timeout_seconds=5,
+        environ={"REDIS_URL": replicated_cluster.url, "REDIS_SPANNER_REDIS_CLUSTER": "true"})
+    client = pipe.cache.client
+    assert isinstance(client, RedisCluster)
+    ids = pipe.accounts(30)
+    owner = {k.key: client.get_node_from_key(k.key).port for k in pipe.keys(ids)}
+    assert len(set(owner.values())) == 3
+    first_on = {port: next(k for k, p in owner.items() if p == port) for port in owner.values()}
+    pipe.fill(ids)
+    pipe.start_relay()
+    pipe.start_worker()
+
+    account_of = {k.key: i for k, i in zip(pipe.keys(ids), ids, strict=True)}
+    healthy = {port: pipe.bump(account_of[key]) for port, key in first_on.items()}
+    wait_until(lambda: all(Disposition.ACK in outcomes_of(pipe, e) for e in healthy.values()),
+               timeout=60)
+    for port, key in first_on.items():
+        [entry] = pipe.cache.get([key])
+        assert entry is not None and entry.tombstone
+        assert version_on_replica(replica_of(replicated_cluster, port)[1], key) == entry.version
+
+    cut_port = sorted(first_on)[0]
+    cut_key = next(k for k, p in owner.items() if p == cut_port and k != first_on[cut_port])
+    replica, replica_port = replica_of(replicated_cluster, cut_port)
+    spread = [pipe.catalog.key(pipe.catalog.template("account"), [f"w-{n}"]).key
+              for n in range(30)]
+    replica.pause()
+    try:
+        with pytest.raises(TransientError, match=f"{LOOPBACK}:{cut_port}") as short:
+            pipe.cache.apply([CacheOp.invalidate(k, time.time_ns()) for k in spread])
+        assert "only 0 of 1 replica(s)" in str(short.value)
+        assert all(e is not None and e.tombstone for e in pipe.cache.get(spread))
+        elsewhere = [k for k in spread if client.get_node_from_key(k).port != cut_port]
+        pipe.cache.apply([CacheOp.invalidate(k, time.time_ns()) for k in elsewhere])
+        cut = pipe.bump(account_of[cut_key])
+        wait_until(lambda: outcomes_of(pipe, cut).count(Disposition.NACK) >= 2, timeout=60)
+        assert Disposition.ACK not in outcomes_of(pipe, cut)
+        [written] = pipe.cache.get([cut_key])
+        assert written is not None and written.tombstone  # applied, just not replicated
+    finally:
+        replica.resume()
+    wait_until(lambda: Disposition.ACK in outcomes_of(pipe, cut), timeout=60)
+    assert version_on_replica(replica_port, cut_key) == written.version
+    pipe.cache.apply([CacheOp.invalidate(k, time.time_ns()) for k in spread])  # all replicas
     pipe.check(ids)

@@ -17,7 +17,7 @@ from redis_spanner.consumers.verify import verify
 from redis_spanner.infra.demo.workload import bump, seed_accounts
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import CacheOp
-from redis_spanner.schemas.keys import Catalog
+from redis_spanner.schemas.keys import Catalog, internal_key
 from redis_spanner.schemas.settings import Settings
 
 
@@ -32,7 +32,8 @@ def test_verify_finds_and_repairs_deliberate_corruption(
     """Entries corrupted on purpose (a wrong value at an old version, a value of a row that
     changed without an event, every kind of foreign entry, a key of no template) are reported
     as stale, foreign (with their kind) and orphaned; repair fixes them through the guard and
-    verify then passes."""
+    verify then passes. The consumers' own keys (a heal probe, a replication barrier) are left
+    alone."""
     ids = [f"v-{n}" for n in range(20)]
     seed_accounts(database, ids)
     rows = SpannerRows(database)
@@ -59,6 +60,10 @@ def test_verify_finds_and_repairs_deliberate_corruption(
         cache.client.delete(k)
         plant(k)
     cache.client.hset(f"{catalog.namespace}:ghost:{{Ghosts:1}}", mapping={"v": "1"})
+    own = [internal_key(catalog.namespace, "heal-probe"),
+           internal_key(catalog.namespace, "replication-barrier", "7")]
+    cache.apply([CacheOp.invalidate(own[0], time.time_ns())])
+    cache.client.set(own[1], "")
 
     report = verify(cache, catalog, rows)
     assert sorted(report.stale) == sorted([key, client.key("account", "v-4").key])
@@ -77,6 +82,7 @@ def test_verify_finds_and_repairs_deliberate_corruption(
             summary["stale_remaining"], summary["foreign_remaining"]) == (2, 8, 10, 1, 0, 0)
     after = verify(cache, catalog, rows)
     assert not (after.stale or after.orphaned or after.foreign)
+    assert cache.client.exists(*own) == 2  # the consumers' own keys: neither checked nor deleted
     assert client.get("account", "v-4")["Balance"] == 1005
     assert client.get("account", "v-15")["Balance"] == 1000
     [plain] = cache.get([client.key("account", "plain").key])

@@ -3,12 +3,14 @@ an event can never address a key outside its namespace."""
 
 from __future__ import annotations
 
+import fnmatch
+
 import pytest
 from redis_spanner.schemas.catalog import DEMO
 from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.errors import KeyRefused
 from redis_spanner.schemas.events import EventType
-from redis_spanner.schemas.keys import Action, Catalog
+from redis_spanner.schemas.keys import Action, Catalog, hash_tag, internal_key, is_internal
 
 CATALOG = Catalog("rsc", DEMO)
 
@@ -80,3 +82,19 @@ def test_parse_inverts_key() -> None:
         CATALOG.parse("other:account:{Accounts:x}")
     with pytest.raises(KeyRefused):
         CATALOG.parse("rsc:team:{Teams:x}")
+
+
+def test_internal_keys_are_no_template_keys_and_keep_their_hash_tag() -> None:
+    """The consumers' own keys can't be parsed as, or collide with, a template's keys; one
+    built with a key's hash tag lands in that key's slot, and the namespace's pattern of
+    cached keys never matches one."""
+    account = CATALOG.key(CATALOG.template("account"), ["a-1"]).key
+    probe = internal_key("rsc", "heal-probe", hash_tag(account))
+    assert probe == "rsc:_heal-probe{Accounts:a-1}" and is_internal(probe, "rsc")
+    assert not is_internal(account, "rsc") and not is_internal(probe, "other")
+    assert internal_key("rsc", "heal-probe") == "rsc:_heal-probe"
+    assert hash_tag(probe) == hash_tag(account) == "Accounts:a-1"
+    assert hash_tag("rsc:_heal-probe") is None and hash_tag("a{}b") is None
+    assert not fnmatch.fnmatchcase(probe, CATALOG.pattern())
+    with pytest.raises(KeyRefused):
+        CATALOG.parse(probe)

@@ -13,7 +13,6 @@ SECRET = "pa55-word-never-shown"
 @pytest.mark.parametrize("fields", [
     # a rule across settings (model-level): the whole input must not be echoed
     {"redis_wait_replicas": 1, "redis_wait_timeout_ms": 5000, "redis_timeout_seconds": 1},
-    {"redis_wait_replicas": 1, "redis_cluster": True},
     # a rule of the secret itself
     {"REDIS_URL": f"http://:{SECRET}@h:1/0"},
 ])

@@ -178,6 +178,16 @@ def test_every_subscription_with_dead_lettering_lets_the_service_agent_forward()
     assert signs["service_account_id"] == "${google_service_account.push.name}"
 
 
+def test_the_consumer_publishes_to_the_heal_and_dead_letter_topics_only() -> None:
+    """The consumer's identity publishes where the heal loop sends letters (its heal topic, with
+    a letter's count; the dead-letter topic) and to no other topic."""
+    published = {body["topic"] for rtype, role, body in iam_members()
+                 if rtype == "google_pubsub_topic_iam_member"
+                 and body["member"] == "serviceAccount:${google_service_account.consumer.email}"}
+    assert published == {"${google_pubsub_topic.heal.name}",
+                         "${google_pubsub_topic.dead_letter.name}"}
+
+
 @pytest.mark.parametrize("name", ["consumer", "push"])
 def test_subscription_policies_come_from_the_declaration(name: str) -> None:
     """Retention, deadlines, attempts and backoff are read from pipeline.json, not typed twice."""
