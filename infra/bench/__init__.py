@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis_spanner.infra.bench import consumer, memory, pipeline, transport
-from redis_spanner.infra.bench.stack import REWARM_CATALOG, fresh
+from redis_spanner.infra.bench.stack import REWARM_CATALOG, Rate, fresh
 from redis_spanner.infra.local import started
 from redis_spanner.schemas.settings import load_settings
 
@@ -44,8 +44,9 @@ def run_bench(options: BenchOptions, progress: Progress) -> dict[str, Any]:
         os.environ.update(env.exports())
         base = load_settings()
         runs: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
         n = options.events
-        stages: list[tuple[str, Callable[[Any], float], str | None]] = [
+        stages: list[tuple[str, Callable[[Any], float | Rate], str | None]] = [
             ("raw_pull_ack", lambda s: transport.raw_pull_ack(s, n, s.worker_streams), None),
             ("naive", lambda s: consumer.naive(s, options.naive_seconds), None),
             ("consumer", lambda s: consumer.drain(s, n), None),
@@ -61,9 +62,14 @@ def run_bench(options: BenchOptions, progress: Progress) -> dict[str, Any]:
         for r in range(options.repeats):
             for name, measure, catalog in stages:
                 with fresh(base, f"{name[:8]}-{r}", catalog=catalog) as settings:
-                    rate = measure(settings)
+                    measured = measure(settings)
+                rate = measured.per_second if isinstance(measured, Rate) else measured
                 runs.setdefault(name, []).append(rate)
-                progress(f"{name} run {r + 1}/{options.repeats}: {rate:,.0f}/s")
+                line = f"{name} run {r + 1}/{options.repeats}: {rate:,.0f}/s"
+                if isinstance(measured, Rate):
+                    cpu.setdefault(name, []).append(measured.cpu_us)
+                    line += f", {measured.cpu_us:.1f} µs CPU each"
+                progress(line)
         lags: dict[str, list[float]] = {}
         for mode in ("pull", "streaming"):
             with fresh(base, f"floor-{mode}") as settings:
@@ -81,7 +87,7 @@ def run_bench(options: BenchOptions, progress: Progress) -> dict[str, Any]:
             rss = memory.worker_rss(settings, options.rss_events)
         progress(f"worker RSS: peak {rss['rss_peak_mib']} MiB, "
                  f"growth after warm-up {rss['rss_growth_mib']} MiB")
-    return summarize(options, runs, lags, reads, rss)
+    return summarize(options, runs, lags, reads, rss, cpu)
 
 
 def _percentile(samples: list[float], p: float) -> float | None:
@@ -97,9 +103,10 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def summarize(options: BenchOptions, runs: dict[str, list[float]],
               lags: dict[str, list[float]], reads: dict[str, float],
-              rss: dict[str, Any]) -> dict[str, Any]:
+              rss: dict[str, Any], cpu: dict[str, list[float]]) -> dict[str, Any]:
     """Every figure and ratio, as one JSON-able dict."""
     rate = {name: statistics.median(values) for name, values in runs.items()}
+    cpu_us = {name: statistics.median(values) for name, values in cpu.items()}
     lag = {name: {"p50_ms": _percentile(s, 50), "p99_ms": _percentile(s, 99),
                   "samples": len(s)} for name, s in lags.items()}
     floors = [p99 for k in ("floor_pull", "floor_streaming")
@@ -113,12 +120,14 @@ def summarize(options: BenchOptions, runs: dict[str, list[float]],
         "lag_ms": {k: {m: (round(x, 1) if isinstance(x, float) else x) for m, x in v.items()}
                    for k, v in lag.items()},
         "lag_samples_ms": {k: [round(x, 1) for x in v] for k, v in lags.items()},
+        "cpu_us_per_item": {k: round(v, 1) for k, v in cpu_us.items()},
         "read_ms": {k: round(v, 3) for k, v in reads.items()},
         "worker_rss": rss,
         "ratios": {
             "consumer_vs_raw": _ratio(rate["consumer"], rate["raw_pull_ack"]),
             "consumer_vs_naive": _ratio(rate["consumer"], rate["naive"]),
             "consumer_hot_vs_raw": _ratio(rate["consumer_hot"], rate["raw_pull_ack"]),
+            "raw_cpu_vs_consumer_cpu": _ratio(cpu_us["raw_pull_ack"], cpu_us["consumer"]),
             "rewarm_vs_raw": _ratio(rate["consumer_rewarm"], rate["raw_pull_ack"]),
             "relay_vs_raw_publish": _ratio(rate["relay"], rate["raw_publish"]),
             "relay_vs_outbox_read": _ratio(rate["relay"], rate["outbox_read"]),

@@ -9,14 +9,20 @@ from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.consumers.messages import Outcome
 from redis_spanner.consumers.pubsub import PullSubscription
 from redis_spanner.consumers.worker import Consumer, PullWorker
-from redis_spanner.infra.bench.stack import Counter, publish_events, seed_accounts, timed
+from redis_spanner.infra.bench.stack import (
+    Counter,
+    Rate,
+    publish_events,
+    seed_accounts,
+    timed,
+)
 from redis_spanner.schemas.cache import CacheOp
 from redis_spanner.schemas.envelope import decode
 from redis_spanner.schemas.settings import Settings
 
 
 def drain(settings: Settings, events: int, hot_keys: int | None = None,
-          rewarm: bool = False) -> float:
+          rewarm: bool = False) -> Rate:
     """Events per second the pull worker (as ``redis-spanner worker`` runs it) acks, from a
     backlog of ``events`` published up front; for ``rewarm``, every account exists in
     Spanner first."""
@@ -32,10 +38,10 @@ def drain(settings: Settings, events: int, hot_keys: int | None = None,
     subscription = PullSubscription(settings.subscription_path,
                                     max_messages=settings.worker_batch)
     worker = PullWorker(subscription, consumer.processor, streams=settings.worker_streams)
-    elapsed = timed(lambda stop: worker.run(stop, 1.0), acked.done)
+    rate = timed(lambda stop: worker.run(stop, 1.0), acked)
     subscription.close()
     consumer.close()
-    return float(acked.count / elapsed)
+    return rate
 
 
 def naive(settings: Settings, seconds: float) -> float:

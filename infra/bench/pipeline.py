@@ -13,7 +13,14 @@ from redis_spanner.consumers.messages import Outcome
 from redis_spanner.consumers.pubsub import PullSubscription
 from redis_spanner.consumers.readthrough import ReadThrough
 from redis_spanner.consumers.worker import Consumer, PullWorker
-from redis_spanner.infra.bench.stack import CHUNK, Counter, account_id, seed_accounts, timed
+from redis_spanner.infra.bench.stack import (
+    CHUNK,
+    Counter,
+    Rate,
+    account_id,
+    seed_accounts,
+    timed,
+)
 from redis_spanner.infra.demo.workload import bump, paced
 from redis_spanner.producers.outbox import (
     OUTBOX_COLUMNS,
@@ -41,7 +48,7 @@ def _fill_outbox(settings: Settings, events: int) -> Any:
     return database
 
 
-def relay(settings: Settings, events: int) -> float:
+def relay(settings: Settings, events: int) -> Rate:
     """Outbox rows per second one relay publishes, from ``events`` rows committed up front."""
     _fill_outbox(settings, events)
     published = Counter(events)
@@ -50,9 +57,9 @@ def relay(settings: Settings, events: int) -> float:
         published.add(len(rows))
 
     runner, publisher = build_relay(settings, on_published=count)
-    elapsed = timed(runner.run, published.done)
+    rate = timed(runner.run, published)
     publisher.close()
-    return float(published.count / elapsed)
+    return rate
 
 
 def outbox_read(settings: Settings, events: int) -> float:

@@ -53,6 +53,10 @@ def table(result: dict[str, Any]) -> str:
         else:
             shown = f"{ratios[ratio]} x raw" if ratio else ""
         lines.append(f"| {label} | {_fmt(rates[name])}/s | {shown} | {target} |")
+    cpu = result["cpu_us_per_item"]
+    lines.append(f"| client CPU per event: raw pull+ack / worker, distinct keys | "
+                 f"{_fmt(cpu.get('raw_pull_ack'), ' µs')} / {_fmt(cpu.get('consumer'), ' µs')} | "
+                 f"{ratios['raw_cpu_vs_consumer_cpu']} |  |")
     lag = result["lag_ms"]
     for name, label in (("floor_pull", "publish → synchronous pull, 40/s"),
                         ("floor_streaming", "publish → streaming pull, 40/s"),

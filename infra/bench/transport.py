@@ -11,7 +11,7 @@ from typing import Any
 
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from google.pubsub_v1.types import PubsubMessage
-from redis_spanner.infra.bench.stack import Counter, account_id, publish_events, timed
+from redis_spanner.infra.bench.stack import Counter, Rate, account_id, publish_events, timed
 from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.events import EventType
 from redis_spanner.schemas.settings import Settings
@@ -23,7 +23,7 @@ _ATTRIBUTES = _EVENT.attributes()
 """What the relay publishes for one outbox row of the bench."""
 
 
-def raw_pull_ack(settings: Settings, events: int, loops: int, size: int = 1000) -> float:
+def raw_pull_ack(settings: Settings, events: int, loops: int, size: int = 1000) -> Rate:
     """Messages per second that ``loops`` loops of pull(``size``) + acknowledge drain."""
     publish_events(settings, events)
     client = pubsub_v1.SubscriberClient()
@@ -49,9 +49,9 @@ def raw_pull_ack(settings: Settings, events: int, loops: int, size: int = 1000) 
         for t in threads:
             t.join()
 
-    elapsed = timed(loops_of, acked.done)
+    rate = timed(loops_of, acked)
     client.close()
-    return float(acked.count / elapsed)
+    return rate
 
 
 def raw_publish(settings: Settings, events: int) -> float:

@@ -40,6 +40,9 @@ def test_quick_bench_completes_with_every_figure_positive_and_every_ratio_finite
         lag = result["lag_ms"][name]
         assert lag["samples"] > 0 and 0 < lag["p50_ms"] <= lag["p99_ms"], (name, lag)
     assert all(ms > 0 for ms in result["read_ms"].values())
+    assert set(result["cpu_us_per_item"]) == {"raw_pull_ack", "consumer", "consumer_hot",
+                                              "consumer_rewarm", "relay"}
+    assert all(us > 0 for us in result["cpu_us_per_item"].values())
     rss = result["worker_rss"]
     assert rss["events"] == 10_000 and rss["rss_peak_mib"] > 0
     assert rss["rss_growth_mib"] is not None and math.isfinite(rss["rss_growth_mib"])
