@@ -92,7 +92,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     bars.barh(names, [rates[n] for n in names],
               color=["#999999" if n in limits else "#3465a4" for n in names])
     bars.invert_yaxis()
-    bars.set_xlabel("messages / s (median)")
+    bars.set_xscale("log")
+    bars.set_xlabel("messages / s (median, log)")
     bars.set_title("Throughput (grey: transport limits)")
     for name, samples in result["lag_samples_ms"].items():
         ordered = sorted(samples)
