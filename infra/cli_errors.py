@@ -49,7 +49,7 @@ def classify(error: BaseException) -> tuple[int, str] | None:
     from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
     from pydantic import ValidationError
     from redis.exceptions import AuthenticationError, RedisError
-    from redis_spanner.infra.discovery import StackError
+    from redis_spanner.infra.local.discovery import StackError
     from redis_spanner.schemas.errors import ConfigError, PermanentError, RedisSpannerError
     from redis_spanner.schemas.settings import explain, redacted_url
 

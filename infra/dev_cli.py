@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from redis_spanner.infra.cli_errors import reported
-from redis_spanner.infra.local import LocalStack, default_state_dir
+from redis_spanner.infra.local.stack import LocalStack, default_state_dir
 from redis_spanner.infra.tables import print_table
 from redis_spanner.schemas.settings import Settings
 from rich.console import Console

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings as hypothesis_settings
-from redis_spanner.infra import faults
-from redis_spanner.infra.discovery import StackError
-from redis_spanner.infra.local import LocalStack, StackEnv
+from redis_spanner.infra.local import faults
+from redis_spanner.infra.local.discovery import StackError
+from redis_spanner.infra.local.stack import LocalStack, StackEnv
 from redis_spanner.schemas.settings import Settings, get_settings
 
 TEST_PROJECT = "redis-spanner-test"

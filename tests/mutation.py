@@ -19,8 +19,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from redis_spanner.infra import faults
-from redis_spanner.infra.discovery import StackError
+from redis_spanner.infra.local import faults
+from redis_spanner.infra.local.discovery import StackError
 
 EQUIVALENT = Path(__file__).with_name("equivalent_mutants.txt")
 DETECTED = {"killed", "timeout"}

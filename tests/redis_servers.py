@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from redis.cluster import RedisCluster
-from redis_spanner.infra.discovery import find_redis_server
-from redis_spanner.infra.faults import OwnProcess
-from redis_spanner.infra.processes import LOOPBACK, free_ports
-from redis_spanner.infra.redis_cluster import PRIMARIES, form_cluster, node_command
+from redis_spanner.infra.local.discovery import find_redis_server
+from redis_spanner.infra.local.faults import OwnProcess
+from redis_spanner.infra.local.processes import LOOPBACK, free_ports
+from redis_spanner.infra.local.redis_cluster import PRIMARIES, form_cluster, node_command
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "admin-secret-7c1f"

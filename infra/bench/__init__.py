@@ -15,7 +15,7 @@ from typing import Any
 
 from redis_spanner.infra.bench import consumer, memory, pipeline, transport
 from redis_spanner.infra.bench.stack import REWARM_CATALOG, Rate, fresh
-from redis_spanner.infra.local import started
+from redis_spanner.infra.local.stack import started
 from redis_spanner.schemas.settings import load_settings
 
 Progress = Callable[[str], None]

@@ -29,9 +29,9 @@ import redis as redis_py
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.consumers.core import Processor
 from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
-from redis_spanner.infra import faults
-from redis_spanner.infra.discovery import StackError
-from redis_spanner.infra.local import PUBSUB, LocalStack, default_state_dir
+from redis_spanner.infra.local import faults
+from redis_spanner.infra.local.discovery import StackError
+from redis_spanner.infra.local.stack import PUBSUB, LocalStack, default_state_dir
 from redis_spanner.schemas.catalog import load_catalog
 from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.errors import TransientError
@@ -94,8 +94,9 @@ class _Throttle(logging.Filter):
 
 @contextmanager
 def environment(enabled: bool, console: Console) -> Iterator[Targets | None]:
-    """Around ``infra.local.started()``: a redis-server of the run's own, exported as REDIS_URL
-    so the stack uses it, and the record of what ran before. Yields None when not enabled."""
+    """Around ``infra.local.stack.started()``: a redis-server of the run's own, exported as
+    REDIS_URL so the stack uses it, and the record of what ran before. Yields None when not
+    enabled."""
     if not enabled:
         yield None
         return

@@ -20,7 +20,7 @@ from redis_spanner.consumers.verify import verify
 from redis_spanner.consumers.worker import Consumer, PullWorker, healer
 from redis_spanner.infra.demo import chaos, workload
 from redis_spanner.infra.demo.tally import Tally
-from redis_spanner.infra.local import started
+from redis_spanner.infra.local.stack import started
 from redis_spanner.infra.provision import provision
 from redis_spanner.infra.provision_pubsub import delete_paths
 from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH

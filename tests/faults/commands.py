@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 
-from redis_spanner.infra.processes import free_ports
+from redis_spanner.infra.local.processes import free_ports
 
 STOP_WITHIN_SECONDS = 10.0
 UNAUTHENTICATED_PUSH = {"REDIS_SPANNER_PUSH_AUTH": "off"}

@@ -26,10 +26,10 @@ from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.spanner_rows import SpannerRows
 from redis_spanner.consumers.verify import Verdict, compare
 from redis_spanner.consumers.worker import Consumer, PullWorker, healer
-from redis_spanner.infra import faults
 from redis_spanner.infra.demo.tally import Tally
 from redis_spanner.infra.demo.workload import bump
-from redis_spanner.infra.discovery import StackError
+from redis_spanner.infra.local import faults
+from redis_spanner.infra.local.discovery import StackError
 from redis_spanner.producers.runner import build_relay
 from redis_spanner.producers.spanner import open_database, run_transaction
 from redis_spanner.schemas.cache import Entry

@@ -11,7 +11,7 @@ import pytest
 import redis
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.worker import SAFE_EVICTION, warn_if_unsafe_eviction
-from redis_spanner.infra import faults
+from redis_spanner.infra.local import faults
 
 from tests.faults.commands import command, serve_args
 from tests.waiting import wait_until

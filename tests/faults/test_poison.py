@@ -16,7 +16,7 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 from redis_spanner.consumers.messages import Disposition, Inbound
 from redis_spanner.consumers.worker import Consumer
-from redis_spanner.infra import faults
+from redis_spanner.infra.local import faults
 from redis_spanner.schemas.events import EventType
 
 from tests.waiting import wait_until

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from redis_spanner.infra import faults
+from redis_spanner.infra.local import faults
 
 from tests.waiting import wait_until
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-from redis_spanner.infra import faults
-from redis_spanner.infra.processes import free_ports
+from redis_spanner.infra.local import faults
+from redis_spanner.infra.local.processes import free_ports
 from redis_spanner.producers.outbox_store import READ_TIMEOUT
 from redis_spanner.producers.relay import give_up_after
 

@@ -14,9 +14,9 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 from redis_spanner.consumers.messages import Disposition
-from redis_spanner.infra import faults
 from redis_spanner.infra.demo import chaos
-from redis_spanner.infra.processes import LOOPBACK
+from redis_spanner.infra.local import faults
+from redis_spanner.infra.local.processes import LOOPBACK
 from redis_spanner.schemas.cache import CacheOp, parse_entry
 from redis_spanner.schemas.errors import TransientError
 

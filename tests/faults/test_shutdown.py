@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-from redis_spanner.infra import faults
+from redis_spanner.infra.local import faults
 from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.events import EventType
 

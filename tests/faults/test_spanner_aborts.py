@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from google.cloud.spanner_v1 import param_types
-from redis_spanner.infra import faults
+from redis_spanner.infra.local import faults
 from redis_spanner.producers.outbox import record
 from redis_spanner.producers.spanner import run_transaction
 from redis_spanner.schemas.events import EventType

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from redis_spanner.infra.local import StackEnv
+from redis_spanner.infra.local.stack import StackEnv
 
 
 @pytest.mark.timeout(420)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from redis_spanner.infra.local import StackEnv
+from redis_spanner.infra.local.stack import StackEnv
 from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.schemas.settings import Settings
 

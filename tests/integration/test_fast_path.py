@@ -20,7 +20,7 @@ from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.spanner_rows import SpannerRows
 from redis_spanner.consumers.worker import Consumer, PullWorker
 from redis_spanner.infra.demo.workload import seed_accounts
-from redis_spanner.infra.processes import LOOPBACK, free_ports
+from redis_spanner.infra.local.processes import LOOPBACK, free_ports
 from redis_spanner.producers.fast_path import FastPath
 from redis_spanner.producers.fast_path_async import AsyncFastPath, run_transaction_async
 from redis_spanner.producers.outbox import record

@@ -15,9 +15,9 @@ import redis
 from google.cloud import spanner
 from google.cloud.pubsub import PublisherClient
 from redis_spanner.infra.dev_cli import dev_app
-from redis_spanner.infra.discovery import StackError
-from redis_spanner.infra.local import LocalStack, StackEnv, started
-from redis_spanner.infra.processes import free_ports
+from redis_spanner.infra.local.discovery import StackError
+from redis_spanner.infra.local.processes import free_ports
+from redis_spanner.infra.local.stack import LocalStack, StackEnv, started
 from redis_spanner.schemas.settings import Settings, get_settings
 from typer.testing import CliRunner
 

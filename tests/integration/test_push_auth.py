@@ -17,7 +17,7 @@ from redis_spanner.consumers.push import create_app
 from redis_spanner.consumers.push_auth import PushAuthConfig, PushVerifier
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.worker import Consumer
-from redis_spanner.infra.processes import free_ports, http_ok
+from redis_spanner.infra.local.processes import free_ports, http_ok
 from redis_spanner.schemas.keys import Catalog
 from redis_spanner.schemas.settings import Settings
 

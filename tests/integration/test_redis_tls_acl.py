@@ -21,7 +21,7 @@ from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.spanner_rows import SpannerRows
 from redis_spanner.consumers.verify import verify
 from redis_spanner.infra.demo.workload import bump, latest_commit, seed_accounts
-from redis_spanner.infra.faults import OwnProcess
+from redis_spanner.infra.local.faults import OwnProcess
 from redis_spanner.producers.fast_path import FastPath
 from redis_spanner.producers.fast_path_async import AsyncFastPath, run_transaction_async
 from redis_spanner.producers.outbox import record

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from google.cloud.spanner_v1 import param_types
-from redis_spanner.infra.processes import free_ports
+from redis_spanner.infra.local.processes import free_ports
 from redis_spanner.producers.outbox_store import SpannerOutbox
 from redis_spanner.producers.runner import build_relay
 from redis_spanner.producers.spanner import run_transaction

@@ -21,8 +21,8 @@ from redis_spanner.consumers.health import HealthServer, loops_check, redis_chec
 from redis_spanner.consumers.messages import Inbound, Outcome
 from redis_spanner.consumers.pubsub import PullSubscription
 from redis_spanner.consumers.worker import Consumer, PullWorker
-from redis_spanner.infra import faults
-from redis_spanner.infra.processes import free_ports
+from redis_spanner.infra.local import faults
+from redis_spanner.infra.local.processes import free_ports
 from redis_spanner.schemas.settings import Settings
 
 from tests.faults.harness import own_process

@@ -14,7 +14,7 @@ import redis
 from prometheus_client import REGISTRY
 from redis import asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-from redis_spanner.infra.processes import free_ports
+from redis_spanner.infra.local.processes import free_ports
 from redis_spanner.producers.fast_path import FastPath, tombstone_keys
 from redis_spanner.producers.fast_path_async import AsyncFastPath
 from redis_spanner.producers.outbox import Recorded, record, recording

@@ -9,17 +9,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from redis_spanner.infra import processes
 from redis_spanner.infra.dev_cli import dev_app
-from redis_spanner.infra.discovery import (
+from redis_spanner.infra.local import processes
+from redis_spanner.infra.local.discovery import (
     StackError,
     find_java,
     find_pubsub_emulator,
     find_redis_server,
     find_spanner_emulator,
 )
-from redis_spanner.infra.local import Component, LocalStack, StackEnv, default_state_dir
-from redis_spanner.infra.processes import group_members
+from redis_spanner.infra.local.processes import group_members
+from redis_spanner.infra.local.stack import Component, LocalStack, StackEnv, default_state_dir
 from typer.testing import CliRunner
 
 EMULATORS = ("apt-get install google-cloud-cli-pubsub-emulator google-cloud-cli-spanner-emulator",

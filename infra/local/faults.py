@@ -7,8 +7,8 @@ reason the consumer must give it.
 
 Every process started here leads its own process group, so a signal reaches all of it: the
 Spanner emulator's gateway and its emulator_main, the Pub/Sub emulator's launcher and its JVM.
-Discovery is that of ``redis_spanner.infra.discovery``, free ports and process groups those of
-``redis_spanner.infra.processes``, health checks those of ``redis_spanner.infra.local``.
+Discovery is that of ``redis_spanner.infra.local.discovery``, free ports and process groups those of
+``redis_spanner.infra.local.processes``, health checks those of ``redis_spanner.infra.local.stack``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ import redis
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.consumers.core import Processor
 from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
-from redis_spanner.infra.discovery import StackError
-from redis_spanner.infra.local import (
+from redis_spanner.infra.local.discovery import StackError
+from redis_spanner.infra.local.processes import STOP_GRACE_SECONDS, signal_group
+from redis_spanner.infra.local.stack import (
     PUBSUB,
     REDIS,
     SPANNER,
@@ -40,7 +41,6 @@ from redis_spanner.infra.local import (
     redis_launch,
     spanner_launch,
 )
-from redis_spanner.infra.processes import STOP_GRACE_SECONDS, signal_group
 from redis_spanner.schemas.errors import TransientError
 
 # --- process groups ------------------------------------------------------------------------------
@@ -96,7 +96,7 @@ class OwnProcess:
         return self
 
     def healthy(self) -> bool:
-        """A real request answered (``redis_spanner.infra.local.healthy``)."""
+        """A real request answered (``redis_spanner.infra.local.stack.healthy``)."""
         return healthy(Component(self.name, self.address, ports=self.ports))
 
     def wait_healthy(self, timeout: float = 60.0) -> None:

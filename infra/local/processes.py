@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
-from redis_spanner.infra.discovery import StackError
+from redis_spanner.infra.local.discovery import StackError
 
 LOOPBACK = "127.0.0.1"
 STOP_GRACE_SECONDS = 5.0

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import redis
-from redis_spanner.infra.discovery import INSTALL_REDIS, StackError, find_redis_server
-from redis_spanner.infra.processes import LOOPBACK, free_ports, redis_ok
+from redis_spanner.infra.local.discovery import INSTALL_REDIS, StackError, find_redis_server
+from redis_spanner.infra.local.processes import LOOPBACK, free_ports, redis_ok
 
 PRIMARIES = 3
 NODE_TIMEOUT_MS = 2000

@@ -6,7 +6,7 @@ component whose variable (PUBSUB_EMULATOR_HOST, SPANNER_EMULATOR_HOST, REDIS_URL
 in the environment is external: it is used as it is and never stopped. Processes are told apart
 by their start time, read through psutil (Linux and macOS; only Linux is tested).
 ``LocalStack(state_dir, redis_cluster=True)`` starts a three-primary Redis Cluster instead of a
-single redis-server (``redis_spanner.infra.redis_cluster``).
+single redis-server (``redis_spanner.infra.local.redis_cluster``).
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TypedDict
 
-from redis_spanner.infra.discovery import (
+from redis_spanner.infra.local.discovery import (
     StackError,
     find_java,
     find_pubsub_emulator,
     find_redis_server,
     find_spanner_emulator,
 )
-from redis_spanner.infra.processes import (
+from redis_spanner.infra.local.processes import (
     LOOPBACK,
     alive,
     free_ports,
@@ -42,7 +42,7 @@ from redis_spanner.infra.processes import (
     stop_group,
     tcp_ok,
 )
-from redis_spanner.infra.redis_cluster import cluster_launch, cluster_ok, join_cluster
+from redis_spanner.infra.local.redis_cluster import cluster_launch, cluster_ok, join_cluster
 
 PUBSUB, SPANNER, REDIS = "pubsub", "spanner", "redis"
 COMPONENTS = (PUBSUB, SPANNER, REDIS)
