@@ -121,9 +121,9 @@ def provision(
     """Create or update the topics, subscriptions, Spanner instance and database (idempotent);
     the database gets the outbox tables and nothing else unless --ddl names more."""
     from redis_spanner.infra.audit import audited
-    from redis_spanner.infra.declaration import load_declaration
-    from redis_spanner.infra.provision import format_report
-    from redis_spanner.infra.provision import provision as run
+    from redis_spanner.infra.provision.declaration import load_declaration
+    from redis_spanner.infra.provision.run import format_report
+    from redis_spanner.infra.provision.run import provision as run
 
     _logging(False)
     settings = _settings("pubsub", "spanner")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.cloud import pubsub_v1, spanner  # type: ignore[attr-defined]
-from redis_spanner.infra.provision import provision, teardown
+from redis_spanner.infra.provision.run import provision, teardown
 from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.producers.spanner import open_database, run_transaction
 from redis_spanner.schemas.envelope import Event

@@ -21,8 +21,8 @@ from redis_spanner.consumers.worker import Consumer, PullWorker, healer
 from redis_spanner.infra.demo import chaos, workload
 from redis_spanner.infra.demo.tally import Tally
 from redis_spanner.infra.local.stack import started
-from redis_spanner.infra.provision import provision
-from redis_spanner.infra.provision_pubsub import delete_paths
+from redis_spanner.infra.provision.pubsub import delete_paths
+from redis_spanner.infra.provision.run import provision
 from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.producers.fast_path import FastPath
 from redis_spanner.producers.outbox import OUTBOX_SHARDS

@@ -13,9 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from redis_spanner.infra.declaration import load_declaration
 from redis_spanner.infra.local import faults
-from redis_spanner.infra.provision import provision, teardown
+from redis_spanner.infra.provision.declaration import load_declaration
+from redis_spanner.infra.provision.run import provision, teardown
 from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.schemas.settings import Settings, get_settings
 

@@ -11,7 +11,7 @@ import redis
 from redis_spanner.consumers.messages import Disposition
 from redis_spanner.consumers.spanner_rows import SpannerRows
 from redis_spanner.consumers.verify import Verdict, compare
-from redis_spanner.infra.declaration import load_declaration
+from redis_spanner.infra.provision.declaration import load_declaration
 
 from tests.waiting import wait_until
 

@@ -11,7 +11,7 @@ import redis
 from redis_spanner.consumers.pubsub import PullSubscription
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.worker import Consumer, PullWorker
-from redis_spanner.infra.provision import provision, teardown
+from redis_spanner.infra.provision.run import provision, teardown
 from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.producers.spanner import open_database
 from redis_spanner.schemas.catalog import load_catalog

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from google.cloud import spanner
-from redis_spanner.infra.provision import teardown
+from redis_spanner.infra.provision.run import teardown
 from redis_spanner.infra.spanner.ddl import load_schema
 from redis_spanner.schemas.settings import Settings, get_settings
 

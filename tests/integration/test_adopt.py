@@ -15,7 +15,7 @@ import redis
 from google.cloud import spanner
 from redis_spanner.consumers.pubsub import PullSubscription
 from redis_spanner.consumers.worker import Consumer, PullWorker
-from redis_spanner.infra.provision import provision, teardown
+from redis_spanner.infra.provision.run import provision, teardown
 from redis_spanner.infra.spanner.ddl import SCHEMA_PATH, load_schema
 from redis_spanner.producers.outbox import record
 from redis_spanner.producers.runner import build_relay

@@ -18,7 +18,7 @@ from redis_spanner.consumers.spanner_rows import SpannerRows
 from redis_spanner.consumers.verify import Verdict, compare
 from redis_spanner.consumers.worker import Consumer, PullWorker
 from redis_spanner.infra.demo.tally import Tally
-from redis_spanner.infra.provision import provision, teardown
+from redis_spanner.infra.provision.run import provision, teardown
 from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.producers.changestream import ChildPartition, event_id_for
 from redis_spanner.producers.partition_store import ROOT, SpannerPartitions

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from redis_spanner.infra.local import faults
 from redis_spanner.infra.local.processes import free_ports
 from redis_spanner.infra.logs import MAX_CHARS, TRACE_FIELD
-from redis_spanner.infra.provision import provision, teardown
+from redis_spanner.infra.provision.run import provision, teardown
 from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.producers.outbox import record
 from redis_spanner.producers.spanner import open_database, run_transaction

@@ -16,10 +16,10 @@ from google.cloud import pubsub_v1, spanner  # type: ignore[attr-defined]
 from google.cloud.spanner_v1.database import Database
 from google.cloud.spanner_v1.instance import Instance
 from google.iam.v1 import policy_pb2
-from redis_spanner.infra.declaration import load_declaration
-from redis_spanner.infra.provision import format_report, provision, teardown
-from redis_spanner.infra.provision_pubsub import grant_dead_lettering
-from redis_spanner.infra.provision_report import ProvisionError, ProvisionReport
+from redis_spanner.infra.provision.declaration import load_declaration
+from redis_spanner.infra.provision.pubsub import grant_dead_lettering
+from redis_spanner.infra.provision.report import ProvisionError, ProvisionReport
+from redis_spanner.infra.provision.run import format_report, provision, teardown
 from redis_spanner.infra.spanner.ddl import load_schema
 from redis_spanner.schemas.settings import Settings
 
@@ -312,7 +312,7 @@ def test_unknown_project_number_reports_what_to_grant(monkeypatch: pytest.Monkey
     which roles to grant to the service agent, on which resources."""
     settings = Settings(GOOGLE_CLOUD_PROJECT="p-gcp")
     monkeypatch.setattr(
-        "redis_spanner.infra.provision_pubsub._lookup_project_number", lambda project: None)
+        "redis_spanner.infra.provision.pubsub._lookup_project_number", lambda project: None)
     report = ProvisionReport()
 
     grant_dead_lettering(_IamOnly(), _IamOnly(), settings, None, report)

@@ -258,7 +258,7 @@ def test_provision_warns_when_the_stream_watches_other_tables_than_the_catalog(
 ) -> None:
     """An existing stream that misses a catalog table (or watches more) is reported, since
     provisioning never alters it; a stream over all tables, or column lists, are fine."""
-    from redis_spanner.infra.provision_spanner import stream_drift
+    from redis_spanner.infra.provision.spanner import stream_drift
     from redis_spanner.schemas.settings import Settings
 
     warnings = stream_drift(Settings(), [ddl])

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_spanner.infra.declaration import (
+from redis_spanner.infra.provision.declaration import (
     DEFAULT_PATH,
     Declaration,
     DeclarationError,

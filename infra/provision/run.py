@@ -2,7 +2,7 @@
 
 The same code serves the emulators and GCP: the client libraries follow PUBSUB_EMULATOR_HOST
 and SPANNER_EMULATOR_HOST. Names come from `Settings`, policies from infra/pipeline.json.
-Pub/Sub is provisioned by ``provision_pubsub``, Spanner by ``provision_spanner``.
+Pub/Sub is provisioned by ``pubsub``, Spanner by ``spanner``, the modules beside this one.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from redis_spanner.infra.declaration import Declaration, load_declaration
-from redis_spanner.infra.provision_pubsub import delete_pubsub, provision_pubsub
-from redis_spanner.infra.provision_report import ProvisionError, ProvisionReport
-from redis_spanner.infra.provision_spanner import delete_spanner, provision_spanner
+from redis_spanner.infra.provision.declaration import Declaration, load_declaration
+from redis_spanner.infra.provision.pubsub import delete_pubsub, provision_pubsub
+from redis_spanner.infra.provision.report import ProvisionError, ProvisionReport
+from redis_spanner.infra.provision.spanner import delete_spanner, provision_spanner
 from redis_spanner.infra.spanner.ddl import load_schemas
 from redis_spanner.schemas.settings import Settings
 

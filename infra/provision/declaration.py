@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from redis_spanner.schemas.errors import ConfigError
 
-DEFAULT_PATH = Path(__file__).with_name("pipeline.json")
+DEFAULT_PATH = Path(__file__).parent.parent / "pipeline.json"
 
 # Limits of the Pub/Sub and Spanner APIs, checked here so a bad value fails before any call.
 MAX_SUBSCRIPTION_RETENTION_SECONDS = 7 * 24 * 3600

@@ -16,8 +16,8 @@ from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-from redis_spanner.infra.declaration import Declaration
-from redis_spanner.infra.provision_report import (
+from redis_spanner.infra.provision.declaration import Declaration
+from redis_spanner.infra.provision.report import (
     BOUNDED,
     CALL_TIMEOUT_SECONDS,
     Action,

@@ -17,8 +17,8 @@ from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import spanner
-from redis_spanner.infra.declaration import Declaration
-from redis_spanner.infra.provision_report import (
+from redis_spanner.infra.provision.declaration import Declaration
+from redis_spanner.infra.provision.report import (
     BOUNDED,
     Action,
     ProvisionError,
