@@ -1,13 +1,13 @@
 """The command line as a user meets it, in process: through the entry point's error boundary
-(``redis_spanner.infra.cli.main``), so failures are one line on stderr and an exit status."""
+(``redis_spanner.infra.cli.app.main``), so failures are one line on stderr and an exit status."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from click.testing import CliRunner, Result
-from redis_spanner.infra import cli_errors
-from redis_spanner.infra.cli import app
+from redis_spanner.infra.cli import errors as cli_errors
+from redis_spanner.infra.cli.app import app
 
 
 class _EntryPoint:

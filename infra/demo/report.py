@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis_spanner.infra.tables import print_table
+from redis_spanner.infra.cli.tables import print_table
 from rich.console import Console
 
 

@@ -12,8 +12,8 @@ import sys
 from typing import Any
 
 import pytest
-from redis_spanner.infra.audit_store import SpannerAuditLog
-from redis_spanner.infra.cli import app
+from redis_spanner.infra.cli.app import app
+from redis_spanner.infra.cli.audit_store import SpannerAuditLog
 from redis_spanner.infra.demo.workload import seed_accounts
 from redis_spanner.schemas.settings import Settings, get_settings
 from typer.testing import CliRunner, Result

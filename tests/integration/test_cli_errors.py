@@ -156,7 +156,7 @@ def redis_spanner(args: tuple[str, ...], env: dict[str, str | None], cwd: Path) 
             environment[name] = value
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-c", "from redis_spanner.infra.cli import main; main()", *args],
+        [sys.executable, "-c", "from redis_spanner.infra.cli.app import main; main()", *args],
         env=environment, cwd=cwd, capture_output=True, text=True, timeout=90, check=False,
     )
     return Ran(done.returncode, done.stdout, done.stderr, time.monotonic() - started)

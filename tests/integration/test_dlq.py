@@ -26,7 +26,7 @@ from redis_spanner.consumers.pubsub import (
 )
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.worker import PullWorker
-from redis_spanner.infra.dlq_cli import dlq_app
+from redis_spanner.infra.cli.dlq import dlq_app
 from redis_spanner.schemas.cache import CacheOp
 from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.errors import (
@@ -277,7 +277,7 @@ def test_replay_killed_between_republish_and_ack_loses_nothing(
     env = {**os.environ, "REDIS_SPANNER_FAILPOINTS": "dlq.after_republish=kill"}
     crashed = subprocess.run(
         [sys.executable, "-c",
-         "from redis_spanner.infra.dlq_cli import dlq_app; dlq_app()", "replay"],
+         "from redis_spanner.infra.cli.dlq import dlq_app; dlq_app()", "replay"],
         env=env, timeout=60, capture_output=True, text=True,
     )
     assert crashed.returncode == -9, crashed.stderr[-2000:]

@@ -19,7 +19,7 @@ from redis_spanner.consumers.dead_letter_scan import collect
 from redis_spanner.consumers.messages import Inbound
 from redis_spanner.consumers.pubsub import DeadLetterPublisher, HoldSubscription
 from redis_spanner.consumers.readthrough import CacheClient
-from redis_spanner.infra.cli import app
+from redis_spanner.infra.cli.app import app
 from redis_spanner.producers.spanner import run_transaction
 from redis_spanner.schemas.catalog import ACCOUNT, TEAM, TEAM_MEMBERS, load_catalog
 from redis_spanner.schemas.envelope import Event

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from redis_spanner.consumers.dead_letters import HEAL_ATTEMPTS, DeadLetter
 from redis_spanner.consumers.pubsub import DEAD_LETTER_PREFIX, HoldSubscription, PullSubscription
 from redis_spanner.consumers.worker import Consumer, PullWorker, healer
-from redis_spanner.infra.dlq_cli import dlq_app
+from redis_spanner.infra.cli.dlq import dlq_app
 from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.events import EventType
 from redis_spanner.schemas.keys import Catalog

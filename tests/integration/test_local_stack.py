@@ -14,7 +14,7 @@ import pytest
 import redis
 from google.cloud import spanner
 from google.cloud.pubsub import PublisherClient
-from redis_spanner.infra.dev_cli import dev_app
+from redis_spanner.infra.cli.dev import dev_app
 from redis_spanner.infra.local.discovery import StackError
 from redis_spanner.infra.local.processes import free_ports
 from redis_spanner.infra.local.stack import LocalStack, StackEnv, started

@@ -25,9 +25,9 @@ import pytest
 import redis
 from google.cloud import pubsub_v1, spanner  # type: ignore[attr-defined]
 from opentelemetry.sdk.trace import TracerProvider
+from redis_spanner.infra.cli.logs import MAX_CHARS, TRACE_FIELD
 from redis_spanner.infra.local import faults
 from redis_spanner.infra.local.processes import free_ports
-from redis_spanner.infra.logs import MAX_CHARS, TRACE_FIELD
 from redis_spanner.infra.provision.run import provision, teardown
 from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.producers.outbox import record

@@ -20,8 +20,8 @@ from redis_spanner.consumers.readthrough_async import AsyncCacheClient
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.spanner_rows import SpannerRows, TableWalker
 from redis_spanner.consumers.verify import verify
+from redis_spanner.infra.cli.dev import dev_app
 from redis_spanner.infra.demo.workload import bump, latest_commit, seed_accounts
-from redis_spanner.infra.dev_cli import dev_app
 from redis_spanner.infra.local.processes import group_members
 from redis_spanner.infra.local.redis_cluster import cluster_ok, find_redis_cli
 from redis_spanner.infra.local.stack import LocalStack, StackEnv

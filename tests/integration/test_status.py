@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from redis_spanner.consumers.dead_letter_scan import collect
 from redis_spanner.consumers.messages import Inbound
 from redis_spanner.consumers.pubsub import DeadLetterPublisher, HoldSubscription
-from redis_spanner.infra.cli import app
-from redis_spanner.infra.status import LAG_METRIC
+from redis_spanner.infra.cli.app import app
+from redis_spanner.infra.cli.status_report import LAG_METRIC
 from redis_spanner.producers.outbox import record, shard_of
 from redis_spanner.producers.outbox_store import SpannerOutbox
 from redis_spanner.producers.spanner import run_transaction

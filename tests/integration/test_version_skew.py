@@ -20,7 +20,7 @@ from redis_spanner.consumers.dead_letters import DeadLetter
 from redis_spanner.consumers.pubsub import HoldSubscription
 from redis_spanner.consumers.push import create_app
 from redis_spanner.consumers.worker import Consumer, PullWorker
-from redis_spanner.infra.dlq_cli import dlq_app
+from redis_spanner.infra.cli.dlq import dlq_app
 from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.events import EventType
 from redis_spanner.schemas.keys import Catalog

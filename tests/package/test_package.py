@@ -123,7 +123,7 @@ def test_wheel_holds_one_package_its_data_and_its_command(wheel: Path) -> None:
                  "redis_spanner/infra/grafana/redis-spanner.json",
                  "redis_spanner/consumers/readthrough_async.py"):
         assert data in names
-    assert "redis-spanner = redis_spanner.infra.cli:main" in entry_points
+    assert "redis-spanner = redis_spanner.infra.cli.app:main" in entry_points
 
 
 def test_installed_wheel_serves_a_service_beside_its_own_schemas_module(

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from redis_spanner.consumers.core import Processor
 from redis_spanner.consumers.messages import Inbound
-from redis_spanner.infra.audit import FAILED, SUCCEEDED, AuditRecord, audited, principal
-from redis_spanner.infra.audit_cli import parse_since
+from redis_spanner.infra.cli.audit import parse_since
+from redis_spanner.infra.cli.audit_trail import FAILED, SUCCEEDED, AuditRecord, audited, principal
 from redis_spanner.schemas.catalog import DEMO
 from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.errors import ConfigError, TransientError

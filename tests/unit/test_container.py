@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from redis_spanner.infra.cli import app
+from redis_spanner.infra.cli.app import app
 from typer.main import get_command
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis_spanner.consumers.dead_letters import DeadLetter, Filter
 from redis_spanner.consumers.messages import Inbound
-from redis_spanner.infra.dlq_cli import COLUMNS, _details, _full, _row
-from redis_spanner.infra.tables import print_table
+from redis_spanner.infra.cli.dlq import COLUMNS, _details, _full, _row
+from redis_spanner.infra.cli.tables import print_table
 from rich.console import Console
 
 EVENT_ID = "7a1b2c3d-0000-4000-8000-00000000beef"

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from redis_spanner.infra.dev_cli import dev_app
+from redis_spanner.infra.cli.dev import dev_app
 from redis_spanner.infra.local import processes
 from redis_spanner.infra.local.discovery import (
     StackError,

@@ -8,7 +8,7 @@ import logging
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from redis_spanner.infra.logs import (
+from redis_spanner.infra.cli.logs import (
     FORMAT_VARIABLE,
     MAX_CHARS,
     SPAN_FIELD,
@@ -94,7 +94,7 @@ def test_without_a_setting_a_file_or_pipe_gets_json(capsys: pytest.CaptureFixtur
 def test_setup_installs_one_handler_and_keeps_the_others() -> None:
     """Setting up twice leaves one handler of ours (no line printed twice), and a handler
     someone else installed (a test runner's, an embedding service's) stays."""
-    from redis_spanner.infra.logs import setup
+    from redis_spanner.infra.cli.logs import setup
 
     root = logging.getLogger()
     before, level = list(root.handlers), root.level

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from redis.exceptions import AuthenticationError
-from redis_spanner.infra.cli import main
+from redis_spanner.infra.cli.app import main
 from redis_spanner.infra.local.processes import free_ports
 from redis_spanner.schemas.errors import ConfigError
 from redis_spanner.schemas.redis_connection import PasswordFile, client_options

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from redis_spanner.infra.cli_errors import fail, reported
-from redis_spanner.infra.tables import print_table
+from redis_spanner.infra.cli.errors import fail, reported
+from redis_spanner.infra.cli.tables import print_table
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -59,7 +59,7 @@ def _options(
 @contextmanager
 def _hold(ctx: typer.Context) -> Iterator[Any]:
     from redis_spanner.consumers.pubsub import HoldSubscription
-    from redis_spanner.infra.reachability import PUBSUB, require_reachable
+    from redis_spanner.infra.cli.reachability import PUBSUB, require_reachable
     from redis_spanner.schemas.settings import get_settings
 
     options: _Options = ctx.obj
@@ -77,7 +77,7 @@ def _hold(ctx: typer.Context) -> Iterator[Any]:
 def _audited(name: str, reasons: Sequence[str] | None, types: Sequence[str] | None,
              ids: Sequence[str] | None, **details: Any) -> Iterator[Any]:
     """The action's audit record, with the filters it was given."""
-    from redis_spanner.infra.audit import audited
+    from redis_spanner.infra.cli.audit_trail import audited
     from redis_spanner.schemas.settings import get_settings
 
     with audited(name, get_settings(), reasons=list(reasons or ()), types=list(types or ()),
@@ -181,7 +181,7 @@ def replay(
     from redis_spanner.consumers.dead_letter_replay import replay as run
     from redis_spanner.consumers.pubsub import EventsTopic
     from redis_spanner.consumers.redis_cache import RedisCache
-    from redis_spanner.infra.reachability import REDIS, require_reachable
+    from redis_spanner.infra.cli.reachability import REDIS, require_reachable
     from redis_spanner.schemas.errors import ConfigError
     from redis_spanner.schemas.settings import get_settings, require_catalog
 

@@ -8,7 +8,7 @@ import time
 from typing import Annotated, Any
 
 import typer
-from redis_spanner.infra.tables import print_table
+from redis_spanner.infra.cli.tables import print_table
 from rich.console import Console
 
 
@@ -34,8 +34,8 @@ def status(
     the subscription backlog and the worker's lag; nothing is changed. Exit 1 when a --max-*
     threshold is crossed."""
     from redis_spanner.consumers.pubsub import HoldSubscription
-    from redis_spanner.infra.reachability import PUBSUB, SPANNER, require_reachable
-    from redis_spanner.infra.status import (
+    from redis_spanner.infra.cli.reachability import PUBSUB, SPANNER, require_reachable
+    from redis_spanner.infra.cli.status_report import (
         Thresholds,
         breaches,
         dead_letters,

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from redis_spanner.infra import cli_errors
-from redis_spanner.infra.audit_cli import audit
-from redis_spanner.infra.catalog_cli import catalog_app, require_catalog
-from redis_spanner.infra.changestream_cli import changestream_relay
-from redis_spanner.infra.dev_cli import dev_app
-from redis_spanner.infra.dlq_cli import dlq_app
-from redis_spanner.infra.outbox_cli import outbox_app
-from redis_spanner.infra.status_cli import status
+from redis_spanner.infra.cli import errors as cli_errors
+from redis_spanner.infra.cli.audit import audit
+from redis_spanner.infra.cli.catalog import catalog_app, require_catalog
+from redis_spanner.infra.cli.changestream import changestream_relay
+from redis_spanner.infra.cli.dev import dev_app
+from redis_spanner.infra.cli.dlq import dlq_app
+from redis_spanner.infra.cli.outbox import outbox_app
+from redis_spanner.infra.cli.status import status
 from rich.console import Console
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ MetricsPort = Annotated[
 
 
 def _logging(verbose: bool, quiet: bool = False) -> None:
-    """JSON lines or console lines on stderr (``infra.logs``); ``-v`` adds a line per batch."""
-    from redis_spanner.infra import logs
+    """JSON lines or console lines on stderr (``infra.cli.logs``); ``-v`` adds a line per batch."""
+    from redis_spanner.infra.cli import logs
 
     logs.setup(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     _quiet()
@@ -73,7 +73,7 @@ def _quiet() -> None:
 def _before_stack() -> None:
     """For the commands that run on the local stack: settings valid and the components the
     environment names answering, before anything starts."""
-    from redis_spanner.infra.reachability import require_external
+    from redis_spanner.infra.cli.reachability import require_external
     from redis_spanner.schemas.settings import load_settings, require_catalog
 
     require_catalog(load_settings())
@@ -89,7 +89,7 @@ def _stop_on_signals() -> threading.Event:
 
 def _settings(*needs: str) -> Settings:
     """The settings, once each dependency in ``needs`` answers at its configured address."""
-    from redis_spanner.infra.reachability import require_reachable
+    from redis_spanner.infra.cli.reachability import require_reachable
     from redis_spanner.schemas.settings import get_settings, require_catalog
 
     settings = get_settings()
@@ -120,7 +120,7 @@ def provision(
 ) -> None:
     """Create or update the topics, subscriptions, Spanner instance and database (idempotent);
     the database gets the outbox tables and nothing else unless --ddl names more."""
-    from redis_spanner.infra.audit import audited
+    from redis_spanner.infra.cli.audit_trail import audited
     from redis_spanner.infra.provision.declaration import load_declaration
     from redis_spanner.infra.provision.run import format_report
     from redis_spanner.infra.provision.run import provision as run
@@ -147,7 +147,7 @@ def relay(
 ) -> None:
     """Publish outbox rows to Pub/Sub until SIGINT or SIGTERM (exit 1 if leases are lost)."""
     stop = _stop_on_signals()
-    from redis_spanner.infra.outbox_cli import serve_relay
+    from redis_spanner.infra.cli.outbox import serve_relay
 
     _logging(verbose)
     _settings("pubsub", "spanner")
@@ -245,7 +245,7 @@ def serve(
     from redis_spanner.consumers.push import create_app
     from redis_spanner.consumers.push_auth import PushVerifier, auth_config
     from redis_spanner.consumers.worker import Consumer, healer, warn_if_unsafe_eviction
-    from redis_spanner.infra.reachability import listenable
+    from redis_spanner.infra.cli.reachability import listenable
     from redis_spanner.schemas.settings import get_settings
 
     _logging(verbose)
@@ -260,7 +260,7 @@ def serve(
         heal = healer(settings, consumer)
         server = uvicorn.Server(uvicorn.Config(
             create_app(consumer.processor, verifier=verifier), host=host, port=port,
-            log_level="warning", log_config=None,  # uvicorn's lines go through infra.logs too
+            log_level="warning", log_config=None,  # uvicorn's lines go through infra.cli.logs too
             timeout_graceful_shutdown=max(1, int(settings.stop_seconds) - 2),
         ))
 
@@ -298,8 +298,8 @@ def verify(
 
     from redis_spanner.consumers.verify import verify as run
     from redis_spanner.consumers.worker import Consumer
-    from redis_spanner.infra.audit import Action, audited
-    from redis_spanner.infra.cache_report import render_verify
+    from redis_spanner.infra.cli.audit_trail import Action, audited
+    from redis_spanner.infra.cli.cache_report import render_verify
 
     _logging(False)
     settings = _settings("spanner", "redis")
@@ -335,7 +335,7 @@ def rewarm(
     from redis_spanner.consumers.backfill import backfill
     from redis_spanner.consumers.spanner_rows import TableWalker
     from redis_spanner.consumers.worker import Consumer
-    from redis_spanner.infra.audit import audited
+    from redis_spanner.infra.cli.audit_trail import audited
     from redis_spanner.schemas.errors import ConfigError
     from redis_spanner.schemas.settings import require_catalog as declared_catalog
     from rich.progress import Progress

@@ -8,7 +8,7 @@ import re
 from typing import Annotated
 
 import typer
-from redis_spanner.infra.tables import print_table
+from redis_spanner.infra.cli.tables import print_table
 from rich.console import Console
 
 COLUMNS = ("when (UTC)", "who", "action", "outcome", "details")
@@ -41,8 +41,8 @@ def audit(
                        ] = False,
 ) -> None:
     """List the operator actions recorded in the AuditLog table, oldest first."""
-    from redis_spanner.infra.audit_store import SpannerAuditLog
-    from redis_spanner.infra.reachability import SPANNER, require_reachable
+    from redis_spanner.infra.cli.audit_store import SpannerAuditLog
+    from redis_spanner.infra.cli.reachability import SPANNER, require_reachable
     from redis_spanner.producers.spanner import open_database
     from redis_spanner.schemas.settings import get_settings
 

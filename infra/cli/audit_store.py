@@ -10,7 +10,7 @@ from typing import Any
 
 from google.cloud import spanner
 from google.cloud.spanner_v1 import param_types
-from redis_spanner.infra.audit import AuditRecord, Store
+from redis_spanner.infra.cli.audit_trail import AuditRecord, Store
 from redis_spanner.schemas.errors import TransientError
 from redis_spanner.schemas.settings import Settings
 from redis_spanner.schemas.spanner_errors import translate
@@ -66,7 +66,7 @@ def _record(row: list[Any]) -> AuditRecord:
 def store_in_spanner(settings: Settings) -> Store:
     """Write records to the settings' database, each within ``WRITE_SECONDS``."""
     def store(record: AuditRecord) -> None:
-        from redis_spanner.infra.reachability import SPANNER, require_reachable
+        from redis_spanner.infra.cli.reachability import SPANNER, require_reachable
         from redis_spanner.producers.spanner import open_database
 
         require_reachable(settings, SPANNER)

@@ -157,7 +157,7 @@ def audited(action: str, settings: Settings, store: Store | None = None,
 def _describe(error: BaseException) -> str | None:
     """The failure as one line; None for a clean exit (``typer.Exit(0)``)."""
     import typer
-    from redis_spanner.infra.cli_errors import classify, one_line
+    from redis_spanner.infra.cli.errors import classify, one_line
 
     if isinstance(error, typer.Exit):
         code: int = error.exit_code
@@ -168,7 +168,7 @@ def _describe(error: BaseException) -> str | None:
 
 
 def _refused(error: BaseException) -> bool:
-    from redis_spanner.infra.cli_errors import USAGE, classify
+    from redis_spanner.infra.cli.errors import USAGE, classify
 
     known = classify(error) if isinstance(error, Exception) else None
     return known is not None and known[0] == USAGE
@@ -179,7 +179,7 @@ def _keep(record: AuditRecord, settings: Settings, store: Store | None, refused:
     sink, or a store that failed under a finished action) and DEBUG otherwise; a failed
     action adds no line to its error line."""
     if store is None and settings.audit_sink == "spanner" and not refused:
-        from redis_spanner.infra.audit_store import store_in_spanner
+        from redis_spanner.infra.cli.audit_store import store_in_spanner
 
         store = store_in_spanner(settings)
     problem: str | None = None
@@ -187,7 +187,7 @@ def _keep(record: AuditRecord, settings: Settings, store: Store | None, refused:
         try:
             store(record)
         except Exception as e:  # the action's outcome stands; the missing record is said
-            from redis_spanner.infra.cli_errors import one_line
+            from redis_spanner.infra.cli.errors import one_line
 
             problem = one_line(f"{type(e).__name__}: {e}")
     failed = record.outcome == FAILED

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from redis_spanner.consumers.verify import VerifyReport
-from redis_spanner.infra.tables import print_table
+from redis_spanner.infra.cli.tables import print_table
 from rich.console import Console
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from redis_spanner.infra.cli_errors import reported
+from redis_spanner.infra.cli.errors import reported
+from redis_spanner.infra.cli.tables import print_table
 from redis_spanner.infra.local.stack import LocalStack, default_state_dir
-from redis_spanner.infra.tables import print_table
 from redis_spanner.schemas.settings import Settings
 from rich.console import Console
 
@@ -48,7 +48,7 @@ def up(
         "replaced); `dev env` then also exports REDIS_SPANNER_REDIS_CLUSTER=true.")] = False,
 ) -> None:
     """Start whatever part of the stack is not running; reuse the rest."""
-    from redis_spanner.infra.reachability import require_external
+    from redis_spanner.infra.cli.reachability import require_external
 
     stack = _stack(state_dir, True if redis_cluster else None)
     with reported():

@@ -118,7 +118,7 @@ def requeue(
 def _outbox(settings: Settings, timeout: float) -> SpannerOutbox:
     """The outbox's tables, once the Spanner emulator (when its host is set) answers at its
     address, as every command probes its dependencies first."""
-    from redis_spanner.infra.reachability import PROBE_SECONDS, SPANNER, require_reachable
+    from redis_spanner.infra.cli.reachability import PROBE_SECONDS, SPANNER, require_reachable
     from redis_spanner.producers.outbox_store import SpannerOutbox
     from redis_spanner.producers.spanner import open_database
 
@@ -136,7 +136,7 @@ def _bounded(call: Callable[[], T], timeout: float, failure: str) -> T:
     command line's exit status for it: 1 for a Spanner that does not answer or fails, 2 for a
     configuration problem (a database that does not exist, say). An error the command line
     does not know goes to its usual report."""
-    from redis_spanner.infra.cli_errors import FAILURE, classify, one_line
+    from redis_spanner.infra.cli.errors import FAILURE, classify, one_line
 
     result: list[T] = []
     failed: list[Exception] = []
