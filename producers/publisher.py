@@ -31,6 +31,11 @@ MESSAGE_BYTES = 10_000_000
 """Pub/Sub's limit on one message, data and attributes together."""
 _REFUSED = (gexc.InvalidArgument,)
 """Pub/Sub's answer to a request it will never accept as it is."""
+_RETRIED = gretry.if_exception_type(
+    gexc.Aborted, gexc.Cancelled, gexc.DeadlineExceeded, gexc.InternalServerError,
+    gexc.ResourceExhausted, gexc.ServiceUnavailable, gexc.Unknown,
+)
+"""The answers the client library retries a Publish on (its default for that call)."""
 _SLICE = 0.1
 _RawMessage: Any = gapic.PubsubMessage.pb()
 _RawRequest: Any = gapic.PublishRequest.pb()
@@ -85,7 +90,7 @@ class PubSubPublisher:
         self._timeout = timeout
         self._client = pubsub_v1.PublisherClient()
         self._retry = gretry.Retry(initial=0.1, maximum=2.0, timeout=timeout,
-                                   predicate=gretry.if_transient_error)
+                                   predicate=_RETRIED)
         self._slots = threading.BoundedSemaphore(in_flight)
 
     def submit(self, messages: Sequence[Message]) -> Pending:

@@ -15,10 +15,10 @@ locals {
   pull_enabled = contains(var.transports, "pull")
   push_enabled = contains(var.transports, "push")
 
-  project_number       = data.google_project.this.number
-  pubsub_service_agent = "serviceAccount:service-${local.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  project_number        = data.google_project.this.number
+  pubsub_service_agent  = "serviceAccount:service-${local.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
   spanner_service_agent = "serviceAccount:service-${local.project_number}@gcp-sa-spanner.iam.gserviceaccount.com"
-  redis_service_agent  = "serviceAccount:service-${local.project_number}@cloud-redis.iam.gserviceaccount.com"
+  redis_service_agent   = "serviceAccount:service-${local.project_number}@cloud-redis.iam.gserviceaccount.com"
 }
 
 data "google_project" "this" {

@@ -5,6 +5,8 @@ registry here; checkov runs over the same files in CI.)"""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -381,3 +383,14 @@ def test_variables_and_outputs_are_documented() -> None:
     undocumented = [name for kind in ("variable", "output") for block in blocks(kind)
                     for name, body in block.items() if not body.get("description")]
     assert undocumented == []
+
+
+def test_terraform_files_are_in_terraform_fmt_canonical_form() -> None:
+    """`terraform fmt -check` passes over infra/terraform (it needs no provider or registry,
+    unlike `terraform validate`, so it runs wherever the terraform binary is)."""
+    binary = shutil.which("terraform")
+    if binary is None:
+        pytest.skip("terraform is not on PATH")
+    done = subprocess.run([binary, "fmt", "-check", "-recursive", "-diff"], cwd=TERRAFORM,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
