@@ -26,6 +26,8 @@ from redis_spanner.schemas.keys import Catalog
 from redis_spanner.schemas.redis_connection import PasswordFile, client_options
 from redis_spanner.schemas.settings import Settings
 
+from tests.secret_files import SECRET
+
 CATALOG = Catalog("rsc", DEMO)
 COMMITTED = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
 
@@ -123,16 +125,8 @@ def test_events_map_to_every_key_they_feed_once_and_refused_ones_are_left_to_the
         "rsc:team:{Teams:7}", "rsc:team-members:{Teams:7}", "rsc:account:{Accounts:a-9}"]
 
 
-SECRET = "s3cret-value-77"
 
 
-@pytest.fixture
-def files(tmp_path: Path) -> dict[str, Path]:
-    found = {}
-    for name in ("ca", "cert", "key", "password"):
-        found[name] = tmp_path / name
-        found[name].write_text(SECRET if name == "password" else "pem")
-    return found
 
 
 def test_from_settings_reads_the_tls_and_password_file_settings_as_the_consumer_does(

@@ -15,20 +15,13 @@ from redis_spanner.schemas.errors import ConfigError
 from redis_spanner.schemas.redis_connection import PasswordFile, client_options
 from redis_spanner.schemas.settings import Settings, get_settings, redacted_url
 
-SECRET = "s3cret-value-91"
+from tests.secret_files import SECRET
 
 
 def _settings(url: str, **fields: Any) -> Settings:
     return Settings(REDIS_URL=url, **fields)
 
 
-@pytest.fixture
-def files(tmp_path: Path) -> dict[str, Path]:
-    found = {}
-    for name in ("ca", "cert", "key", "password"):
-        found[name] = tmp_path / name
-        found[name].write_text(SECRET if name == "password" else "pem")
-    return found
 
 
 def test_tls_and_credential_settings_become_client_options(files: dict[str, Path]) -> None:
