@@ -2,7 +2,8 @@
 the local stack, in one run.
 
 Throughput stages run once to warm the emulators up, then ``repeats`` times each, interleaved,
-on fresh resources, and report medians. Lags pool their samples. Ratios compare figures of this run only.
+on fresh resources, and report medians. Lags pool their samples. Ratios compare figures of
+this run only.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from redis_spanner.infra.bench.stack import (
     seed_accounts,
     timed,
 )
+from redis_spanner.infra.cli.runtime import settle_heap
 from redis_spanner.schemas.cache import CacheOp
 from redis_spanner.schemas.envelope import decode
 from redis_spanner.schemas.settings import Settings
@@ -38,6 +39,7 @@ def drain(settings: Settings, events: int, hot_keys: int | None = None,
     subscription = PullSubscription(settings.subscription_path,
                                     max_messages=settings.worker_batch)
     worker = PullWorker(subscription, consumer.processor, streams=settings.worker_streams)
+    settle_heap()  # as `redis-spanner worker` does before its loops start
     rate = timed(lambda stop: worker.run(stop, 1.0), acked)
     subscription.close()
     consumer.close()

@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 from redis_spanner.infra.bench.stack import Counter, publish_events
+from redis_spanner.infra.cli.runtime import settle_heap
 from redis_spanner.schemas.settings import ENV_PREFIX, Settings
 
 SAMPLE_SECONDS = 0.05
@@ -63,6 +64,7 @@ def _drain(events: int) -> dict[str, Any]:
     subscription = PullSubscription(settings.subscription_path,
                                     max_messages=settings.worker_batch)
     worker = PullWorker(subscription, consumer.processor, streams=settings.worker_streams)
+    settle_heap()
     process = psutil.Process()
     samples: list[tuple[int, float]] = []
     stop = threading.Event()

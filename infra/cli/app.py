@@ -21,6 +21,7 @@ from redis_spanner.infra.cli.changestream import changestream_relay
 from redis_spanner.infra.cli.dev import dev_app
 from redis_spanner.infra.cli.dlq import dlq_app
 from redis_spanner.infra.cli.outbox import outbox_app
+from redis_spanner.infra.cli.runtime import settle_heap
 from redis_spanner.infra.cli.status import status
 from rich.console import Console
 
@@ -202,6 +203,7 @@ def worker(
                                f"{health_port} (PORT or --health-port): {e.strerror}", err=True)
                     raise typer.Exit(2) from None
             warn_if_unsafe_eviction(consumer.cache)
+            settle_heap()
             loops = [threading.Thread(target=w.run, args=(stop,), daemon=True)
                      for w in (pull, heal)]
             for loop in loops:
@@ -271,6 +273,7 @@ def serve(
         healing = threading.Thread(target=heal.run, args=(stop,), daemon=True)
         try:
             warn_if_unsafe_eviction(consumer.cache)
+            settle_heap()
             healing.start()
             threading.Thread(target=stop_server, daemon=True).start()
             server.run()

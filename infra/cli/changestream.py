@@ -9,6 +9,7 @@ import threading
 from typing import Annotated, NoReturn
 
 import typer
+from redis_spanner.infra.cli.runtime import settle_heap
 from redis_spanner.schemas.errors import RedisSpannerError, TransientError
 
 MetricsPort = Annotated[
@@ -51,6 +52,7 @@ def changestream_relay(
               f"{settings.instance}, project {settings.project}): {e}", 1)
     except RedisSpannerError as e:
         _fail(str(e), 2)
+    settle_heap()
     try:
         relay.run(stop)
     except RedisSpannerError as e:  # a checkpoint beyond retention, a refused query

@@ -26,11 +26,13 @@ def serve_relay(stop: threading.Event) -> None:
     """Run the relay until ``stop``. Lost leases are one line on stderr and exit status 1, so
     the platform restarts the process; a relay stuck in a call when stopped exits anyway."""
     from google.auth.exceptions import GoogleAuthError
+    from redis_spanner.infra.cli.runtime import settle_heap
     from redis_spanner.producers.leases import LeaseLost
     from redis_spanner.producers.runner import run_relay
 
     settings = _settings()
     try:
+        settle_heap()
         finished = run_relay(settings, stop)
     except LeaseLost as e:
         typer.echo(f"relay stopped: {e}", err=True)
