@@ -1,4 +1,5 @@
-"""The consumer's throughput: the worker draining a backlog, against a naive consumer."""
+"""The consumer's throughput: the worker draining a backlog, against a naive consumer; and its
+two floors here: the core's own CPU per event, and Spanner's batched reads for rewarms."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import threading
 import time
 
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-from redis_spanner.consumers.messages import Outcome
+from redis_spanner.consumers.messages import Inbound, Outcome
 from redis_spanner.consumers.pubsub import PullSubscription
 from redis_spanner.consumers.worker import Consumer, PullWorker
 from redis_spanner.infra.bench.stack import (
     Counter,
     Rate,
+    account_id,
     publish_events,
     seed_accounts,
     timed,
@@ -44,6 +46,45 @@ def drain(settings: Settings, events: int, hot_keys: int | None = None,
     subscription.close()
     consumer.close()
     return rate
+
+
+PULLED = 100
+"""Messages the Pub/Sub emulator returns per synchronous pull, whatever is asked."""
+
+
+def core(settings: Settings, events: int) -> Rate:
+    """The core alone (decode, route, the guarded Redis writes, metrics) on one thread, over
+    ``events`` messages pulled up front, in batches as the emulator's pulls bring them: its
+    CPU per event is what one interpreter spends beyond the pull and the ack."""
+    publish_events(settings, events)
+    subscription = PullSubscription(settings.subscription_path, max_messages=1000)
+    pulled: list[Inbound] = []
+    while len(pulled) < events:
+        pulled += [message for _, message in subscription.pull(timeout=5.0)]
+    subscription.close()
+    consumer = Consumer.from_settings(settings)
+    settle_heap()
+    began, cpu = time.monotonic(), time.process_time()
+    for start in range(0, len(pulled), PULLED):
+        consumer.processor.process(pulled[start:start + PULLED])
+    elapsed, cpu = time.monotonic() - began, time.process_time() - cpu
+    consumer.close()
+    return Rate(len(pulled) / elapsed, cpu / len(pulled) * 1e6)
+
+
+def rewarm_read(settings: Settings, events: int) -> float:
+    """Rows per second the rewarm's batched Spanner reads alone go through, ``PULLED`` keys
+    to a read as in a rewarm batch: the Spanner side's limit on rewarming."""
+    seed_accounts(settings, events)
+    consumer = Consumer.from_settings(settings)
+    template = consumer.catalog.template("account")
+    keys = [consumer.catalog.key(template, [account_id(i)]) for i in range(events)]
+    began = time.monotonic()
+    for start in range(0, events, PULLED):
+        consumer.rows.read(keys[start:start + PULLED])
+    elapsed = time.monotonic() - began
+    consumer.close()
+    return events / elapsed
 
 
 def naive(settings: Settings, seconds: float) -> float:

@@ -19,6 +19,9 @@ _RATES = (
     ("consumer", "worker, distinct keys", "consumer_vs_raw"),
     ("consumer_hot", "worker, hot keys (50 events per key)", "consumer_hot_vs_raw"),
     ("consumer_rewarm", "worker, rewarm (batched Spanner reads)", "rewarm_vs_raw"),
+    ("rewarm_read", "rewarm's batched Spanner reads alone, 100 keys a read",
+     "rewarm_read_vs_raw"),
+    ("core", "the core alone, one thread, batches of 100", None),
     ("raw_publish", "raw publish: requests of 1,000, 4 in flight", None),
     ("raw_publish_batched", "raw publish through the client's batching", None),
     ("outbox_read", "outbox read alone: the relay's reads, rows decoded",
@@ -57,6 +60,8 @@ def table(result: dict[str, Any]) -> str:
     lines.append(f"| client CPU per event: raw pull+ack / worker, distinct keys | "
                  f"{_fmt(cpu.get('raw_pull_ack'), ' µs')} / {_fmt(cpu.get('consumer'), ' µs')} | "
                  f"{ratios['raw_cpu_vs_consumer_cpu']} |  |")
+    lines.append(f"| client CPU per event: the core alone | {_fmt(cpu.get('core'), ' µs')} | "
+                 f"one process at most {ratios['consumer_vs_raw_bound']} x raw |  |")
     lag = result["lag_ms"]
     for name, label in (("floor_pull", "publish → synchronous pull, 40/s"),
                         ("floor_streaming", "publish → streaming pull, 40/s"),
@@ -88,7 +93,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     rates = result["rates_per_s"]
     fig, (bars, cdf) = plt.subplots(1, 2, figsize=(12, 4.5))
     names = [n for n, _, _ in _RATES]
-    limits = {"raw_pull_ack", "raw_publish", "raw_publish_batched", "outbox_read"}
+    limits = {"raw_pull_ack", "raw_publish", "raw_publish_batched", "outbox_read", "rewarm_read",
+              "core"}
     bars.barh(names, [rates[n] for n in names],
               color=["#999999" if n in limits else "#3465a4" for n in names])
     bars.invert_yaxis()

@@ -32,7 +32,8 @@ def test_quick_bench_completes_with_every_figure_positive_and_every_ratio_finite
     assert lines[0].startswith("| measure |")
     result = json.loads(lines[-1])
     assert set(result["rates_per_s"]) == {"raw_pull_ack", "naive", "consumer", "consumer_hot",
-                                          "consumer_rewarm", "raw_publish",
+                                          "consumer_rewarm", "core", "rewarm_read",
+                                          "raw_publish",
                                           "raw_publish_batched", "outbox_read", "relay"}
     assert all(rate > 0 for rate in result["rates_per_s"].values())
     assert all(len(runs) == result["repeats"] for runs in result["runs_per_s"].values())
@@ -41,7 +42,7 @@ def test_quick_bench_completes_with_every_figure_positive_and_every_ratio_finite
         assert lag["samples"] > 0 and 0 < lag["p50_ms"] <= lag["p99_ms"], (name, lag)
     assert all(ms > 0 for ms in result["read_ms"].values())
     assert set(result["cpu_us_per_item"]) == {"raw_pull_ack", "consumer", "consumer_hot",
-                                              "consumer_rewarm", "relay"}
+                                              "consumer_rewarm", "core", "relay"}
     assert all(us > 0 for us in result["cpu_us_per_item"].values())
     rss = result["worker_rss"]
     assert rss["events"] == 10_000 and rss["rss_peak_mib"] > 0
