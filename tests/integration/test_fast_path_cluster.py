@@ -4,7 +4,6 @@ guard script on none of them."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from redis.cluster import RedisCluster
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.infra.demo.workload import seed_accounts
 from redis_spanner.producers.fast_path import FastPath
-from redis_spanner.producers.fast_path_async import AsyncFastPath, run_transaction_async
+from redis_spanner.producers.fast_path_async import AsyncFastPath
 from redis_spanner.producers.outbox import record
 from redis_spanner.producers.redis_writer import GUARD_SHA
 from redis_spanner.producers.spanner import run_transaction
@@ -26,6 +25,7 @@ from redis_spanner.schemas.events import EventType
 from redis_spanner.schemas.keys import Catalog
 from redis_spanner.schemas.settings import Settings
 
+from tests.integration.fast_path_support import commit_through_from_env
 from tests.redis_servers import LocalCluster, start_cluster
 
 ACCOUNTS = [f"fpc-{n}" for n in range(12)]
@@ -99,24 +99,11 @@ def test_from_env_with_the_consumers_cluster_settings_tombstones_on_every_primar
     assert client.script_exists(GUARD_SHA) == [False]
     failures = REGISTRY.get_sample_value("redis_spanner_fast_path_failures_total") or 0.0
 
-    async def commit_async() -> Any:
-        fast = AsyncFastPath.from_env()
-        try:
-            assert isinstance(fast.writer.client, AsyncRedisCluster)
-            _, committed = await run_transaction_async(database, set_balances(halves[0], 2),
-                                                       fast_path=fast)
-            return committed
-        finally:
-            await fast.aclose()
+    def on_cluster(fast: FastPath | AsyncFastPath) -> None:
+        assert isinstance(fast.writer.client, (RedisCluster, AsyncRedisCluster))
 
-    committed_async = asyncio.run(commit_async())
-    fast_path = FastPath.from_env()
-    try:
-        assert isinstance(fast_path.writer.client, RedisCluster)
-        _, committed = run_transaction(database, set_balances(halves[1], 3),
-                                       fast_path=fast_path)
-    finally:
-        fast_path.close()
+    committed_async, committed = commit_through_from_env(
+        database, set_balances(halves[0], 2), set_balances(halves[1], 3), on_cluster)
 
     for at, ks in zip((committed_async, committed), keys, strict=True):
         assert cache.get(ks) == [Entry(versions.from_datetime(at), True, None)] * len(ks)

@@ -5,7 +5,6 @@ event, and never shows."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import traceback
@@ -23,9 +22,8 @@ from redis_spanner.consumers.verify import verify
 from redis_spanner.infra.demo.workload import bump, latest_commit, seed_accounts
 from redis_spanner.infra.local.faults import OwnProcess
 from redis_spanner.producers.fast_path import FastPath
-from redis_spanner.producers.fast_path_async import AsyncFastPath, run_transaction_async
+from redis_spanner.producers.fast_path_async import AsyncFastPath
 from redis_spanner.producers.outbox import record
-from redis_spanner.producers.spanner import run_transaction
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.cache import CacheOp, Entry
 from redis_spanner.schemas.errors import TransientError
@@ -35,6 +33,7 @@ from redis_spanner.schemas.redis_connection import PasswordFile
 from redis_spanner.schemas.settings import Settings, get_settings
 
 from tests.integration.consumer_support import Ledger, start_pipeline
+from tests.integration.fast_path_support import commit_through_from_env
 from tests.redis_servers import TlsFiles, admin_client, make_tls_files, tls_redis, worker_acl
 from tests.waiting import wait_until
 
@@ -164,25 +163,14 @@ def test_the_fast_path_from_env_tombstones_through_mutual_tls_as_the_acl_user(
         return work
 
     shown: list[str] = []
+    users: set[str] = set()
 
-    async def commit_async() -> Any:
-        fast = AsyncFastPath.from_env()
+    def observe(fast: FastPath | AsyncFastPath) -> None:
         shown.append(repr(fast))
-        try:
-            _, committed = await run_transaction_async(database, set_balance("fp-tls-1"),
-                                                       fast_path=fast)
-            return committed
-        finally:
-            await fast.aclose()
+        users.update(c["user"] for c in account.admin.client_list())
 
-    committed_async = asyncio.run(commit_async())
-    fast_path = FastPath.from_env()
-    shown.append(repr(fast_path))
-    try:
-        _, committed = run_transaction(database, set_balance("fp-tls-2"), fast_path=fast_path)
-        users = {c["user"] for c in account.admin.client_list()}
-    finally:
-        fast_path.close()
+    committed_async, committed = commit_through_from_env(
+        database, set_balance("fp-tls-1"), set_balance("fp-tls-2"), observe)
     try:
         assert cache.get(keys) == [Entry(versions.from_datetime(at), True, None)
                                    for at in (committed_async, committed)]
