@@ -219,8 +219,7 @@ class Relay:
             next_read = in_background(
                 partial(self._read, shards, self._config.batch, skip, found.last),
                 f"{self.owner}-read")
-        rows = [r for r in found.rows if r.event_id not in skip]
-        poison = list(found.poison)
+        rows, poison = found.rows, list(found.poison)
         if rows or poison:
             if not self._leases.has(self._config.lease_seconds / 3):
                 return False

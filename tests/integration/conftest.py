@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.consumers.pubsub import PullSubscription
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.worker import Consumer, PullWorker
@@ -80,3 +81,22 @@ def worker(provisioned: Settings, consumer: Consumer) -> PullWorker:
     return PullWorker(
         PullSubscription(provisioned.subscription_path), consumer.processor, streams=2
     )
+
+
+@pytest.fixture
+def received(provisioned: Settings) -> Iterator[Callable[[], set[str]]]:
+    """Event ids of the messages on the test's subscription so far (pulled and acked)."""
+    subscriber = pubsub_v1.SubscriberClient()
+    seen: set[str] = set()
+
+    def pull() -> set[str]:
+        response = subscriber.pull(request={"subscription": provisioned.subscription_path,
+                                            "max_messages": 100}, timeout=10)
+        if response.received_messages:
+            subscriber.acknowledge(subscription=provisioned.subscription_path,
+                                   ack_ids=[m.ack_id for m in response.received_messages])
+        seen.update(m.message.attributes["event_id"] for m in response.received_messages)
+        return seen
+
+    yield pull
+    subscriber.close()

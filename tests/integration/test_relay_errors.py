@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from redis_spanner.producers.outbox_store import SpannerOutbox
 from redis_spanner.producers.relay import Relay, RelayConfig
 from redis_spanner.producers.runner import build_relay
@@ -55,24 +54,6 @@ class Flaky:
             return method(*args, **kwargs)
 
         return call
-
-
-@pytest.fixture
-def received(provisioned: Settings) -> Iterator[Callable[[], set[str]]]:
-    subscriber = pubsub_v1.SubscriberClient()
-    seen: set[str] = set()
-
-    def pull() -> set[str]:
-        response = subscriber.pull(request={"subscription": provisioned.subscription_path,
-                                            "max_messages": 100}, timeout=10)
-        if response.received_messages:
-            subscriber.acknowledge(subscription=provisioned.subscription_path,
-                                   ack_ids=[m.ack_id for m in response.received_messages])
-        seen.update(m.message.attributes["event_id"] for m in response.received_messages)
-        return seen
-
-    yield pull
-    subscriber.close()
 
 
 @pytest.mark.timeout(120)

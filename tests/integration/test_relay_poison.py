@@ -10,11 +10,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from google.cloud.spanner_v1 import param_types
 from redis_spanner.infra.local.processes import free_ports
 from redis_spanner.producers.outbox_store import SpannerOutbox
@@ -53,25 +52,6 @@ NULLS: dict[str, tuple[SqlRow, str]] = {
     for column, field in (("EventType", "event_type"), ("TableName", "table"),
                           ("KeyJson", "key_json"), ("SchemaVersion", "schema_version"))
 }
-
-
-@pytest.fixture
-def received(provisioned: Settings) -> Iterator[Callable[[], set[str]]]:
-    """Event ids of the messages on the test's subscription so far (pulled and acked)."""
-    subscriber = pubsub_v1.SubscriberClient()
-    seen: set[str] = set()
-
-    def pull() -> set[str]:
-        response = subscriber.pull(request={"subscription": provisioned.subscription_path,
-                                            "max_messages": 100}, timeout=10)
-        if response.received_messages:
-            subscriber.acknowledge(subscription=provisioned.subscription_path,
-                                   ack_ids=[m.ack_id for m in response.received_messages])
-        seen.update(m.message.attributes["event_id"] for m in response.received_messages)
-        return seen
-
-    yield pull
-    subscriber.close()
 
 
 def loosen_outbox(database: Any) -> None:
