@@ -393,6 +393,9 @@ def bench(
 
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise ConfigError("--plot needs matplotlib: pip install 'redis-spanner[bench]'")
+    if plot is not None and not (plot.parent.is_dir() and os.access(plot.parent, os.W_OK)):
+        raise ConfigError(f"--plot {plot}: {plot.parent} is not a directory this user can "
+                          "write to")
     _logging(False, quiet=True)
     _before_stack()
     console = Console(stderr=True, emoji=False)

@@ -98,6 +98,8 @@ CASES = {
                                  {"REDIS_SPANNER_RETRY_SECONDS": "-1"}),
     "bench-invalid-setting": Case(("bench",), USAGE, "REDIS_SPANNER_TOPIC",
                                   {"REDIS_SPANNER_TOPIC": "x"}),
+    "bench-plot-nowhere": Case(("bench", "--quick", "--plot", "/nonexistent/dir/b.png"), USAGE,
+                               "/nonexistent/dir"),
     "dev-up-state-dir": Case(("dev", "up", "--state-dir", NOT_A_DIR), USAGE, "stack.json"),
     "dev-down-state-dir": Case(("dev", "down", "--state-dir", NOT_A_DIR), USAGE, "stack.json"),
     "dev-status-state-dir": Case(("dev", "status", "--state-dir", NOT_A_DIR), USAGE,
