@@ -1,8 +1,9 @@
 """The consumers' one touch point with redis-py: guarded writes and reads of cache entries.
 
-A batch of writes is one pipeline of EVALSHA calls, one per key. Each call touches a single key,
-and one entity's keys share a hash tag, so on Redis Cluster the calls are grouped by the node
-that owns their slot and each node gets one pipeline: one round trip per node, not per key
+A batch of writes is one round trip. On a single Redis it is one EVALSHA of the guard per
+``BATCH_KEYS`` keys (``schemas.cache.batched``). On Redis Cluster each call must stay in one
+slot, so there is one EVALSHA per key; one entity's keys share a hash tag, and the calls are
+grouped by the node that owns their slot, one pipeline per node, all sent at once
 (``redis_pipeline.pipelined``). The client is built from the settings by
 ``schemas.redis_connection``.
 With ``wait_replicas`` a second round trip follows it: WAIT until that many replicas of every
@@ -17,6 +18,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 from redis_spanner.consumers import metrics
 from redis_spanner.consumers.redis_pipeline import pipelined
@@ -29,6 +31,7 @@ from redis_spanner.schemas.cache import (
     Applied,
     CacheOp,
     Entry,
+    batched,
     parse_entry,
 )
 from redis_spanner.schemas.errors import TransientError
@@ -39,6 +42,10 @@ if TYPE_CHECKING:
     from redis_spanner.consumers.field_crypto import FieldCrypto
 
 log = logging.getLogger(__name__)
+
+BATCH_KEYS = 100
+"""Keys per guard call on a single Redis: each call runs its keys' writes back to back, so
+this bounds how long one call holds the server."""
 
 
 class RedisCache:
@@ -108,26 +115,39 @@ class RedisCache:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
 
     def _scripted(self, script: str, calls: Sequence[tuple[str | int, ...]]) -> list[Any]:
-        """One pipeline of single-key EVALSHA calls (key first in each call)."""
+        """``script`` (single-key) run for each call (key first), in one round trip: the reply
+        of each call, in order."""
         if not calls:
             return []
+        if isinstance(self.client, RedisCluster):
+            # Each key has its own slot: one call per key, grouped by node (``pipelined``).
+            script, groups = script, [[call] for call in calls]
+        else:
+            script = batched(script, len(calls[0]) - 1)
+            groups = [list(calls[i:i + BATCH_KEYS]) for i in range(0, len(calls), BATCH_KEYS)]
         sha = _sha1(script)
         try:
-            replies = self._evalsha(sha, calls)
+            replies = self._evalsha(sha, groups)
             if any(isinstance(r, NoScriptError) for r in replies):
                 # Redis restarted or was flushed: load the script and run the batch again.
                 # Running a call twice is harmless: both scripts are idempotent.
                 self.client.script_load(script)
-                replies = self._evalsha(sha, calls)
+                replies = self._evalsha(sha, groups)
         except REDIS_ERRORS as e:
             raise TransientError(f"redis unavailable ({self._where}): {type(e).__name__}") from e
         for reply in replies:
             if isinstance(reply, Exception):
                 raise TransientError(f"redis refused a write: {reply}") from reply
-        return replies
+        if isinstance(self.client, RedisCluster):
+            return replies
+        return [answer for reply in replies for answer in reply]
 
-    def _evalsha(self, sha: str, calls: Sequence[tuple[str | int, ...]]) -> list[Any]:
-        return pipelined(self.client, [("EVALSHA", sha, 1, key, *args) for key, *args in calls])
+    def _evalsha(self, sha: str, groups: Sequence[Sequence[tuple[str | int, ...]]]) -> list[Any]:
+        """One EVALSHA per group of calls: its keys, then every call's arguments in order."""
+        return pipelined(self.client, [
+            ("EVALSHA", sha, len(group), *(call[0] for call in group),
+             *(arg for call in group for arg in call[1:]))
+            for group in groups])
 
     def get(self, keys: Sequence[str]) -> list[Entry | None]:
         """The entries at ``keys`` in one round trip: ``None`` where Redis holds nothing or a

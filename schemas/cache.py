@@ -19,7 +19,9 @@ refuse every genuine write to the key.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +95,21 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+@functools.cache
+def batched(script: str, width: int) -> str:
+    """``script``, written for one key (``KEYS[1]``, ``ARGV[1..width]``), run for every key of
+    a single call: key ``i`` takes ``ARGV[(i-1)*width+1 .. i*width]``, and the call returns
+    the list of the single-key replies in key order. One call of this form costs Redis and the
+    client far less than one call per key; on a single server its keys may hash anywhere (Redis
+    Cluster would refuse them unless they share a slot)."""
+    body = re.sub(r"ARGV\[(\d+)\]", r"ARGV[b + \1]", script.replace("KEYS[1]", "KEYS[i]"))
+    return (f"local function one(i, b)\n{body.strip(chr(10))}\nend\n"
+            "local out = {}\n"
+            f"for i = 1, #KEYS do\n  out[i] = one(i, (i - 1) * {width})\nend\n"
+            "return out\n")
+
 
 DEFAULT_CACHE_TTL_SECONDS = 24 * 3600
 DEFAULT_TOMBSTONE_TTL_SECONDS = 600
