@@ -169,7 +169,7 @@ class Catalog:
         return iter(self.templates)
 
     def key(self, template: KeyTemplate, parts: Iterable[object]) -> CacheKey:
-        checked = tuple(validate_part(p) for p in parts)
+        checked = tuple(map(validate_part, parts))
         if len(checked) != len(template.key_columns):
             raise KeyRefused(
                 f"template {template.name!r} takes {len(template.key_columns)} key part(s), "
@@ -179,7 +179,7 @@ class Catalog:
                                       strict=True):
             if (kind == "INT64") != (type(part) is int):
                 raise KeyRefused(f"key part for {column} must be {kind}")
-        tag = ":".join([template.entity, *(str(p) for p in checked)])
+        tag = ":".join([template.entity, *map(str, checked)])
         return CacheKey(template, checked, f"{self.namespace}:{template.name}:{{{tag}}}")
 
     def parse(self, key: str) -> CacheKey:
@@ -226,7 +226,7 @@ class Catalog:
                 raise KeyRefused(
                     f"table {table!r} keys have {trigger.arity} part(s), got {len(key)}"
                 )
-            cache_key = self.key(template, (key[i] for i in trigger.parts))
+            cache_key = self.key(template, [key[i] for i in trigger.parts])
             action = kind if isinstance(kind, Action) else _action(kind, template)
             out.append(KeyTarget(cache_key, action, version))
         return out

@@ -91,6 +91,21 @@ def test_near_misses_are_refused(text: str) -> None:
         versions.parse_rfc3339(text)
 
 
+@pytest.mark.parametrize("text", ["2026-02-30T00:00:00Z", "2026-13-01T00:00:00.5Z",
+                                  "2026-01-01T24:00:00Z", "2026-01-01T00:00:60Z"])
+def test_a_date_or_time_that_does_not_exist_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        versions.parse_rfc3339(text)
+
+
+def test_stamps_of_one_second_differ_by_their_fractions_only() -> None:
+    """Stamps sharing their whole second (computed once for them) keep their own fractions."""
+    whole = versions.parse_rfc3339("2026-12-01T18:00:20Z")
+    assert versions.parse_rfc3339("2026-12-01T18:00:20.5Z") == whole + 500_000_000
+    assert versions.parse_rfc3339("2026-12-01T18:00:20.000000001Z") == whole + 1
+    assert versions.parse_rfc3339("2026-12-01T18:00:21Z") == whole + 1_000_000_000
+
+
 @given(st.integers(0, 10**20 - 1), st.integers(0, 10**20 - 1))
 def test_fixed_width_text_orders_like_the_numbers(a: int, b: int) -> None:
     """The Lua guard compares versions as strings: their encoded order is the numbers'."""
