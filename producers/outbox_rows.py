@@ -67,9 +67,8 @@ class Pending:
 
 @dataclass(frozen=True, slots=True, order=True)
 class Position:
-    """A place in the relay's reading order: commit timestamp, then shard, then event id."""
+    """A place in the relay's reading order, the outbox's key order: shard, then event id."""
 
-    commit_ts: dt.datetime
     shard: int
     event_id: str
 

@@ -17,6 +17,7 @@ from google.cloud import spanner
 from google.cloud.spanner_v1 import param_types
 from redis_spanner.producers.outbox import OUTBOX_SHARDS, OUTBOX_TABLE
 from redis_spanner.producers.outbox_rows import (
+    COLUMNS,
     OutboxRow,
     Pending,
     PoisonRow,
@@ -41,18 +42,6 @@ class Claim:
     """The fair share this relay aimed for: fewer shards means others still hold the rest."""
 
 
-_PENDING = """
-SELECT Shard, EventId, EventType, TableName, KeyJson, Payload, SchemaVersion, CommitTs,
-       TraceParent
-FROM Outbox WHERE Shard IN UNNEST(@shards) {after}
-ORDER BY CommitTs, Shard, EventId LIMIT @limit
-"""
-_AFTER = """AND (CommitTs > @ts OR (CommitTs = @ts AND (Shard > @shard
-                                              OR (Shard = @shard AND EventId > @id))))"""
-_PENDING_ALL = _PENDING.format(after="")
-_PENDING_AFTER = _PENDING.format(after=_AFTER)
-_POSITION_TYPES = {"ts": param_types.TIMESTAMP, "shard": param_types.INT64,
-                   "id": param_types.STRING}
 _LEASES = """
 SELECT Shard, Owner, ExpiresAt > CURRENT_TIMESTAMP() AS Live FROM OutboxLease
 """
@@ -102,28 +91,26 @@ class SpannerOutbox:
 
     def read(self, shards: set[int], limit: int, skip: Collection[str] = frozenset(),
              after: Position | None = None) -> Pending:
-        """The oldest pending rows of ``shards`` (those after ``after`` if given): messages to
-        publish and poison to move aside. Rows whose event id is in ``skip`` (published
-        already) count toward ``limit`` but are not decoded or returned.
+        """Up to ``limit`` pending rows of ``shards`` in key order (shard, then event id),
+        from the start or after ``after``: messages to publish and poison to move aside. Rows
+        whose event id is in ``skip`` (published already) count toward ``limit`` but are not
+        decoded or returned.
 
-        A strong read sees every commit up to its timestamp and a later commit gets a later
-        one, so rows committed after a read sort after its last row; ``after`` only misses
-        a row whose CommitTs was written by hand in the past, which a read from the start
-        finds."""
-        params: dict[str, Any] = {"shards": sorted(shards), "limit": limit}
-        types: dict[str, Any] = {"shards": _SHARDS, "limit": param_types.INT64}
-        if after is not None:
-            params.update(ts=after.commit_ts, shard=after.shard, id=after.event_id)
-            types.update(_POSITION_TYPES)
+        A read is one key-range read with a limit, so Spanner stops after ``limit`` rows: its
+        cost does not grow with the backlog (a query ordered by commit time would sort every
+        pending row of the shards on each read). A row committed behind ``after`` is found by
+        the next read from the start."""
+        ranges = [_range(shard, after) for shard in sorted(shards)
+                  if after is None or shard >= after.shard]
         found: list[OutboxRow | PoisonRow] = []
         last: list[Any] = []
         count = 0
+        if not ranges:
+            return Pending([], [], None, full=False)
         try:
             with self._db.snapshot() as snapshot:
-                for values in snapshot.execute_sql(
-                    _PENDING_ALL if after is None else _PENDING_AFTER, params=params,
-                    param_types=types, timeout=READ_TIMEOUT,
-                ):
+                for values in snapshot.read(OUTBOX_TABLE, COLUMNS, spanner.KeySet(ranges=ranges),
+                                            limit=limit, timeout=READ_TIMEOUT):
                     count += 1
                     last = values
                     if values[1] not in skip:
@@ -266,12 +253,18 @@ class SpannerOutbox:
         )
 
 
+def _range(shard: int, after: Position | None) -> spanner.KeyRange:
+    """Every key of ``shard``, or those after ``after`` when it is in that shard."""
+    if after is not None and after.shard == shard:
+        return spanner.KeyRange(start_open=[shard, after.event_id], end_closed=[shard])
+    return spanner.KeyRange(start_closed=[shard], end_closed=[shard])
+
+
 def _position(values: list[Any]) -> Position | None:
     """The reading position of a row as read, if its key columns can make one."""
-    if len(values) < 8:
+    if len(values) < 2:
         return None
-    shard, event_id, commit_ts = values[0], values[1], values[7]
-    if not (isinstance(shard, int) and isinstance(event_id, str)
-            and isinstance(commit_ts, dt.datetime)):
+    shard, event_id = values[0], values[1]
+    if not (isinstance(shard, int) and isinstance(event_id, str)):
         return None
-    return Position(commit_ts, shard, event_id)
+    return Position(shard, event_id)

@@ -88,9 +88,11 @@ def test_a_backlog_read_in_full_reads_is_published_once_per_row_and_deleted(
 def test_a_row_committed_behind_the_reading_position_is_still_published(
     provisioned: Settings, database: Any, running: Any
 ) -> None:
-    """A writer that puts a literal CommitTs in the past, while the relay is working through
-    a backlog from a position after it: the relay's next read from the start (once it has
-    caught up) finds the row, so it is published and deleted, not passed over."""
+    """A row committed, while the relay works through a backlog, at a key behind the
+    position it reads from (the first shard, an event id sorting first; with a literal
+    CommitTs in the past, as a hand-written SQL writer might): the relay's next read from the
+    start (once it has caught up) finds the row, so it is published and deleted, not passed
+    over."""
     ids = insert_rows(database, 1500)
     late: list[str] = []
     published: set[str] = set()
@@ -98,9 +100,9 @@ def test_a_row_committed_behind_the_reading_position_is_still_published(
     def count(rows: list[OutboxRow]) -> None:
         published.update(r.event_id for r in rows)
         if not late:  # behind the position the relay has read to
-            late.append("late-0001")
+            late.append("00000000-late")
             run_transaction(database, lambda tx: tx.execute_update(
-                BACKDATED, params={"shard": 3, "event_id": late[0]},
+                BACKDATED, params={"shard": 0, "event_id": late[0]},
                 param_types={"shard": param_types.INT64, "event_id": param_types.STRING}))
 
     publisher = PubSubPublisher(provisioned.topic_path)
