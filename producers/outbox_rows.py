@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis_spanner.schemas import tracing, versions
-from redis_spanner.schemas.envelope import Event
+from redis_spanner.schemas.envelope import Event, type_named
 from redis_spanner.schemas.errors import (
     DecodeError,
     EventTooLarge,
@@ -24,7 +24,7 @@ from redis_spanner.schemas.errors import (
     UnsupportedSchemaVersion,
     ValidationError,
 )
-from redis_spanner.schemas.events import MAX_MESSAGE_BYTES, SUPPORTED_SCHEMA_VERSIONS, EventType
+from redis_spanner.schemas.events import MAX_MESSAGE_BYTES, SUPPORTED_SCHEMA_VERSIONS
 
 COLUMNS = ("Shard", "EventId", "EventType", "TableName", "KeyJson", "Payload", "SchemaVersion",
            "CommitTs", "TraceParent")
@@ -128,15 +128,15 @@ def classify(values: Sequence[Any]) -> OutboxRow | PoisonRow:
 def to_message(values: Sequence[Any]) -> OutboxRow:
     """Build and validate the message of one row; raises a ``PermanentError`` if it is not one."""
     row = dict(zip(COLUMNS, values, strict=True))
-    missing = sorted(name for name in _REQUIRED if row[name] is None)
-    if missing:
-        raise ValidationError(f"NULL in required column(s) {', '.join(missing)}")
+    if None in values:
+        missing = sorted(name for name in _REQUIRED if row[name] is None)
+        if missing:
+            raise ValidationError(f"NULL in required column(s) {', '.join(missing)}")
     if row["SchemaVersion"] not in SUPPORTED_SCHEMA_VERSIONS:
         raise UnsupportedSchemaVersion(f"SchemaVersion {row['SchemaVersion']} is not supported")
-    try:
-        kind = EventType(row["EventType"])
-    except ValueError:
-        raise UnknownEventType(f"unknown event type {str(row['EventType'])[:64]!r}") from None
+    kind = type_named(row["EventType"])
+    if kind is None:
+        raise UnknownEventType(f"unknown event type {str(row['EventType'])[:64]!r}")
     key = _json("KeyJson", row["KeyJson"])
     if not isinstance(key, list):
         raise ValidationError("KeyJson must be a JSON array of primary key parts")

@@ -106,6 +106,11 @@ def attributes_of(
     }
 
 
+def type_named(name: object) -> EventType | None:
+    """The event type of that name, or None for anything else (any value at all)."""
+    return _EVENT_TYPES.get(name) if isinstance(name, str) else None
+
+
 def decode(
     raw: bytes,
     *,
@@ -131,7 +136,7 @@ def decode(
     if not _FIELDS.issuperset(body):
         unknown = set(body) - _FIELDS
         raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))}")
-    event_type = _EVENT_TYPES.get(body["type"]) if isinstance(body["type"], str) else None
+    event_type = type_named(body["type"])
     if event_type is None:
         raise UnknownEventType(f"unknown event type {str(body['type'])[:64]!r}")
     if not isinstance(body["commit_ts"], str):

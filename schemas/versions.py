@@ -37,9 +37,15 @@ def from_datetime(value: dt.datetime) -> int:
 
 def to_rfc3339(version: int) -> str:
     seconds, nanos = divmod(version, 1_000_000_000)
+    return f"{_stamp(seconds)}.{nanos:09d}Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _stamp(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of a second since the epoch, computed once for every version
+    within it."""
     t = _EPOCH + dt.timedelta(seconds=seconds)  # strftime drops the zeros of years < 1000
-    return (f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:"
-            f"{t.second:02d}.{nanos:09d}Z")
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
 
 
 def parse_rfc3339(text: str) -> int:
