@@ -57,7 +57,7 @@ def test_keyring_lines_first_is_primary_and_material_never_shows() -> None:
     ("k1:not*base64", "line 1 (key k1): not base64"),
     ("k1:" + base64.b64encode(b"short").decode(), "16, 24 or 32 bytes, not 5"),
     ("\n".join([key_line("k1")[0], key_line("k1")[0]]), "line 2: key id k1 appears twice"),
-])
+], ids=["empty", "comment-only", "no-key", "bad-id", "bad-base64", "short-key", "duplicate-id"])
 def test_a_bad_keyring_is_a_config_error_naming_the_line_not_the_key(text: str,
                                                                      said: str) -> None:
     """Every malformed keyring is a ConfigError naming REDIS_SPANNER_KEYRING and the line;
