@@ -119,12 +119,12 @@ class RedisCache:
         of each call, in order."""
         if not calls:
             return []
-        if isinstance(self.client, RedisCluster):
-            # Each key has its own slot: one call per key, grouped by node (``pipelined``).
-            script, groups = script, [[call] for call in calls]
-        else:
+        # On a cluster each key has its own slot: one call per key, grouped by node.
+        per_key = isinstance(self.client, RedisCluster)
+        size = 1 if per_key else BATCH_KEYS
+        if not per_key:
             script = batched(script, len(calls[0]) - 1)
-            groups = [list(calls[i:i + BATCH_KEYS]) for i in range(0, len(calls), BATCH_KEYS)]
+        groups = [calls[i:i + size] for i in range(0, len(calls), size)]
         sha = _sha1(script)
         try:
             replies = self._evalsha(sha, groups)
@@ -138,9 +138,7 @@ class RedisCache:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise TransientError(f"redis refused a write: {reply}") from reply
-        if isinstance(self.client, RedisCluster):
-            return replies
-        return [answer for reply in replies for answer in reply]
+        return replies if per_key else [answer for reply in replies for answer in reply]
 
     def _evalsha(self, sha: str, groups: Sequence[Sequence[tuple[str | int, ...]]]) -> list[Any]:
         """One EVALSHA per group of calls: its keys, then every call's arguments in order."""

@@ -102,11 +102,11 @@ class SpannerOutbox:
         the next read from the start."""
         ranges = [_range(shard, after) for shard in sorted(shards)
                   if after is None or shard >= after.shard]
+        if not ranges:
+            return Pending([], [], None, full=False)
         found: list[OutboxRow | PoisonRow] = []
         last: list[Any] = []
         count = 0
-        if not ranges:
-            return Pending([], [], None, full=False)
         try:
             with self._db.snapshot() as snapshot:
                 for values in snapshot.read(OUTBOX_TABLE, COLUMNS, spanner.KeySet(ranges=ranges),
