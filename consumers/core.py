@@ -145,14 +145,13 @@ class Processor:
         changed = {r.op.key for r in results if r.applied}
         outcomes: list[tuple[int, Outcome]] = []
         for i, event, targets in routed:
-            refused = [uncacheable[t.cache_key.key] for t in targets
-                       if t.cache_key.key in uncacheable]
+            keys = [t.cache_key.key for t in targets]
+            refused = [uncacheable[k] for k in keys if k in uncacheable] if uncacheable else None
             if refused:
                 outcomes.append((i, self._dead_letter(batch[i], refused[0], event)))
             else:
-                outcomes.append((i, Outcome(
-                    batch[i], Disposition.ACK, event,
-                    changed=any(t.cache_key.key in changed for t in targets))))
+                outcomes.append((i, Outcome(batch[i], Disposition.ACK, event,
+                                            changed=not changed.isdisjoint(keys))))
         return outcomes
 
     def _write(self, plan: Plan) -> tuple[list[Applied], dict[str, UncacheableValue]]:

@@ -93,16 +93,18 @@ def count(outcomes: Iterable[Outcome]) -> None:
     now = time.time()
     events: collections.Counter[tuple[str, str]] = collections.Counter()
     dead: collections.Counter[str] = collections.Counter()
+    observe = LAG.observe
     for outcome in outcomes:
-        kind = "unknown" if outcome.event is None else str(outcome.event.type)
+        event = outcome.event
+        kind = "unknown" if event is None else event.type.value
         if outcome.dead_letter_reason:
             events["dead_lettered", kind] += 1
             dead[outcome.dead_letter_reason] += 1
-        elif outcome.event is None or outcome.disposition != "ack":
+        elif event is None or outcome.disposition != "ack":
             events[str(outcome.disposition), kind] += 1
         else:
             events["changed" if outcome.changed else "superseded", kind] += 1
-            LAG.observe(max(0.0, now - outcome.event.version / 1e9))
+            observe(max(0.0, now - event.version / 1e9))
     for (label, kind), n in events.items():
         EVENTS.labels(label, kind).inc(n)
     for reason, n in dead.items():

@@ -92,13 +92,14 @@ def _chunks(ack_ids: Sequence[str]) -> Iterator[list[str]]:
 
 def _inbound(received: Any) -> tuple[str, Inbound]:
     """One received message, read from the raw protobuf: the proto-plus wrappers cost more per
-    field than the rest of the worker's work per message."""
+    field than the rest of the worker's work per message. Its attributes stay the protobuf's
+    own mapping, read only: copying them into a dict cost half of this function."""
     message = received.message
     stamp = message.publish_time
     return received.ack_id, Inbound(
         message_id=message.message_id,
         data=message.data,
-        attributes=dict(message.attributes),
+        attributes=message.attributes,
         delivery_attempt=received.delivery_attempt,
         publish_time=stamp.seconds + stamp.nanos / 1e9,
     )

@@ -142,16 +142,19 @@ class Catalog:
     templates: Sequence[KeyTemplate]
     _by_table: dict[str, list[tuple[KeyTemplate, Trigger]]] = field(init=False, repr=False)
     _by_name: dict[str, KeyTemplate] = field(init=False, repr=False)
+    _shapes: dict[str, _Shape] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not _NAMESPACE.fullmatch(self.namespace):
             raise ValueError(f"namespace {self.namespace!r} must match {_NAMESPACE.pattern}")
         self._by_table = {}
         self._by_name = {}
+        self._shapes = {}
         for template in self.templates:
             if template.name in self._by_name:
                 raise ValueError(f"template {template.name!r} declared twice")
             self._by_name[template.name] = template
+            self._shapes[template.name] = _shape(self.namespace, template)
             for trigger in template.triggers:
                 self._by_table.setdefault(trigger.table, []).append((template, trigger))
 
@@ -170,17 +173,19 @@ class Catalog:
 
     def key(self, template: KeyTemplate, parts: Iterable[object]) -> CacheKey:
         checked = tuple(map(validate_part, parts))
-        if len(checked) != len(template.key_columns):
-            raise KeyRefused(
-                f"template {template.name!r} takes {len(template.key_columns)} key part(s), "
-                f"got {len(checked)}"
-            )
-        for part, kind, column in zip(checked, template.key_types, template.key_columns,
-                                      strict=True):
-            if (kind == "INT64") != (type(part) is int):
-                raise KeyRefused(f"key part for {column} must be {kind}")
-        tag = ":".join([template.entity, *map(str, checked)])
-        return CacheKey(template, checked, f"{self.namespace}:{template.name}:{{{tag}}}")
+        shape = self._shapes.get(template.name)
+        if shape is None or shape[0] is not template:
+            shape = _shape(self.namespace, template)
+        _, prefix, ints = shape
+        if tuple([type(part) is int for part in checked]) != ints:
+            if len(checked) != len(ints):
+                raise KeyRefused(f"template {template.name!r} takes {len(ints)} key part(s), "
+                                 f"got {len(checked)}")
+            for part, kind, column in zip(checked, template.key_types, template.key_columns,
+                                          strict=True):
+                if (kind == "INT64") != (type(part) is int):
+                    raise KeyRefused(f"key part for {column} must be {kind}")
+        return CacheKey(template, checked, f"{prefix}{':'.join(map(str, checked))}}}")
 
     def parse(self, key: str) -> CacheKey:
         """The inverse of ``key``, for tools that walk Redis (verify)."""
@@ -240,6 +245,16 @@ class Catalog:
         """A SCAN pattern over this namespace (or one template)."""
         name = template.name if template else "*"
         return f"{self.namespace}:{name}:{{*}}"
+
+
+_Shape = tuple[KeyTemplate, str, tuple[bool, ...]]
+
+
+def _shape(namespace: str, template: KeyTemplate) -> _Shape:
+    """What every key of ``template`` shares: its text up to the first part, and which of its
+    parts are integers."""
+    return (template, f"{namespace}:{template.name}:{{{template.entity}:",
+            tuple(kind == "INT64" for kind in template.key_types))
 
 
 def internal_key(namespace: str, name: str, tag: str | None = None) -> str:

@@ -17,9 +17,10 @@ DEFAULT_MAX_SKEW_SECONDS = 3600.0
 """How far ahead of this machine's clock a version may be: Spanner's commit timestamps trail
 real time, so a version further ahead was forged or written by a clock gone wrong."""
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$"
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$", re.ASCII
 )
 RFC3339_PATTERN = _RFC3339.pattern
+_WHOLE_SECONDS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", re.ASCII)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -49,6 +50,10 @@ def _stamp(seconds: int) -> str:
 
 
 def parse_rfc3339(text: str) -> int:
+    if (len(text) == 30 and text[19] == "." and text[29] == "Z" and text.isascii()
+            and text[20:29].isdigit()):
+        # The form Spanner and this project write: nanoseconds, all nine digits.
+        return _whole_seconds(text[:19]) * 1_000_000_000 + int(text[20:29])
     match = _RFC3339.fullmatch(text)
     if match is None:
         raise ValueError(f"not an RFC 3339 UTC timestamp: {text[:40]!r}")
@@ -58,9 +63,11 @@ def parse_rfc3339(text: str) -> int:
 
 @functools.lru_cache(maxsize=1024)
 def _whole_seconds(stamp: str) -> int:
-    """Seconds since the epoch of ``YYYY-MM-DDTHH:MM:SS`` (its shape already matched): the
-    events of one batch mostly share their second, so this is computed once for them. A date
-    that does not exist raises ``ValueError``."""
+    """Seconds since the epoch of ``YYYY-MM-DDTHH:MM:SS``: the events of one batch mostly
+    share their second, so this is computed once for them. Anything else, or a date that does
+    not exist, raises ``ValueError``."""
+    if _WHOLE_SECONDS.fullmatch(stamp) is None:
+        raise ValueError(f"not an RFC 3339 UTC timestamp: {stamp!r}")
     whole = dt.datetime(int(stamp[0:4]), int(stamp[5:7]), int(stamp[8:10]), int(stamp[11:13]),
                         int(stamp[14:16]), int(stamp[17:19]), tzinfo=dt.UTC)
     return int((whole - _EPOCH).total_seconds())
