@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from redis_spanner.consumers import audit_log, metrics
 from redis_spanner.consumers.messages import Disposition, Inbound, Outcome
-from redis_spanner.consumers.plan import KeyPlan, Plan, coalesce
+from redis_spanner.consumers.plan import Plan, coalesce
 from redis_spanner.consumers.telemetry import about, batch_span, log_batch
 from redis_spanner.schemas.cache import Applied, CacheOp
 from redis_spanner.schemas.envelope import Event, decode
@@ -167,7 +167,7 @@ class Processor:
         return results, uncacheable
 
     def _rewarm_ops(
-        self, rewarm: list[KeyPlan], uncacheable: dict[str, UncacheableValue]
+        self, rewarm: list[KeyTarget], uncacheable: dict[str, UncacheableValue]
     ) -> list[CacheOp]:
         """Fresh values at the snapshot's version. If Spanner can't be read, or the snapshot is
         older than an event, those keys are invalidated instead: the invalidations of the

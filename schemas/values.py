@@ -33,13 +33,22 @@ from typing import Any
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.errors import UncacheableValue
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False)
+_AS_IS = frozenset({str, int, bool, type(None)})
+"""Types whose value is its own JSON form (checked by exact type: a subclass of one, like an
+enum, goes through ``_plain``)."""
+
 
 def encode(value: Any) -> str:
     """The cached JSON text of a value read from Spanner. Raises ``UncacheableValue``."""
-    return json.dumps(_plain(value), separators=(",", ":"), sort_keys=True, allow_nan=False)
+    return _ENCODER.encode(_plain(value))
 
 
 def _plain(value: Any) -> Any:
+    if type(value) in _AS_IS:
+        return value
+    if type(value) is dict and all(type(k) is str for k in value):  # a row: mostly scalars
+        return {k: v if type(v) in _AS_IS else _plain(v) for k, v in value.items()}
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):

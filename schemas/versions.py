@@ -28,8 +28,8 @@ def from_datetime(value: dt.datetime) -> int:
     """Nanoseconds since the epoch; keeps the nanoseconds of DatetimeWithNanoseconds."""
     if value.tzinfo is None:
         raise ValueError("timestamp must be timezone-aware")
-    whole = value.replace(microsecond=0)
-    seconds = int((whole - _EPOCH).total_seconds())
+    since = value - _EPOCH
+    seconds = since.days * 86_400 + since.seconds
     nanos = getattr(value, "nanosecond", None)
     if not nanos:
         nanos = value.microsecond * 1000

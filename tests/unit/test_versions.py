@@ -34,9 +34,15 @@ def test_a_spanner_timestamp_keeps_its_nanoseconds(version: int) -> None:
     assert versions.from_datetime(spanner_timestamp(version)) == version
 
 
-@given(st.datetimes(min_value=dt.datetime(1970, 1, 1), timezones=st.just(dt.UTC)))
+OFFSETS = st.builds(lambda minutes: dt.timezone(dt.timedelta(minutes=minutes)),
+                    st.integers(-1439, 1439))
+
+
+@given(st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30),
+                    timezones=st.one_of(st.just(dt.UTC), OFFSETS)))
 def test_a_plain_datetime_counts_its_microseconds(value: dt.datetime) -> None:
-    """A datetime without nanoseconds converts through its microseconds."""
+    """A datetime without nanoseconds converts through its microseconds, in any time zone and
+    before the epoch too."""
     expected = (value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
     assert versions.from_datetime(value) == expected * 1000
 
