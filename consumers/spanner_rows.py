@@ -19,33 +19,14 @@ from typing import Any
 
 from google.cloud import spanner
 from google.cloud.spanner_v1 import JsonObject, TypeCode, param_types
-from google.cloud.spanner_v1.types import KeySet as KeySetProto
 from redis_spanner.schemas import versions
 from redis_spanner.schemas.errors import PermanentError, TransientError
 from redis_spanner.schemas.keys import CacheKey, KeyTemplate
 from redis_spanner.schemas.settings import Settings
 from redis_spanner.schemas.spanner_errors import translate
+from redis_spanner.schemas.spanner_keys import PrimaryKeys
 
 _PARAM_TYPES = {"STRING": param_types.STRING, "INT64": param_types.INT64}
-_KEY_SET_PB = KeySetProto.pb()
-
-
-class PrimaryKeys(spanner.KeySet):
-    """A key set of cache-key parts (STRING and INT64), built straight into its protobuf.
-
-    The client's own ``KeySet`` converts every part through proto-plus, about nine times the
-    cost of this for a batch of keys (the largest part of a rewarm's CPU); the message is the
-    same. Should the client stop calling ``_to_pb``, its own conversion runs instead."""
-
-    def _to_pb(self) -> KeySetProto:
-        raw = _KEY_SET_PB()
-        add = raw.keys.add
-        for key in self.keys:
-            values = add().values
-            for part in key:
-                values.add(string_value=str(part))  # INT64 travels as its decimal text
-        wrapped: KeySetProto = KeySetProto.wrap(raw)
-        return wrapped
 
 
 def open_database(settings: Settings) -> Any:

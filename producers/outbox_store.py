@@ -27,6 +27,7 @@ from redis_spanner.producers.outbox_rows import (
 )
 from redis_spanner.producers.spanner import run_transaction
 from redis_spanner.schemas.spanner_errors import translate
+from redis_spanner.schemas.spanner_keys import PrimaryKeys
 
 __all__ = ["Claim", "OutboxRow", "Pending", "PoisonRow", "SpannerOutbox"]
 READ_TIMEOUT = 10.0
@@ -175,7 +176,7 @@ class SpannerOutbox:
 
     def delete(self, rows: list[OutboxRow]) -> None:
         """Delete published rows; a short retry budget, since the caller tries again later."""
-        keys = spanner.KeySet(keys=[[r.shard, r.event_id] for r in rows])
+        keys = PrimaryKeys(keys=[[r.shard, r.event_id] for r in rows])
         run_transaction(self._db, lambda tx: tx.delete(OUTBOX_TABLE, keys), attempts=3,
                         seconds=1.0)
 
