@@ -9,13 +9,18 @@ poison, with the reason why, and the relay moves it aside instead of publishing 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis_spanner.schemas import tracing, versions
-from redis_spanner.schemas.envelope import Event, type_named
+from redis_spanner.schemas.envelope import (
+    Event,
+    attributes_of,
+    encode_fields,
+    parse_json,
+    type_named,
+)
 from redis_spanner.schemas.errors import (
     DecodeError,
     EventTooLarge,
@@ -152,8 +157,11 @@ def to_message(values: Sequence[Any]) -> OutboxRow:
         payload=payload,
         schema_version=row["SchemaVersion"],
     )
-    data = event.encode()
-    attributes = event.attributes()
+    commit_ts = versions.to_rfc3339(event.version)
+    data = encode_fields(event.event_id, kind.value, event.table, key, commit_ts, payload,
+                         event.schema_version)
+    attributes = attributes_of(event.event_id, kind.value, event.table, commit_ts,
+                               event.schema_version)
     if tracing.parse(row["TraceParent"]) is not None:  # a malformed one is dropped, not fatal
         attributes[tracing.ATTRIBUTE] = row["TraceParent"]
     size = len(data) + sum(len(k) + len(v.encode()) for k, v in attributes.items())
@@ -165,7 +173,7 @@ def to_message(values: Sequence[Any]) -> OutboxRow:
 
 def _json(column: str, text: str) -> Any:
     try:
-        return json.loads(text)
+        return parse_json(text)
     except RecursionError:
         raise DecodeError(f"{column} is nested too deeply") from None
     except ValueError as e:

@@ -40,9 +40,8 @@ _REQUIRED = ("event_id", "type", "table", "key", "commit_ts")
 _REQUIRED_SET = frozenset(_REQUIRED)
 _FIELDS = frozenset({"schema_version", *_REQUIRED, "payload"})
 _EVENT_TYPES = {str(t): t for t in EventType}
-_json_decode = msgspec.json.Decoder().decode
-"""Strict JSON from UTF-8 bytes: refuses what ``json`` would let through (NaN, lone surrogates)
-and keeps integers of any size exact; several times faster than ``json.loads``."""
+_STRICT = msgspec.json.Decoder().decode
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +94,7 @@ def encode_fields(
     }
     if payload is not None:
         body["payload"] = payload
-    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+    return _ENCODER.encode(body).encode()
 
 
 def attributes_of(
@@ -109,6 +108,18 @@ def attributes_of(
         "schema_version": str(schema_version),
         "commit_ts": commit_ts,
     }
+
+
+def parse_json(text: bytes | str) -> Any:
+    """The JSON value of ``text`` exactly as ``json.loads`` reads it, in a fraction of its time:
+    msgspec reads standard JSON, and what only ``json`` takes (``NaN``, ``Infinity``, a lone
+    surrogate escape, which Python writers can produce) is read by ``json``. Raises
+    ``ValueError`` (``UnicodeDecodeError`` and ``json.JSONDecodeError`` among them) or
+    ``RecursionError``."""
+    try:
+        return _STRICT(text)
+    except msgspec.MsgspecError:
+        return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
 
 
 def type_named(name: object) -> EventType | None:
@@ -125,8 +136,8 @@ def decode(
     """Parse and validate a wire message. Every failure is a ``PermanentError``; a commit
     timestamp more than ``max_skew_seconds`` ahead of this clock is ``VersionAhead``."""
     try:
-        body = _json_decode(raw)
-    except (msgspec.MsgspecError, RecursionError) as e:
+        body = parse_json(raw)
+    except (ValueError, RecursionError) as e:
         raise DecodeError(f"not a JSON envelope: {e}", raw) from e
     if type(body) is not dict:
         raise DecodeError("envelope must be a JSON object", raw)
