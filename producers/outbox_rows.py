@@ -9,6 +9,7 @@ poison, with the reason why, and the relay moves it aside instead of publishing 
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,8 @@ from redis_spanner.schemas.events import MAX_MESSAGE_BYTES, SUPPORTED_SCHEMA_VER
 COLUMNS = ("Shard", "EventId", "EventType", "TableName", "KeyJson", "Payload", "SchemaVersion",
            "CommitTs", "TraceParent")
 _REQUIRED = frozenset(COLUMNS) - {"Payload", "TraceParent"}
+_required = operator.itemgetter(*(i for i, name in enumerate(COLUMNS) if name in _REQUIRED))
+"""The values of the columns a row must fill."""
 REASON_CHARS = 1000
 """Reasons are cut to this length (the quarantine column holds 1024)."""
 
@@ -132,43 +135,39 @@ def classify(values: Sequence[Any]) -> OutboxRow | PoisonRow:
 
 def to_message(values: Sequence[Any]) -> OutboxRow:
     """Build and validate the message of one row; raises a ``PermanentError`` if it is not one."""
-    row = dict(zip(COLUMNS, values, strict=True))
-    if None in values:
-        missing = sorted(name for name in _REQUIRED if row[name] is None)
-        if missing:
-            raise ValidationError(f"NULL in required column(s) {', '.join(missing)}")
-    if row["SchemaVersion"] not in SUPPORTED_SCHEMA_VERSIONS:
-        raise UnsupportedSchemaVersion(f"SchemaVersion {row['SchemaVersion']} is not supported")
-    kind = type_named(row["EventType"])
+    if len(values) != len(COLUMNS):
+        raise ValueError(f"a row of {len(COLUMNS)} columns expected, got {len(values)}")
+    (shard, event_id, event_type, table, key_json, payload_json, schema_version, commit_time,
+     traceparent) = values
+    if None in _required(values):
+        missing = sorted(name for name, value in zip(COLUMNS, values, strict=True)
+                         if value is None and name in _REQUIRED)
+        raise ValidationError(f"NULL in required column(s) {', '.join(missing)}")
+    if schema_version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise UnsupportedSchemaVersion(f"SchemaVersion {schema_version} is not supported")
+    kind = type_named(event_type)
     if kind is None:
-        raise UnknownEventType(f"unknown event type {str(row['EventType'])[:64]!r}")
-    key = _json("KeyJson", row["KeyJson"])
+        raise UnknownEventType(f"unknown event type {str(event_type)[:64]!r}")
+    key = _json("KeyJson", key_json)
     if not isinstance(key, list):
         raise ValidationError("KeyJson must be a JSON array of primary key parts")
-    payload = None if row["Payload"] is None else _json("Payload", row["Payload"])
+    payload = None if payload_json is None else _json("Payload", payload_json)
     if payload is not None and not isinstance(payload, dict):
         raise ValidationError("Payload must be a JSON object or NULL")
-    event = Event(
-        event_id=row["EventId"],
-        type=kind,
-        table=row["TableName"],
-        key=tuple(key),
-        version=versions.from_datetime(row["CommitTs"]),
-        payload=payload,
-        schema_version=row["SchemaVersion"],
-    )
+    event = Event(event_id, kind, table, tuple(key), versions.from_datetime(commit_time),
+                  payload, schema_version)
     commit_ts = versions.to_rfc3339(event.version)
-    data = encode_fields(event.event_id, kind.value, event.table, key, commit_ts, payload,
-                         event.schema_version)
-    attributes = attributes_of(event.event_id, kind.value, event.table, commit_ts,
-                               event.schema_version)
-    if tracing.parse(row["TraceParent"]) is not None:  # a malformed one is dropped, not fatal
-        attributes[tracing.ATTRIBUTE] = row["TraceParent"]
-    size = len(data) + sum(len(k) + len(v.encode()) for k, v in attributes.items())
+    # Validated: the type is one of EventType's values, as the row spelled it.
+    data = encode_fields(event_id, event_type, table, key, commit_ts, payload, schema_version)
+    attributes = attributes_of(event_id, event_type, table, commit_ts, schema_version)
+    if tracing.parse(traceparent) is not None:  # a malformed one is dropped, not fatal
+        attributes[tracing.ATTRIBUTE] = traceparent
+    size = (len(data) + len("".join(attributes).encode())
+            + len("".join(attributes.values()).encode()))
     if size > MAX_MESSAGE_BYTES:
         raise EventTooLarge(f"wire form is {size} bytes; Pub/Sub takes at most "
                             f"{MAX_MESSAGE_BYTES}")
-    return OutboxRow(row["Shard"], event.event_id, data, attributes, row["CommitTs"])
+    return OutboxRow(shard, event_id, data, attributes, commit_time)
 
 
 def _json(column: str, text: str) -> Any:
