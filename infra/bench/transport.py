@@ -36,7 +36,9 @@ def raw_pull_ack(settings: Settings, events: int, loops: int, size: int = 1000) 
                                        max_messages=size, timeout=1.0)
             except Exception:  # an empty pull ends in DeadlineExceeded on the emulator
                 continue
-            ids = [r.ack_id for r in response.received_messages]
+            # The ids straight from the protobuf, as the worker reads its messages: the
+            # proto-plus wrappers would cost this loop more than a third of its rate.
+            ids = [r.ack_id for r in type(response).pb(response).received_messages]
             if ids:
                 client.acknowledge(subscription=settings.subscription_path, ack_ids=ids)
                 acked.add(len(ids))
