@@ -21,10 +21,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis_spanner.consumers import field_crypto, metrics
+from redis_spanner.consumers.acks import ACK_DELAY, AckSender
 from redis_spanner.consumers.core import Processor
 from redis_spanner.consumers.heal import Healer, probe_writes
 from redis_spanner.consumers.messages import BatchProcessor, Disposition, Inbound, Outcome
-from redis_spanner.consumers.pubsub import DeadLetterPublisher, EventsTopic, PullSubscription
+from redis_spanner.consumers.pubsub import (
+    WORKER_CALL_SECONDS,
+    DeadLetterPublisher,
+    EventsTopic,
+    PullSubscription,
+)
 from redis_spanner.consumers.redis_cache import RedisCache
 from redis_spanner.consumers.spanner_rows import SpannerRows, open_database
 from redis_spanner.schemas.catalog import load_catalog
@@ -120,16 +126,21 @@ def healer(settings: Settings, consumer: Consumer,
 class PullWorker:
     """``streams`` pull loops on one subscription. With ``nack_pause``, a loop whose batch did
     not all apply (some nacked, or requeued by the heal loop) waits before its next pull: 1 s,
-    doubling up to ``nack_pause`` seconds."""
+    doubling up to ``nack_pause`` seconds. While ``run`` runs, the loops' acks go out together
+    (``redis_spanner.consumers.acks``), at most ``ack_delay`` seconds after their batch was
+    decided, and all of them before ``run`` returns; with ``ack_delay`` 0 each loop acks its
+    own batch before pulling again."""
 
     def __init__(
         self, subscription: PullSubscription, processor: BatchProcessor, *, streams: int = 2,
-        nack_pause: float = 0.0,
+        nack_pause: float = 0.0, ack_delay: float = ACK_DELAY,
     ) -> None:
         self._subscription = subscription
         self._processor = processor
         self._streams = streams
         self._nack_pause = nack_pause
+        self._ack_delay = ack_delay
+        self._acks: AckSender | None = None
         self._threads: list[threading.Thread] = []
         self._stop: threading.Event | None = None
 
@@ -152,10 +163,17 @@ class PullWorker:
             for n in range(self._streams)
         ]
         self._threads, self._stop = threads, stop
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        if self._ack_delay > 0:
+            self._acks = AckSender(self._subscription.ack, delay=self._ack_delay).start()
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            acks, self._acks = self._acks, None
+            if acks is not None:
+                acks.close(WORKER_CALL_SECONDS)
 
     def _loop(self, stop: threading.Event, pull_timeout: float) -> None:
         failures = 0
@@ -181,14 +199,21 @@ class PullWorker:
                 pause = 0.0
 
     def handle(self, received: list[tuple[str, Inbound]]) -> list[Outcome]:
-        """Process one pulled batch and settle it: outcomes come back in the batch's order."""
+        """Process one pulled batch and settle it (while ``run`` runs, its acks go to the ack
+        sender): outcomes come back in the batch's order."""
         outcomes = self._processor.process([message for _, message in received])
         acks: list[str] = []
         nacks: list[str] = []
         for (ack_id, _), outcome in zip(received, outcomes, strict=True):
             (acks if outcome.disposition is Disposition.ACK else nacks).append(ack_id)
+        sender = self._acks
+        if sender is not None:
+            sender.add(acks)
+            acks = []
         for send, ids, name in ((self._subscription.ack, acks, "ack"),
                                 (self._subscription.nack, nacks, "nack")):
+            if not ids:
+                continue
             try:
                 with metrics.timed("pubsub", name):
                     send(ids)
