@@ -135,8 +135,11 @@ def summarize(options: BenchOptions, runs: dict[str, list[float]],
             "consumer_vs_naive": _ratio(rate["consumer"], rate["naive"]),
             "consumer_hot_vs_raw": _ratio(rate["consumer_hot"], rate["raw_pull_ack"]),
             "raw_cpu_vs_consumer_cpu": _ratio(cpu_us["raw_pull_ack"], cpu_us["consumer"]),
-            "consumer_vs_raw_bound": _ratio(cpu_us["raw_pull_ack"],
-                                            cpu_us["raw_pull_ack"] + cpu_us["core"]),
+            # One interpreter runs Python on one core at a time: at its CPU per event the
+            # worker goes at most 1e6 / cpu events a second, whatever the transport allows.
+            "consumer_cores_busy": round(rate["consumer"] * cpu_us["consumer"] / 1e6, 3),
+            "consumer_one_core_vs_raw": _ratio(1e6 / cpu_us["consumer"], rate["raw_pull_ack"]),
+            "cpu_us_per_event_for_half_raw": round(1e6 / (0.5 * rate["raw_pull_ack"]), 1),
             "rewarm_read_vs_raw": _ratio(rate["rewarm_read"], rate["raw_pull_ack"]),
             "rewarm_vs_raw": _ratio(rate["consumer_rewarm"], rate["raw_pull_ack"]),
             "relay_vs_raw_publish": _ratio(rate["relay"], rate["raw_publish"]),
