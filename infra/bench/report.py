@@ -60,7 +60,7 @@ def table(result: dict[str, Any]) -> str:
     lines.append(f"| client CPU per event: raw pull+ack / worker, distinct keys | "
                  f"{_fmt(cpu.get('raw_pull_ack'), ' µs')} / {_fmt(cpu.get('consumer'), ' µs')} | "
                  f"{ratios['raw_cpu_vs_consumer_cpu']} |  |")
-    lines.append(f"| worker process, distinct keys: cores busy (rate × CPU per event) | "
+    lines.append(f"| worker process, distinct keys: cores busy (rate x CPU per event) | "
                  f"{_fmt(ratios['consumer_cores_busy'])} | one core's worth at most "
                  f"{ratios['consumer_one_core_vs_raw']} x raw |  |")
     lines.append(f"| client CPU per event: the core alone / what 0.5 x raw allows in all | "
