@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis_spanner.infra.bench import consumer, memory, pipeline, transport
+from redis_spanner.infra.bench import consumer, memory, pipeline, processes, transport
 from redis_spanner.infra.bench.stack import REWARM_CATALOG, Rate, fresh
 from redis_spanner.infra.local.stack import started
 from redis_spanner.schemas.settings import load_settings
@@ -52,6 +52,7 @@ def run_bench(options: BenchOptions, progress: Progress) -> dict[str, Any]:
             ("naive", lambda s: consumer.naive(s, options.naive_seconds), None),
             ("consumer", lambda s: consumer.drain(s, n), None),
             ("consumer_hot", lambda s: consumer.drain(s, n, hot_keys=max(1, n // 50)), None),
+            ("consumer_two", lambda s: processes.drain(s, 2 * n, 2), None),
             ("consumer_rewarm", lambda s: consumer.drain(s, n, rewarm=True), REWARM_CATALOG),
             ("core", lambda s: consumer.core(s, n), None),
             ("rewarm_read", lambda s: consumer.rewarm_read(s, n), REWARM_CATALOG),
@@ -134,6 +135,8 @@ def summarize(options: BenchOptions, runs: dict[str, list[float]],
             "consumer_vs_raw": _ratio(rate["consumer"], rate["raw_pull_ack"]),
             "consumer_vs_naive": _ratio(rate["consumer"], rate["naive"]),
             "consumer_hot_vs_raw": _ratio(rate["consumer_hot"], rate["raw_pull_ack"]),
+            "consumer_two_vs_raw": _ratio(rate["consumer_two"], rate["raw_pull_ack"]),
+            "consumer_two_vs_one": _ratio(rate["consumer_two"], rate["consumer"]),
             "raw_cpu_vs_consumer_cpu": _ratio(cpu_us["raw_pull_ack"], cpu_us["consumer"]),
             # One interpreter runs Python on one core at a time: at its CPU per event the
             # worker goes at most 1e6 / cpu events a second, whatever the transport allows.

@@ -18,6 +18,7 @@ _RATES = (
     ("naive", "naive consumer: pull 1, decode, one Redis call, ack", None),
     ("consumer", "worker, distinct keys", "consumer_vs_raw"),
     ("consumer_hot", "worker, hot keys (50 events per key)", "consumer_hot_vs_raw"),
+    ("consumer_two", "two worker processes side by side, distinct keys", "consumer_two_vs_raw"),
     ("consumer_rewarm", "worker, rewarm (batched Spanner reads)", "rewarm_vs_raw"),
     ("rewarm_read", "rewarm's batched Spanner reads alone, 100 keys a read",
      "rewarm_read_vs_raw"),
@@ -51,6 +52,9 @@ def table(result: dict[str, Any]) -> str:
             target = "≥ 0.5 x publish"
             shown = (f"{ratios[ratio]} x publish, {ratios['relay_vs_outbox_read']} x read, "
                      f"{ratios['relay_vs_batched_publish']} x batched")
+        elif ratio == "consumer_two_vs_raw":
+            target = ""
+            shown = f"{ratios[ratio]} x raw, {ratios['consumer_two_vs_one']} x one worker"
         elif ratio == "outbox_read_vs_raw_publish":
             target, shown = "", f"{ratios[ratio]} x publish"
         else:

@@ -32,7 +32,7 @@ def test_quick_bench_completes_with_every_figure_positive_and_every_ratio_finite
     assert lines[0].startswith("| measure |")
     result = json.loads(lines[-1])
     assert set(result["rates_per_s"]) == {"raw_pull_ack", "naive", "consumer", "consumer_hot",
-                                          "consumer_rewarm", "core", "rewarm_read",
+                                          "consumer_two", "consumer_rewarm", "core", "rewarm_read",
                                           "raw_publish",
                                           "raw_publish_batched", "outbox_read", "relay"}
     assert all(rate > 0 for rate in result["rates_per_s"].values())
