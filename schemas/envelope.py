@@ -118,7 +118,7 @@ def parse_json(text: bytes | str) -> Any:
     ``RecursionError``."""
     try:
         return _STRICT(text)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, UnicodeEncodeError):  # the latter: a str holding a surrogate
         return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
 
 

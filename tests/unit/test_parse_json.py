@@ -35,6 +35,15 @@ def test_what_python_writes_reads_back_as_json_loads_reads_it(value: object) -> 
     assert repr(parse_json(text.encode())) == repr(json.loads(text))
 
 
+@given(st.lists(st.one_of(st.text(max_size=5),
+                          st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010)),
+                max_size=4))
+def test_text_holding_lone_surrogates_reads_as_json_loads_reads_it(parts: list[str]) -> None:
+    """A str (as Spanner's client hands over a STRING column) may hold what UTF-8 can't."""
+    text = json.dumps(parts, ensure_ascii=False)
+    assert repr(parse_json(text)) == repr(json.loads(text))
+
+
 @given(st.one_of(st.binary(max_size=40), st.text(max_size=40).map(str.encode),
                  values.map(lambda v: json.dumps(v)[:-1].encode())))
 def test_any_bytes_are_taken_or_refused_as_json_loads_does(raw: bytes) -> None:
