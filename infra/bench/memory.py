@@ -9,7 +9,6 @@ with the run's settings in the environment. That child builds the worker exactly
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -17,9 +16,9 @@ import time
 from typing import Any
 
 import psutil
-from redis_spanner.infra.bench.stack import Counter, publish_events
+from redis_spanner.infra.bench.stack import Counter, child_env, publish_events
 from redis_spanner.infra.cli.runtime import settle_heap
-from redis_spanner.schemas.settings import ENV_PREFIX, Settings
+from redis_spanner.schemas.settings import Settings
 
 SAMPLE_SECONDS = 0.05
 WARM_UP = 0.25
@@ -31,9 +30,7 @@ def worker_rss(settings: Settings, events: int, limit: float = 600.0) -> dict[st
     largest RSS in the last quarter of the drain less the largest in the quarter after
     warm-up."""
     publish_events(settings, events)
-    names = ("database", "topic", "subscription", "dead_letter_topic",
-             "dead_letter_subscription", "namespace", "catalog")
-    env = {**os.environ, **{ENV_PREFIX + n.upper(): str(getattr(settings, n)) for n in names}}
+    env = child_env(settings)
     child = subprocess.run(
         [sys.executable, "-m", "redis_spanner.infra.bench.memory", str(events)],
         env=env, capture_output=True, text=True, timeout=limit, check=False)

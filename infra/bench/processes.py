@@ -13,16 +13,15 @@ batch any child decided to the last.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
 import time
 from typing import Any
 
-from redis_spanner.infra.bench.stack import publish_events
+from redis_spanner.infra.bench.stack import child_env, publish_events
 from redis_spanner.infra.cli.runtime import settle_heap
-from redis_spanner.schemas.settings import ENV_PREFIX, Settings
+from redis_spanner.schemas.settings import Settings
 
 QUIET_SECONDS = 2.0
 LIMIT_SECONDS = 300.0
@@ -31,9 +30,7 @@ LIMIT_SECONDS = 300.0
 def drain(settings: Settings, events: int, processes: int) -> float:
     """Events per second ``processes`` workers decide together, draining ``events``."""
     publish_events(settings, events)
-    names = ("database", "topic", "subscription", "dead_letter_topic",
-             "dead_letter_subscription", "namespace", "catalog")
-    env = {**os.environ, **{ENV_PREFIX + n.upper(): str(getattr(settings, n)) for n in names}}
+    env = child_env(settings)
     children = [subprocess.Popen([sys.executable, "-m", "redis_spanner.infra.bench.processes"],
                                  env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)

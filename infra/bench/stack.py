@@ -3,6 +3,7 @@ events published up front, accounts seeded in Spanner, and a loop timed until it
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -17,7 +18,7 @@ from redis_spanner.infra.spanner.ddl import DEMO_SCHEMA_PATH
 from redis_spanner.producers.spanner import open_database, run_transaction
 from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.events import EventType
-from redis_spanner.schemas.settings import Settings
+from redis_spanner.schemas.settings import ENV_PREFIX, Settings
 
 REWARM_CATALOG = "redis_spanner.schemas.catalog:DEMO_REWARM"
 CHUNK = 500
@@ -41,6 +42,14 @@ def fresh(base: Settings, tag: str, *, catalog: str | None = None) -> Iterator[S
         yield settings
     finally:
         teardown(settings)
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """This process's environment with the run's resources set, for a worker in a child
+    process (which loads its settings from the environment)."""
+    names = ("database", "topic", "subscription", "dead_letter_topic",
+             "dead_letter_subscription", "namespace", "catalog")
+    return {**os.environ, **{ENV_PREFIX + n.upper(): str(getattr(settings, n)) for n in names}}
 
 
 def account_id(i: int) -> str:

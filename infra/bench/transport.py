@@ -6,14 +6,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-from google.pubsub_v1.types import AcknowledgeRequest, PubsubMessage
+from google.pubsub_v1.types import PubsubMessage
 from redis_spanner.consumers.acks import AckSender
-from redis_spanner.consumers.pubsub import ACK_CHUNK
+from redis_spanner.consumers.pubsub import PullSubscription
 from redis_spanner.infra.bench.stack import Counter, Rate, account_id, publish_events, timed
 from redis_spanner.schemas.envelope import Event
 from redis_spanner.schemas.events import EventType
@@ -28,20 +27,15 @@ _ATTRIBUTES = _EVENT.attributes()
 
 def raw_pull_ack(settings: Settings, events: int, loops: int, size: int = 1000) -> Rate:
     """Messages per second that ``loops`` loops of pull(``size``) + acknowledge drain, acking
-    as the worker does: the ids read straight from the protobuf, the acknowledge requests
-    built as protobufs (proto-plus would cost this more than a third of its rate), and the
-    loops' acks sent together by one ``AckSender``."""
+    as the worker does: the ids read straight from the protobuf, and the loops' acks sent
+    together by one ``AckSender`` through ``PullSubscription.ack`` (requests built as
+    protobufs: proto-plus would cost this more than a third of its rate)."""
     publish_events(settings, events)
     client = pubsub_v1.SubscriberClient()
     acked = Counter(events)
     path = settings.subscription_path
-
-    def acknowledge(ids: Sequence[str]) -> None:
-        for start in range(0, len(ids), ACK_CHUNK):
-            client.acknowledge(request=AcknowledgeRequest.wrap(AcknowledgeRequest.pb()(
-                subscription=path, ack_ids=ids[start:start + ACK_CHUNK])))
-
-    sender = AckSender(acknowledge).start()
+    acks = PullSubscription(path)
+    sender = AckSender(acks.ack).start()
 
     def loop(stop: threading.Event) -> None:
         while not stop.is_set():
@@ -64,6 +58,7 @@ def raw_pull_ack(settings: Settings, events: int, loops: int, size: int = 1000) 
 
     rate = timed(loops_of, acked)
     sender.close(10.0)
+    acks.close()
     client.close()
     return rate
 
